@@ -1,0 +1,112 @@
+package main
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// cacheKey identifies a credential: an HMAC over user, password and stored hash.
+type cacheKey [32]byte
+
+// verifyCache remembers verdicts of password checks for ttl, at most size of them, and runs
+// at most one check per key at a time: concurrent requests with the same credential wait for
+// the first one's bcrypt instead of starting their own. A nil *verifyCache remembers nothing.
+// It is safe for concurrent use and takes no lock on a hit.
+type verifyCache struct {
+	ttl     time.Duration
+	size    int64
+	now     func() time.Time
+	entries sync.Map // cacheKey -> *cacheEntry
+	count   atomic.Int64
+}
+
+// cacheEntry is one verdict, or one being computed until ready is closed.
+type cacheEntry struct {
+	ready   chan struct{}
+	ok      bool
+	err     error // a broken hash: not remembered
+	expires time.Time
+}
+
+// newVerifyCache returns a cache, or nil (no caching) when ttl is 0.
+func newVerifyCache(ttl time.Duration, size int) *verifyCache {
+	if ttl <= 0 {
+		return nil
+	}
+	return &verifyCache{ttl: ttl, size: int64(size), now: time.Now}
+}
+
+// get returns the verdict for key, calling compute when there is none that is fresh. hit
+// reports whether the verdict came from the cache (or from a computation already running).
+func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit bool, err error) {
+	if c == nil {
+		ok, err = compute()
+		return ok, false, err
+	}
+	for {
+		fresh := &cacheEntry{ready: make(chan struct{})}
+		v, loaded := c.entries.LoadOrStore(key, fresh)
+		if !loaded {
+			c.count.Add(1)
+			fresh.ok, fresh.err = compute()
+			fresh.expires = c.now().Add(c.ttl)
+			close(fresh.ready)
+			if fresh.err != nil {
+				c.remove(key, fresh)
+			}
+			c.evictIfFull()
+			return fresh.ok, false, fresh.err
+		}
+		e := v.(*cacheEntry)
+		<-e.ready
+		if e.err == nil && c.now().Before(e.expires) {
+			return e.ok, true, nil
+		}
+		if e.err != nil {
+			return false, false, e.err // the computation we waited for failed
+		}
+		c.remove(key, e) // expired: the next round computes afresh
+	}
+}
+
+func (c *verifyCache) remove(key cacheKey, e *cacheEntry) {
+	if c.entries.CompareAndDelete(key, e) {
+		c.count.Add(-1)
+	}
+}
+
+// evictIfFull drops expired entries, then arbitrary ones (sync.Map ranges in no set order),
+// until the cache is back under seven eighths of its size, so eviction runs rarely.
+func (c *verifyCache) evictIfFull() {
+	if c.count.Load() <= c.size {
+		return
+	}
+	target := c.size - c.size/8
+	now := c.now()
+	for _, expiredOnly := range []bool{true, false} {
+		c.entries.Range(func(k, v any) bool {
+			e := v.(*cacheEntry)
+			select {
+			case <-e.ready:
+			default:
+				return true // being computed: someone waits on it
+			}
+			if !expiredOnly || !now.Before(e.expires) {
+				c.remove(k.(cacheKey), e)
+			}
+			return c.count.Load() > target
+		})
+		if c.count.Load() <= target {
+			return
+		}
+	}
+}
+
+// len is the number of entries, for tests and metrics.
+func (c *verifyCache) len() int {
+	if c == nil {
+		return 0
+	}
+	return int(c.count.Load())
+}

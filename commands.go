@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
+)
+
+const hashUsage = `Usage: registry-auth hash [--cost N] USER
+
+Prints "USER:<bcrypt hash>", a line to append to the htpasswd file. The password is read from
+standard input: asked twice without echo on a terminal, otherwise the first line is used.
+Example: registry-auth hash alice >> auth/htpasswd
+`
+
+// hashCommand prints an htpasswd line for a user.
+func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newEnvFlagSet("registry-auth hash", hashUsage, lookupEnv, stderr)
+	cost := fs.Int("cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost, %d to %d; each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("hash takes exactly one USER")
+	}
+	user := fs.Arg(0)
+	switch {
+	case user == "" || strings.ContainsAny(user, ":#") || strings.IndexFunc(user, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return fmt.Errorf("user name %q: it must be non-empty, without colon, #, white space or control characters", user)
+	case *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost:
+		return fmt.Errorf("--cost %d: want %d to %d (10 is a sensible default)", *cost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	password, err := readNewPassword(stdin, stderr)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(password) == 0:
+		return errors.New("empty password refused")
+	case len(password) > 72:
+		return fmt.Errorf("password is %d bytes: bcrypt reads only the first 72, so use at most 72", len(password))
+	case bytes.IndexByte(password, 0) >= 0:
+		return errors.New("password contains a NUL byte, which Basic authentication clients cannot send")
+	}
+	hash, err := bcrypt.GenerateFromPassword(password, *cost)
+	if err != nil {
+		return err
+	}
+	// htpasswd writes $2y$; Go writes $2a$. Both verify the same everywhere; keep Apache's tag
+	// so files look like the ones users know.
+	fmt.Fprintf(stdout, "%s:$2y$%s\n", user, hash[4:])
+	return nil
+}
+
+// readNewPassword asks twice without echo on a terminal, else reads the first line.
+func readNewPassword(stdin io.Reader, prompt io.Writer) ([]byte, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(prompt, "Password: ")
+		first, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprint(prompt, "Again: ")
+		second, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(first, second) {
+			return nil, errors.New("the passwords differ")
+		}
+		return first, nil
+	}
+	line, err := bufio.NewReader(stdin).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the password from standard input: %w", err)
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
+}
+
+const checkUsage = `Usage: registry-auth check [flags]
+
+Validates the htpasswd and groups files as the service would and lists every problem with its
+line number: unusable lines, refused hashes (plain text, DES), weak hashes (MD5, SHA-1),
+duplicate users (the first wins, as in Apache), group members missing from the htpasswd
+file, an empty push group, files other users can read or write.
+Exit status 1 if the service would refuse the files or skip a line, 0 otherwise.
+`
+
+// checkCommand validates the files and reports problems on stdout.
+func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	var htpasswdPath, groupsPath, pushGroup string
+	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stderr)
+	fs.stringVar(&htpasswdPath, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
+	fs.stringVar(&groupsPath, "groups", "/auth/groups", "Apache groups file; empty means none")
+	fs.stringVar(&pushGroup, "push-group", "pusher", "group whose members may push")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: check takes flags only (see --help)", fs.Arg(0))
+	}
+	htpasswdData, err := os.ReadFile(htpasswdPath)
+	if err != nil {
+		return fmt.Errorf("reading the htpasswd file: %w", err)
+	}
+	var groupsData []byte
+	if groupsPath != "" {
+		if groupsData, err = os.ReadFile(groupsPath); err != nil {
+			return fmt.Errorf("reading the groups file: %w", err)
+		}
+	}
+	res, err := buildSnapshot(htpasswdData, groupsData, htpasswdPath, groupsPath, pushGroup)
+	errorsFound := 0
+	for _, p := range res.problems {
+		fmt.Fprintln(stdout, p)
+		if p.severity == severityError {
+			errorsFound++
+		}
+	}
+	for _, w := range filePermissionWarnings(htpasswdPath) {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", htpasswdPath, w)
+	}
+	if err != nil {
+		fmt.Fprintln(stdout, "error:", err)
+		return errReported
+	}
+	groups := 0
+	if res.snap.groups != nil {
+		groups = len(res.snap.groups)
+	}
+	fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
+		len(res.snap.users), groups, len(res.snap.groups[pushGroup]), pushGroup, errorsFound, len(res.problems)-errorsFound)
+	if errorsFound > 0 {
+		return errReported
+	}
+	return nil
+}
+
+// filePermissionWarnings says what is wrong with the htpasswd file's permissions.
+func filePermissionWarnings(path string) []string {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	var warnings []string
+	if info.Mode().Perm()&0o004 != 0 {
+		warnings = append(warnings, fmt.Sprintf("%s is readable by every user (mode %v): its hashes can be guessed offline; chmod o-r it and give the service's user read access through owner or group", path, info.Mode().Perm()))
+	}
+	if info.Mode().Perm()&0o002 != 0 {
+		warnings = append(warnings, fmt.Sprintf("%s is writable by every user (mode %v): anyone on the host can add a user; chmod o-w it", path, info.Mode().Perm()))
+	}
+	return warnings
+}
+
+const healthcheckUsage = `Usage: registry-auth healthcheck [--url URL]
+
+Exits 0 if the service answers its health endpoint with 200, 1 otherwise. Meant for container
+health checks in images without curl.
+`
+
+// healthcheckCommand asks a running service for /healthz.
+func healthcheckCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	defaultURL := "http://127.0.0.1:8080/healthz"
+	if listen, ok := lookupEnv("REGISTRY_AUTH_LISTEN"); ok {
+		if _, port, err := net.SplitHostPort(listen); err == nil {
+			defaultURL = "http://127.0.0.1:" + port + "/healthz"
+		}
+	}
+	var url string
+	var timeout time.Duration
+	fs := newEnvFlagSet("registry-auth healthcheck", healthcheckUsage, lookupEnv, stderr)
+	fs.StringVar(&url, "url", defaultURL, "health endpoint to ask (the default follows the port of REGISTRY_AUTH_LISTEN)")
+	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("--url %q: %w", url, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unhealthy: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("unhealthy: %s answered %s", url, resp.Status)
+	}
+	fmt.Fprintln(stdout, "healthy")
+	return nil
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// config is everything `registry-auth serve` needs, filled by parseServeConfig from flags,
+// then REGISTRY_AUTH_* variables, then defaults.
+type config struct {
+	listen       string
+	htpasswdPath string
+	groupsPath   string // empty: no groups file, so nobody may push
+	pushGroup    string
+	realm        string
+	cacheTTL     time.Duration // 0 turns the verified-credential cache off
+	cacheSize    int
+	pollInterval time.Duration // 0 turns the stat poll off
+	logFormat    string
+	logLevel     slog.Level
+	throttle     throttleConfig
+	trusted      []*net.IPNet // empty: any peer may ask
+}
+
+// envFlagSet is a flag.FlagSet whose flags also read REGISTRY_AUTH_* variables.
+type envFlagSet struct {
+	*flag.FlagSet
+	lookupEnv func(string) (string, bool)
+	errs      []error
+}
+
+func newEnvFlagSet(name, usage string, lookupEnv func(string) (string, bool), output io.Writer) *envFlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprint(output, usage)
+		fmt.Fprintln(output, "\nFlags (each may also be set by the variable in brackets; the flag wins):")
+		fs.PrintDefaults()
+	}
+	return &envFlagSet{FlagSet: fs, lookupEnv: lookupEnv}
+}
+
+// envName is the variable that backs a flag: --push-group is REGISTRY_AUTH_PUSH_GROUP.
+func envName(flagName string) string {
+	return "REGISTRY_AUTH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// stringVar defines a string flag whose default comes from its variable when that is set
+// (even to the empty string, which some flags give a meaning).
+func (fs *envFlagSet) stringVar(p *string, name, def, usage string) {
+	if v, ok := fs.env(name); ok {
+		def = v
+	}
+	fs.StringVar(p, name, def, fmt.Sprintf("%s [%s]", usage, envName(name)))
+}
+
+// durationVar defines a duration flag backed by its variable.
+func (fs *envFlagSet) durationVar(p *time.Duration, name string, def time.Duration, usage string) {
+	if v, ok := fs.env(name); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want a duration such as 5m, 30s or 0: %v", envName(name), v, err))
+		}
+		def = d
+	}
+	fs.DurationVar(p, name, def, fmt.Sprintf("%s [%s]", usage, envName(name)))
+}
+
+// intVar defines an integer flag backed by its variable.
+func (fs *envFlagSet) intVar(p *int, name string, def int, usage string) {
+	if v, ok := fs.env(name); ok {
+		var n int
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want a whole number", envName(name), v))
+		}
+		def = n
+	}
+	fs.IntVar(p, name, def, fmt.Sprintf("%s [%s]", usage, envName(name)))
+}
+
+// env returns the variable backing flag name. Unset and empty differ:
+// REGISTRY_AUTH_GROUPS="" means "no groups file".
+func (fs *envFlagSet) env(name string) (string, bool) {
+	return fs.lookupEnv(envName(name))
+}
+
+// parse parses args and returns the first problem with them or with the variables.
+func (fs *envFlagSet) parse(args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return errors.Join(fs.errs...)
+}
+
+const serveUsage = `Usage: registry-auth [serve] [flags]
+
+Answers Traefik's forwardAuth requests for a container registry: HTTP Basic credentials are
+checked against an Apache htpasswd file, any valid user may pull (GET, HEAD), members of the
+push group may push and delete (POST, PUT, PATCH, DELETE). The files are reloaded within a
+second of any change, on SIGHUP, and by a slow poll for file systems without change events.
+
+Endpoints: /auth (the decision), /healthz, /readyz, /metrics.
+`
+
+// parseServeConfig builds the serve command's config. Every check lives here, and every
+// error says how to fix the problem.
+func parseServeConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (config, error) {
+	var c config
+	var logLevel, trusted string
+	fs := newEnvFlagSet("registry-auth serve", serveUsage, lookupEnv, output)
+	fs.stringVar(&c.listen, "listen", ":8080", "address to listen on, host:port")
+	fs.stringVar(&c.htpasswdPath, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
+	fs.stringVar(&c.groupsPath, "groups", "/auth/groups", "Apache groups file (`group: user ...`); empty means none, and then nobody can push")
+	fs.stringVar(&c.pushGroup, "push-group", "pusher", "group whose members may push and delete")
+	fs.stringVar(&c.realm, "realm", "Registry Authentication", "realm of the Basic challenge sent with a 401")
+	fs.durationVar(&c.cacheTTL, "cache-ttl", 5*time.Minute, "how long a verified password is remembered; 0 turns the cache off (every request runs the hash)")
+	fs.intVar(&c.cacheSize, "cache-size", 10000, "most verified credentials remembered at once")
+	fs.durationVar(&c.pollInterval, "poll-interval", 5*time.Second, "how often the files are also checked by stat, for file systems without change events (NFS, SMB, FUSE); 0 turns the poll off")
+	fs.stringVar(&c.logFormat, "log-format", "json", "log format: json or text")
+	fs.stringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.stringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
+	c.throttle.define(fs)
+	if err := fs.parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: serve takes flags only (see --help)", fs.Arg(0))
+	}
+
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: want host:port such as :8080 or 127.0.0.1:8080", c.listen))
+	}
+	if c.htpasswdPath == "" {
+		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))
+	}
+	if c.pushGroup == "" {
+		errs = append(errs, errors.New("--push-group is empty: give the group whose members may push (default pusher)"))
+	}
+	if strings.ContainsAny(c.realm, "\"\\") || strings.IndexFunc(c.realm, isControl) >= 0 {
+		errs = append(errs, fmt.Errorf("--realm %q: quotes, backslashes and control characters are not allowed in a realm", c.realm))
+	}
+	if c.cacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("--cache-ttl %v: want 0 (off) or a positive duration", c.cacheTTL))
+	}
+	if c.cacheSize < 1 {
+		errs = append(errs, fmt.Errorf("--cache-size %d: want at least 1 (use --cache-ttl 0 to turn the cache off)", c.cacheSize))
+	}
+	if c.pollInterval < 0 {
+		errs = append(errs, fmt.Errorf("--poll-interval %v: want 0 (off) or a positive duration", c.pollInterval))
+	}
+	if c.logFormat != "json" && c.logFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", c.logFormat))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel))
+	}
+	if err := c.throttle.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	nets, err := parseCIDRList(trusted)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
+	c.trusted = nets
+	return c, errors.Join(errs...)
+}
+
+// parseCIDRList parses "10.0.0.0/8, 192.168.1.1"; a bare address is a single-host network.
+func parseCIDRList(s string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, field := range strings.Split(s, ",") {
+		field = strings.TrimSpace(field)
+		if field == "" {
+			continue
+		}
+		if !strings.Contains(field, "/") {
+			ip := net.ParseIP(field)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither an IP address nor a CIDR such as 172.16.0.0/12", field)
+			}
+			bits := 8 * len(ip.To16())
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 32
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(field)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as 172.16.0.0/12", field)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

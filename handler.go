@@ -1,0 +1,254 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// decision is what /auth decided about one request, for the log line and the metrics.
+type decision struct {
+	status int
+	result string // allowed, unauthorized, denied, throttled, bad_request
+	reason string
+	user   string
+	req    registryRequest
+	client string
+	cached bool
+	// retryWait is how long a throttled client should wait.
+	retryWait time.Duration
+}
+
+// authHandler answers Traefik's forwardAuth requests. Its store must hold a snapshot (run
+// loads one before it serves).
+type authHandler struct {
+	store    *store
+	policy   policy
+	realm    string
+	throttle *throttle
+	trusted  []*net.IPNet
+	logger   *slog.Logger
+	metrics  *metrics
+}
+
+func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	d := h.decide(r)
+	if d.status == http.StatusOK {
+		w.Header().Set("X-Forwarded-User", d.user)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+	} else {
+		h.writeRefusal(w, d)
+	}
+	elapsed := time.Since(start)
+	h.metrics.decisions.WithLabelValues(d.result, d.reason).Inc()
+	level := slog.LevelInfo
+	if d.result == "bad_request" {
+		level = slog.LevelWarn
+	}
+	h.logger.LogAttrs(r.Context(), level, "decision",
+		slog.String("decision", d.result),
+		slog.Int("status", d.status),
+		slog.String("reason", d.reason),
+		slog.String("user", d.user),
+		slog.String("method", d.req.method),
+		slog.String("route", string(d.req.route)),
+		slog.String("repository", d.req.repository),
+		slog.String("action", string(d.req.action)),
+		slog.String("client", d.client),
+		slog.Bool("cached", d.cached),
+		slog.Duration("duration", elapsed),
+	)
+}
+
+func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
+	switch d.status {
+	case http.StatusUnauthorized:
+		writeUnauthorized(w, h.realm)
+	case http.StatusTooManyRequests:
+		writeTooManyRequests(w, d.retryWait)
+	case http.StatusBadRequest:
+		writeUnsupported(w)
+	default:
+		writeDenied(w)
+	}
+}
+
+// decide runs the checks in order; the first that fails decides.
+func (h *authHandler) decide(r *http.Request) decision {
+	var d decision
+	peer := remoteIP(r.RemoteAddr)
+	d.client = peer
+	if len(h.trusted) > 0 && !containsIP(h.trusted, peer) {
+		return d.deny(http.StatusForbidden, "denied", "untrusted_peer")
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		// Traefik appends the address it saw; anything before it came from the client.
+		parts := strings.Split(xff[len(xff)-1], ",")
+		if ip := strings.TrimSpace(parts[len(parts)-1]); net.ParseIP(ip) != nil {
+			d.client = ip
+		}
+	}
+
+	methods := r.Header.Values("X-Forwarded-Method")
+	uris := r.Header.Values("X-Forwarded-Uri")
+	switch {
+	case len(methods) == 0:
+		h.logger.Warn("request without X-Forwarded-Method: call /auth through Traefik's forwardAuth middleware, not directly", "client", d.client)
+		return d.deny(http.StatusBadRequest, "bad_request", "missing_forwarded_method")
+	case len(methods) > 1:
+		return d.deny(http.StatusBadRequest, "bad_request", "several_forwarded_methods")
+	case len(uris) > 1:
+		return d.deny(http.StatusBadRequest, "bad_request", "several_forwarded_uris")
+	}
+	uri := ""
+	if len(uris) == 1 {
+		uri = uris[0]
+	}
+	// Parsed now so that every log line names the repository and action; a bad route is
+	// refused only after authentication, so that 401 comes before 403.
+	req, routeErr := parseRegistryRequest(methods[0], uri)
+	req.method = sanitizeForLog(methods[0], 16)
+	d.req = req
+
+	user, password, reason := basicCredentials(r.Header.Values("Authorization"))
+	if reason != "" {
+		return d.deny(http.StatusUnauthorized, "unauthorized", reason)
+	}
+	d.user = user
+
+	snap := h.store.snapshot()
+	client := d.client
+	mayHash := func() bool {
+		wait, blocked := h.throttle.blocked(client, user)
+		d.retryWait = wait
+		return !blocked
+	}
+	v, err := h.store.verify(snap, user, password, mayHash)
+	d.cached = v.cacheHit
+	switch {
+	case errors.Is(err, errThrottled):
+		h.metrics.throttled.Inc()
+		return d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
+	case err != nil:
+		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
+		return d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
+	case !v.ok:
+		if !v.cacheHit {
+			h.throttle.fail(client, user)
+		}
+		if !v.known {
+			return d.deny(http.StatusUnauthorized, "unauthorized", "unknown_user")
+		}
+		return d.deny(http.StatusUnauthorized, "unauthorized", "wrong_password")
+	}
+
+	if routeErr != nil {
+		return d.deny(http.StatusForbidden, "denied", routeErr.Error())
+	}
+	ok, why := h.policy.allow(snap, user, req)
+	if !ok {
+		return d.deny(http.StatusForbidden, "denied", why)
+	}
+	d.status, d.result, d.reason = http.StatusOK, "allowed", why
+	return d
+}
+
+func (d decision) deny(status int, result, reason string) decision {
+	d.status, d.result, d.reason = status, result, reason
+	return d
+}
+
+// basicCredentials returns the user and password of exactly one well-formed Basic
+// Authorization header, or a reason why there are none.
+func basicCredentials(values []string) (user string, password []byte, reason string) {
+	switch {
+	case len(values) == 0:
+		return "", nil, "missing_credentials"
+	case len(values) > 1:
+		return "", nil, "several_authorization_headers"
+	}
+	scheme, encoded, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", nil, "not_basic_credentials"
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
+	if err != nil {
+		return "", nil, "malformed_credentials"
+	}
+	name, pass, found := strings.Cut(string(raw), ":")
+	switch {
+	case !found:
+		return "", nil, "malformed_credentials"
+	case name == "":
+		return "", nil, "empty_user"
+	case !utf8.ValidString(name) || strings.IndexFunc(name, isControl) >= 0:
+		return "", nil, "malformed_user"
+	case strings.IndexByte(pass, 0) >= 0:
+		// Apache's C strings end at a NUL, so it would check only the part before it.
+		return "", nil, "malformed_password"
+	}
+	return name, []byte(pass), ""
+}
+
+// sanitizeForLog cuts s to max bytes and replaces what is not printable ASCII, for values a
+// client controls that we log before they are validated.
+func sanitizeForLog(s string, max int) string {
+	if len(s) > max {
+		s = s[:max]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func remoteIP(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return host
+}
+
+func containsIP(nets []*net.IPNet, addr string) bool {
+	ip := net.ParseIP(addr)
+	if ip == nil {
+		return false
+	}
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// healthz answers 200 while the process serves.
+func healthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+}
+
+// readyz answers 200 once a valid snapshot is loaded, 503 before.
+func readyz(st *store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if st.snapshot() == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("no users loaded\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+}

@@ -1,0 +1,167 @@
+// Command registry-auth answers Traefik's forwardAuth requests for a private container
+// registry from Apache htpasswd and groups files. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errReported):
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "registry-auth:", err)
+		os.Exit(1)
+	}
+}
+
+// errReported means the command already told the user what went wrong; exit 1 quietly.
+var errReported = errors.New("reported")
+
+const mainUsage = `Usage: registry-auth [command] [flags]
+
+Commands:
+  serve        answer Traefik's forwardAuth requests (the default)
+  hash USER    print an htpasswd line for USER; the password is read from standard input
+  check        validate the htpasswd and groups files as the service would
+  healthcheck  exit 0 if the service answers /healthz (for container health checks)
+  version      print the version
+
+Run 'registry-auth COMMAND --help' for the flags of a command.
+`
+
+// run is the whole program: main only adds the process's environment and exit code.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "" || args[0][0] != '-') {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+			fmt.Fprintln(stdout, "registry-auth", version)
+			return nil
+		}
+		return serve(ctx, args, lookupEnv, stderr)
+	case "hash":
+		return hashCommand(args, lookupEnv, stdin, stdout, stderr)
+	case "check":
+		return checkCommand(args, lookupEnv, stdout, stderr)
+	case "healthcheck":
+		return healthcheckCommand(ctx, args, lookupEnv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "registry-auth", version)
+		return nil
+	case "help":
+		fmt.Fprint(stdout, mainUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, mainUsage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// serve runs the service until ctx is done.
+func serve(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
+	cfg, err := parseServeConfig(args, lookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+	m := newMetrics()
+	st := newStore(cfg, logger, m)
+	if cfg.groupsPath == "" {
+		logger.Warn("no groups file (--groups is empty): nobody can push")
+	}
+	if err := st.reload("start"); err != nil {
+		return fmt.Errorf("cannot start without users: %w", err)
+	}
+	for _, w := range filePermissionWarnings(cfg.htpasswdPath) {
+		logger.Warn(w)
+	}
+
+	// Listen before serving so that a bad or busy address fails at once.
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (--listen): %w", cfg.listen, err)
+	}
+	auth := &authHandler{
+		store:    st,
+		policy:   pushGroupPolicy{group: cfg.pushGroup},
+		realm:    cfg.realm,
+		throttle: newThrottle(cfg.throttle),
+		trusted:  cfg.trusted,
+		logger:   logger,
+		metrics:  m,
+	}
+	srv := &http.Server{
+		Handler:           newServer(auth, st, m),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second, // forwardAuth requests carry no body
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	watched := make(chan error, 1)
+	paths := []string{cfg.htpasswdPath}
+	if cfg.groupsPath != "" {
+		paths = append(paths, cfg.groupsPath)
+	}
+	w := &watcher{paths: paths, poll: cfg.pollInterval, reload: st.reload, logger: logger}
+	go func() { watched <- w.run(watchCtx) }()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "version", version,
+		"htpasswd", cfg.htpasswdPath, "groups", cfg.groupsPath, "push_group", cfg.pushGroup,
+		"cache_ttl", cfg.cacheTTL.String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("serving: %w", err)
+	case err := <-watched:
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("watching the files: %w", err)
+		}
+	}
+	logger.Info("shutting down")
+	// ctx is already done: the grace period needs a context of its own.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	stopWatching()
+	<-watched
+	return err
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

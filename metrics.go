@@ -1,0 +1,75 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the service's Prometheus collectors, registered on their own registry so that
+// tests can run side by side.
+type metrics struct {
+	registry         *prometheus.Registry
+	decisions        *prometheus.CounterVec
+	verifyDuration   prometheus.Histogram
+	cache            *prometheus.CounterVec
+	throttled        prometheus.Counter
+	reloads          *prometheus.CounterVec
+	lastReload       prometheus.Gauge
+	users            prometheus.Gauge
+	groups           prometheus.Gauge
+	pushGroupMembers prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "registry_auth_decisions_total",
+			Help: "Decisions of /auth by result (allowed, unauthorized, denied, throttled, bad_request) and reason.",
+		}, []string{"result", "reason"}),
+		verifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "registry_auth_verify_duration_seconds",
+			Help:    "Time spent computing password hashes (cache misses only).",
+			Buckets: []float64{0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "registry_auth_cache_requests_total",
+			Help: "Credential checks answered from the verified-credential cache (hit) or by hashing (miss).",
+		}, []string{"result"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "registry_auth_throttled_total",
+			Help: "Requests answered 429 because their client address or user name had too many recent failures.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "registry_auth_reloads_total",
+			Help: "Loads of the htpasswd and groups files by result (success, failure).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last load that swapped in new users and groups.",
+		}),
+		users: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_users",
+			Help: "Users loaded from the htpasswd file.",
+		}),
+		groups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_groups",
+			Help: "Groups loaded from the groups file.",
+		}),
+		pushGroupMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_push_group_members",
+			Help: "Members of the push group.",
+		}),
+	}
+	m.cache.WithLabelValues("hit")
+	m.cache.WithLabelValues("miss")
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.registry.MustRegister(
+		m.decisions, m.verifyDuration, m.cache, m.throttled, m.reloads, m.lastReload,
+		m.users, m.groups, m.pushGroupMembers,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}

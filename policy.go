@@ -1,0 +1,199 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// action is what a request does to a repository, in distribution's own terms.
+type action string
+
+const (
+	actionPull   action = "pull"
+	actionPush   action = "push"
+	actionDelete action = "delete"
+)
+
+// routeKind names a route of the registry API (PROTOCOL.md section 2).
+type routeKind string
+
+const (
+	routeBase        routeKind = "base"
+	routeCatalog     routeKind = "catalog"
+	routeTags        routeKind = "tags"
+	routeManifest    routeKind = "manifest"
+	routeBlob        routeKind = "blob"
+	routeUploadStart routeKind = "upload_start"
+	routeUpload      routeKind = "upload"
+	routeReferrers   routeKind = "referrers"
+)
+
+// registryRequest is what the original request asks of the registry.
+type registryRequest struct {
+	method     string
+	route      routeKind
+	repository string // empty for base and catalog
+	reference  string // tag, digest or upload id, where the route has one
+	action     action
+	mountFrom  string // source repository of a cross-repository mount, which needs pull there
+}
+
+// Grammar from distribution's reference package, anchored by the route patterns below.
+const (
+	nameComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+	namePattern   = nameComponent + `(?:/` + nameComponent + `)*`
+	tagPattern    = `[\w][\w.-]{0,127}`
+	digestPattern = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
+	uuidPattern   = `[a-zA-Z0-9-_.=]+`
+	maxNameLength = 255
+)
+
+// routeTable lists the registry's routes in the order distribution matches them, with the
+// methods each one serves. A path matching none is refused.
+var routeTable = []struct {
+	kind    routeKind
+	pattern *regexp.Regexp
+	methods string
+}{
+	{routeBase, regexp.MustCompile(`^/v2/?$`), "GET HEAD"},
+	{routeTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`), "GET HEAD"},
+	{routeManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + digestPattern + `)$`), "GET HEAD PUT DELETE"},
+	{routeBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + digestPattern + `)$`), "GET HEAD DELETE"},
+	{routeUploadStart, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`), "POST"},
+	{routeUpload, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uuidPattern + `)$`), "GET HEAD PATCH PUT DELETE"},
+	{routeCatalog, regexp.MustCompile(`^/v2/_catalog$`), "GET HEAD"},
+	{routeReferrers, regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`), "GET HEAD"},
+}
+
+// errUnknownRoute and errUnsupportedMethod are the reasons a request is never allowed.
+var (
+	errUnknownRoute      = errors.New("unknown_route")
+	errUnsupportedMethod = errors.New("unsupported_method")
+)
+
+// actionForMethod is distribution's mapping of HTTP methods to actions. Methods are
+// case-sensitive, as in HTTP: "get" is not GET.
+func actionForMethod(method string) (action, bool) {
+	switch method {
+	case "GET", "HEAD":
+		return actionPull, true
+	case "POST", "PUT", "PATCH":
+		return actionPush, true
+	case "DELETE":
+		return actionDelete, true
+	}
+	return "", false
+}
+
+// parseRegistryRequest maps the original method and request URI (as Traefik forwards them in
+// X-Forwarded-Method and X-Forwarded-Uri, still percent-encoded) to a registryRequest. A URI
+// that does not name a registry route exactly is an error, never a broader permission.
+func parseRegistryRequest(method, uri string) (registryRequest, error) {
+	req := registryRequest{method: method}
+	act, ok := actionForMethod(method)
+	if !ok {
+		return req, errUnsupportedMethod
+	}
+	req.action = act
+	path, err := normalisePath(uri)
+	if err != nil {
+		return req, err
+	}
+	for _, r := range routeTable {
+		m := r.pattern.FindStringSubmatch(path)
+		if m == nil {
+			continue
+		}
+		if !strings.Contains(" "+r.methods+" ", " "+method+" ") {
+			return req, errUnsupportedMethod
+		}
+		req.route = r.kind
+		if len(m) > 1 {
+			req.repository = m[1]
+		}
+		if len(m) > 2 {
+			req.reference = m[2]
+		}
+		if len(req.repository) > maxNameLength {
+			return req, errUnknownRoute
+		}
+		if r.kind == routeUploadStart {
+			if req.mountFrom, err = mountSource(uri); err != nil {
+				return req, err
+			}
+		}
+		return req, nil
+	}
+	return req, errUnknownRoute
+}
+
+// normalisePath returns the decoded path of uri, refusing what could make us and the registry
+// see different paths: encoded slashes or backslashes, dot segments, empty segments, control
+// characters.
+func normalisePath(uri string) (string, error) {
+	rawPath, _, _ := strings.Cut(uri, "?")
+	lower := strings.ToLower(rawPath)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {
+		return "", errUnknownRoute
+	}
+	path, err := url.PathUnescape(rawPath)
+	if err != nil || !strings.HasPrefix(path, "/") {
+		return "", errUnknownRoute
+	}
+	if strings.IndexFunc(path, func(r rune) bool { return r < 0x21 || r >= 0x7f }) >= 0 {
+		return "", errUnknownRoute
+	}
+	segments := strings.Split(path[1:], "/")
+	for i, s := range segments {
+		if s == "." || s == ".." || (s == "" && i != len(segments)-1) {
+			return "", errUnknownRoute
+		}
+	}
+	return path, nil
+}
+
+// mountSource returns the `from` repository of a cross-repository mount, checked against the
+// name grammar, or "" when the upload is not a mount.
+func mountSource(uri string) (string, error) {
+	_, rawQuery, _ := strings.Cut(uri, "?")
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", errUnknownRoute
+	}
+	from := q["from"]
+	switch {
+	case len(from) == 0:
+		return "", nil
+	case len(from) > 1 || len(from[0]) > maxNameLength || !fullName.MatchString(from[0]):
+		return "", errUnknownRoute
+	}
+	return from[0], nil
+}
+
+var fullName = regexp.MustCompile(`^` + namePattern + `$`)
+
+// policy decides whether an authenticated user may do what req asks. Implementations must
+// be safe for concurrent use. reason is a short snake_case word for logs and metrics.
+type policy interface {
+	allow(snap *snapshot, user string, req registryRequest) (ok bool, reason string)
+}
+
+// pushGroupPolicy is the Apache recipe's rule: any valid user may pull, members of one group
+// may push and delete.
+type pushGroupPolicy struct{ group string }
+
+func (p pushGroupPolicy) allow(snap *snapshot, user string, req registryRequest) (bool, string) {
+	switch req.action {
+	case actionPull:
+		return true, "valid_user"
+	case actionPush, actionDelete:
+		if snap.inGroup(user, p.group) {
+			return true, "push_group_member"
+		}
+		return false, "not_in_push_group"
+	}
+	return false, fmt.Sprintf("unknown_action_%s", req.action)
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Bodies registry clients parse (PROTOCOL.md section 2). They are constants so that no
+// request data can ever reach them.
+const (
+	bodyUnauthorized = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}` + "\n"
+	bodyDenied       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}` + "\n"
+	bodyTooMany      = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
+	bodyUnsupported  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
+)
+
+// writeRegistryError writes one of the bodies above with the headers every registry answer
+// carries. Headers are set before WriteHeader, or they would be lost.
+func writeRegistryError(w http.ResponseWriter, status int, body string) {
+	h := w.Header()
+	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+}
+
+// writeUnauthorized answers 401 with the Basic challenge that makes docker send credentials.
+// realm was checked by parseServeConfig to hold no quote or control character.
+func writeUnauthorized(w http.ResponseWriter, realm string) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
+	writeRegistryError(w, http.StatusUnauthorized, bodyUnauthorized)
+}
+
+// writeDenied answers 403: the user is known but may not do this. Clients do not retry it.
+func writeDenied(w http.ResponseWriter) {
+	writeRegistryError(w, http.StatusForbidden, bodyDenied)
+}
+
+// writeTooManyRequests answers 429 with the time after which a retry may succeed.
+func writeTooManyRequests(w http.ResponseWriter, retryAfter time.Duration) {
+	secs := int((retryAfter + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeRegistryError(w, http.StatusTooManyRequests, bodyTooMany)
+}
+
+// writeUnsupported answers 400 to a request that did not come through forwardAuth.
+func writeUnsupported(w http.ResponseWriter) {
+	writeRegistryError(w, http.StatusBadRequest, bodyUnsupported)
+}

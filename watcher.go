@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Debounce timing: a reload runs once events have been quiet for debounceQuiet (Apache's
+// htpasswd rewrites in place with several writes), but never later than debounceMax after
+// the first event, so a file that keeps changing is still picked up within a second.
+const (
+	debounceQuiet = 100 * time.Millisecond
+	debounceMax   = 500 * time.Millisecond
+)
+
+// watcher turns file-system events, SIGHUP and a slow poll into calls of reload. It watches
+// the parent directories of the files (and of their symlink targets) and does not filter by
+// name or operation: a Kubernetes ..data swap names neither file, and reload skips content
+// that did not change, so a stray event costs one read of two small files.
+type watcher struct {
+	paths  []string
+	poll   time.Duration // 0: no poll
+	reload func(trigger string) error
+	logger *slog.Logger
+}
+
+// run watches until ctx is done. It returns an error only if fsnotify cannot start at all.
+func (w *watcher) run(ctx context.Context) error {
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer fsw.Close()
+	watched := map[string]bool{}
+	w.watchDirs(fsw, watched)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var tick <-chan time.Time
+	if w.poll > 0 {
+		t := time.NewTicker(w.poll)
+		defer t.Stop()
+		tick = t.C
+	}
+
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	var firstEvent time.Time // zero: no reload pending
+	trigger := func(reason string) {
+		w.reload(reason)
+		firstEvent = time.Time{}
+		w.watchDirs(fsw, watched) // a directory may have appeared, or a symlink moved
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-fsw.Events:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			w.logger.Debug("file event", "name", ev.Name, "op", ev.Op.String())
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				delete(watched, ev.Name) // a watched directory went: watch it again when it is back
+			}
+			now := time.Now()
+			if firstEvent.IsZero() {
+				firstEvent = now
+			}
+			wait := debounceQuiet
+			if left := firstEvent.Add(debounceMax).Sub(now); left < wait {
+				wait = max(left, 0)
+			}
+			debounce.Reset(wait)
+		case err, ok := <-fsw.Errors:
+			if !ok {
+				return errors.New("file watcher closed")
+			}
+			// An overflow loses events: reload to be sure.
+			w.logger.Warn("file watch error; reloading to be safe", "error", err)
+			trigger("watch-error")
+		case <-debounce.C:
+			trigger("file-change")
+		case <-hup:
+			trigger("sighup")
+		case <-tick:
+			trigger("poll")
+		}
+	}
+}
+
+// watchDirs adds a watch on each file's directory and on its resolved target's directory.
+// A directory that does not exist yet is retried at the next reload (and warned about once);
+// the poll covers it meanwhile. watched maps a directory to whether its watch is in place.
+func (w *watcher) watchDirs(fsw *fsnotify.Watcher, watched map[string]bool) {
+	for _, p := range w.paths {
+		dirs := []string{filepath.Dir(p)}
+		if target, err := filepath.EvalSymlinks(p); err == nil {
+			dirs = append(dirs, filepath.Dir(target))
+		}
+		for _, d := range dirs {
+			if watched[d] {
+				continue
+			}
+			if err := fsw.Add(d); err != nil {
+				if _, warned := watched[d]; !warned {
+					w.logger.Warn("cannot watch directory; changes there are seen by the poll and SIGHUP only", "dir", d, "error", err)
+				}
+				watched[d] = false
+				continue
+			}
+			watched[d] = true
+		}
+	}
+}

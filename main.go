@@ -129,7 +129,10 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	if cfg.groupsPath != "" {
 		paths = append(paths, cfg.groupsPath)
 	}
-	w := &watcher{paths: paths, poll: cfg.pollInterval, reload: st.reload, logger: logger}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	w := &watcher{paths: paths, poll: cfg.pollInterval, signals: hup, reload: st.reload, logger: logger}
 	go func() { watched <- w.run(watchCtx) }()
 
 	served := make(chan error, 1)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -26,10 +24,12 @@ const (
 // name or operation: a Kubernetes ..data swap names neither file, and reload skips content
 // that did not change, so a stray event costs one read of two small files.
 type watcher struct {
-	paths  []string
-	poll   time.Duration // 0: no poll
-	reload func(trigger string) error
-	logger *slog.Logger
+	paths   []string
+	poll    time.Duration    // 0: no poll
+	signals <-chan os.Signal // each value forces a reload (serve relays SIGHUP); may be nil
+	reload  func(trigger string) error
+	logger  *slog.Logger
+	started func() // called once the watches are in place; may be nil
 }
 
 // run watches until ctx is done. It returns an error only if fsnotify cannot start at all.
@@ -42,10 +42,6 @@ func (w *watcher) run(ctx context.Context) error {
 	watched := map[string]bool{}
 	w.watchDirs(fsw, watched)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
 	var tick <-chan time.Time
 	if w.poll > 0 {
 		t := time.NewTicker(w.poll)
@@ -53,6 +49,9 @@ func (w *watcher) run(ctx context.Context) error {
 		tick = t.C
 	}
 
+	if w.started != nil {
+		w.started()
+	}
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	var firstEvent time.Time // zero: no reload pending
@@ -91,8 +90,8 @@ func (w *watcher) run(ctx context.Context) error {
 			trigger("watch-error")
 		case <-debounce.C:
 			trigger("file-change")
-		case <-hup:
-			trigger("sighup")
+		case <-w.signals:
+			trigger("signal")
 		case <-tick:
 			trigger("poll")
 		}

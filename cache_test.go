@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func key(b byte) cacheKey { return cacheKey{b} }
+
+// TestCacheSingleFlight: requests with the same credential while its hash runs wait for that
+// one computation instead of starting their own.
+func TestCacheSingleFlight(t *testing.T) {
+	t.Parallel()
+	c := newVerifyCache(time.Minute, 10)
+	var calls atomic.Int32
+	started, release := make(chan struct{}), make(chan struct{})
+	compute := func() (bool, error) {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return true, nil
+	}
+	results := make(chan bool, 20)
+	go func() {
+		ok, _, _ := c.get(key(1), compute)
+		results <- ok
+	}()
+	<-started // the first computation now holds the key
+	var wg sync.WaitGroup
+	for range 19 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, hit, _ := c.get(key(1), compute)
+			if !hit {
+				t.Error("got a miss while a computation was running, want a hit")
+			}
+			results <- ok
+		}()
+	}
+	close(release)
+	wg.Wait()
+	for range 20 {
+		if !<-results {
+			t.Fatal("got false, want true")
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("got %d computations, want 1", n)
+	}
+}
+
+// TestCacheExpiry: a verdict is reused until its TTL, then computed again.
+func TestCacheExpiry(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	c := newVerifyCache(time.Minute, 10)
+	c.now = func() time.Time { return now }
+	calls := 0
+	compute := func() (bool, error) { calls++; return false, nil }
+	for _, tt := range []struct {
+		advance time.Duration
+		hit     bool
+	}{
+		{0, false},               // first check computes
+		{59 * time.Second, true}, // within TTL
+		{time.Second, false},     // exactly at expiry: recomputed
+		{30 * time.Second, true}, // the new verdict is fresh
+	} {
+		now = now.Add(tt.advance)
+		_, hit, _ := c.get(key(1), compute)
+		if hit != tt.hit {
+			t.Errorf("after +%v: got hit %v, want %v", tt.advance, hit, tt.hit)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("got %d computations, want 2", calls)
+	}
+}
+
+// TestCacheBounded: the cache never holds much more than its size.
+func TestCacheBounded(t *testing.T) {
+	t.Parallel()
+	c := newVerifyCache(time.Minute, 100)
+	for i := range 1000 {
+		c.get(cacheKey{byte(i), byte(i >> 8)}, func() (bool, error) { return true, nil })
+		if c.len() > 100 {
+			t.Fatalf("after %d inserts: got %d entries, want at most 100", i+1, c.len())
+		}
+	}
+}
+
+// TestCacheErrorsNotRemembered: a broken hash is reported every time, never cached.
+func TestCacheErrorsNotRemembered(t *testing.T) {
+	t.Parallel()
+	c := newVerifyCache(time.Minute, 10)
+	broken := errors.New("broken hash")
+	for range 2 {
+		_, hit, err := c.get(key(1), func() (bool, error) { return false, broken })
+		if !errors.Is(err, broken) || hit {
+			t.Errorf("got hit=%v err=%v, want miss with the error", hit, err)
+		}
+	}
+	if c.len() != 0 {
+		t.Errorf("got %d entries, want 0", c.len())
+	}
+}
+
+// TestCacheOff: ttl 0 gives a nil cache that computes every time.
+func TestCacheOff(t *testing.T) {
+	t.Parallel()
+	c := newVerifyCache(0, 10)
+	calls := 0
+	for range 3 {
+		if _, hit, _ := c.get(key(1), func() (bool, error) { calls++; return true, nil }); hit {
+			t.Error("got a hit with the cache off")
+		}
+	}
+	if calls != 3 {
+		t.Errorf("got %d computations, want 3", calls)
+	}
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	wantUnauthorizedBody = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}` + "\n"
+	wantDeniedBody       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}` + "\n"
+	wantUnsupportedBody  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
+)
+
+// newTestHandler returns the /auth handler over alice (pusher) and bob (reader), and the
+// buffer its log goes to.
+func newTestHandler(t *testing.T) (*authHandler, *lockedBuffer) {
+	t.Helper()
+	f := newTestFiles(t,
+		htpasswdLines(t, "alice", "alice-secret", "bob", "bob-secret"),
+		"pusher: alice\nreaders: bob\n")
+	logs := &lockedBuffer{}
+	st, m := newTestStore(t, f, time.Minute, logs)
+	return &authHandler{
+		store:   st,
+		policy:  pushGroupPolicy{group: "pusher"},
+		realm:   "Test Realm",
+		logger:  slog.New(slog.NewJSONHandler(logs, nil)),
+		metrics: m,
+	}, logs
+}
+
+func basic(user, password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+}
+
+// TestDecisionTable is the contract with Traefik and registry clients: every status, header
+// and body /auth can answer.
+func TestDecisionTable(t *testing.T) {
+	t.Parallel()
+	h, logs := newTestHandler(t)
+	const manifest = "/v2/team/app/manifests/latest"
+	tests := []struct {
+		name    string
+		headers map[string][]string // nil value: header absent
+		status  int
+		user    string // X-Forwarded-User on 200
+	}{
+		// How Traefik calls us for each client request, by user and method.
+		{"reader pulls manifest", hdr("GET", manifest, basic("bob", "bob-secret")), 200, "bob"},
+		{"reader heads manifest", hdr("HEAD", manifest, basic("bob", "bob-secret")), 200, "bob"},
+		{"reader checks base", hdr("GET", "/v2/", basic("bob", "bob-secret")), 200, "bob"},
+		{"reader lists tags", hdr("GET", "/v2/team/app/tags/list?n=10", basic("bob", "bob-secret")), 200, "bob"},
+		{"reader pushes manifest", hdr("PUT", manifest, basic("bob", "bob-secret")), 403, ""},
+		{"reader starts upload", hdr("POST", "/v2/team/app/blobs/uploads/", basic("bob", "bob-secret")), 403, ""},
+		{"reader patches upload", hdr("PATCH", "/v2/team/app/blobs/uploads/abc-123", basic("bob", "bob-secret")), 403, ""},
+		{"reader deletes manifest", hdr("DELETE", manifest, basic("bob", "bob-secret")), 403, ""},
+		{"pusher pulls", hdr("GET", manifest, basic("alice", "alice-secret")), 200, "alice"},
+		{"pusher pushes manifest", hdr("PUT", manifest, basic("alice", "alice-secret")), 200, "alice"},
+		{"pusher starts upload", hdr("POST", "/v2/team/app/blobs/uploads/", basic("alice", "alice-secret")), 200, "alice"},
+		{"pusher patches upload", hdr("PATCH", "/v2/team/app/blobs/uploads/abc-123", basic("alice", "alice-secret")), 200, "alice"},
+		{"pusher finishes upload", hdr("PUT", "/v2/team/app/blobs/uploads/abc-123?digest=sha256:"+strings.Repeat("a", 64), basic("alice", "alice-secret")), 200, "alice"},
+		{"pusher deletes manifest", hdr("DELETE", manifest, basic("alice", "alice-secret")), 200, "alice"},
+		// Methods outside the registry's mapping are denied to everyone who is known.
+		{"pusher OPTIONS", hdr("OPTIONS", manifest, basic("alice", "alice-secret")), 403, ""},
+		{"pusher TRACE", hdr("TRACE", manifest, basic("alice", "alice-secret")), 403, ""},
+		{"pusher CONNECT", hdr("CONNECT", manifest, basic("alice", "alice-secret")), 403, ""},
+		{"reader lower-case get", hdr("get", manifest, basic("bob", "bob-secret")), 403, ""},
+		{"reader empty method", hdr("", manifest, basic("bob", "bob-secret")), 403, ""},
+		// A path that is not a registry route is never allowed.
+		{"reader path outside /v2", hdr("GET", "/admin", basic("bob", "bob-secret")), 403, ""},
+		{"reader dot-dot path", hdr("GET", "/v2/team/../app/manifests/latest", basic("bob", "bob-secret")), 403, ""},
+		{"pusher missing uri", map[string][]string{"X-Forwarded-Method": {"PUT"}, "Authorization": {basic("alice", "alice-secret")}}, 403, ""},
+		// Credentials: missing, malformed, unknown or wrong are all 401.
+		{"no credentials", hdr("GET", "/v2/", ""), 401, ""},
+		{"bearer token", hdr("GET", "/v2/", "Bearer abc"), 401, ""},
+		{"basic without space", hdr("GET", "/v2/", "Basic"), 401, ""},
+		{"bad base64", hdr("GET", "/v2/", "Basic !!!"), 401, ""},
+		{"no colon", hdr("GET", "/v2/", "Basic "+base64.StdEncoding.EncodeToString([]byte("bob"))), 401, ""},
+		{"empty user", hdr("GET", "/v2/", basic("", "bob-secret")), 401, ""},
+		{"unknown user", hdr("GET", "/v2/", basic("mallory", "bob-secret")), 401, ""},
+		{"wrong password", hdr("GET", "/v2/", basic("bob", "alice-secret")), 401, ""},
+		{"user name case differs", hdr("GET", "/v2/", basic("Bob", "bob-secret")), 401, ""},
+		{"password with NUL", hdr("GET", "/v2/", basic("bob", "bob-secret\x00x")), 401, ""},
+		{"two authorization headers", map[string][]string{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/v2/"}, "Authorization": {basic("bob", "bob-secret"), basic("alice", "alice-secret")}}, 401, ""},
+		{"no credentials on unknown path", hdr("GET", "/admin", ""), 401, ""},
+		{"wrong password on push", hdr("PUT", manifest, basic("alice", "bob-secret")), 401, ""},
+		// Not called through forwardAuth: 400, even with good credentials.
+		{"no forwarded method", map[string][]string{"Authorization": {basic("alice", "alice-secret")}}, 400, ""},
+		{"no headers at all", map[string][]string{}, 400, ""},
+		{"two forwarded methods", map[string][]string{"X-Forwarded-Method": {"GET", "PUT"}, "X-Forwarded-Uri": {manifest}, "Authorization": {basic("bob", "bob-secret")}}, 400, ""},
+		{"two forwarded uris", map[string][]string{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/v2/", manifest}, "Authorization": {basic("bob", "bob-secret")}}, 400, ""},
+	}
+	for _, tt := range tests {
+		for _, httpMethod := range []string{"GET", "PUT"} { // Traefik may preserve the method
+			t.Run(tt.name+"/"+httpMethod, func(t *testing.T) {
+				r := httptest.NewRequest(httpMethod, "/auth", nil)
+				for k, vs := range tt.headers {
+					for _, v := range vs {
+						r.Header.Add(k, v)
+					}
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				checkResponse(t, w.Result(), tt.status, tt.user)
+			})
+		}
+	}
+	for _, secret := range []string{"alice-secret", "bob-secret", base64.StdEncoding.EncodeToString([]byte("bob:bob-secret"))} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("log holds the secret %q", secret)
+		}
+	}
+}
+
+// hdr builds forwardAuth headers; an empty authorization is left out.
+func hdr(method, uri, authorization string) map[string][]string {
+	h := map[string][]string{"X-Forwarded-Method": {method}, "X-Forwarded-Uri": {uri}, "X-Forwarded-For": {"203.0.113.7"}}
+	if authorization != "" {
+		h["Authorization"] = []string{authorization}
+	}
+	return h
+}
+
+// checkResponse checks status, headers and body against the exact form clients expect.
+func checkResponse(t *testing.T, resp *http.Response, status int, user string) {
+	t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("got status %d, want %d (body %s)", resp.StatusCode, status, body)
+	}
+	wantBody := map[int]string{200: "", 400: wantUnsupportedBody, 401: wantUnauthorizedBody, 403: wantDeniedBody}[status]
+	if string(body) != wantBody {
+		t.Errorf("got body %q, want %q", body, wantBody)
+	}
+	if got := resp.Header.Get("X-Forwarded-User"); got != user {
+		t.Errorf("got X-Forwarded-User %q, want %q", got, user)
+	}
+	wantChallenge := ""
+	if status == 401 {
+		wantChallenge = `Basic realm="Test Realm"`
+	}
+	if got := resp.Header.Get("WWW-Authenticate"); got != wantChallenge {
+		t.Errorf("got WWW-Authenticate %q, want %q", got, wantChallenge)
+	}
+	if status == 200 {
+		return
+	}
+	if got := resp.Header.Get("Docker-Distribution-Api-Version"); got != "registry/2.0" {
+		t.Errorf("got Docker-Distribution-Api-Version %q, want registry/2.0", got)
+	}
+	if got := resp.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("got Content-Type %q, want application/json", got)
+	}
+}
+
+// TestDecisionLogLine checks the one line per decision: its fields, and no secret.
+func TestDecisionLogLine(t *testing.T) {
+	t.Parallel()
+	h, logs := newTestHandler(t)
+	r := httptest.NewRequest("GET", "/auth", nil)
+	for k, vs := range hdr("PUT", "/v2/team/app/manifests/v1", basic("bob", "bob-secret")) {
+		r.Header[k] = vs
+	}
+	r.Header.Set("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	line := logs.String()
+	for _, want := range []string{
+		`"msg":"decision"`, `"decision":"denied"`, `"status":403`, `"reason":"not_in_push_group"`,
+		`"user":"bob"`, `"method":"PUT"`, `"route":"manifest"`, `"repository":"team/app"`,
+		`"action":"push"`, `"client":"203.0.113.9"`, `"duration":`,
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %s: %s", want, line)
+		}
+	}
+	if strings.Contains(line, "bob-secret") || strings.Contains(line, "Ym9i") {
+		t.Errorf("log line holds the credentials: %s", line)
+	}
+}
+
+// TestHealthEndpoints checks /healthz, /readyz and /metrics through the router.
+func TestHealthEndpoints(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t)
+	srv := httptest.NewServer(newServer(h, h.store, h.metrics))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+		{"/metrics", "registry_auth_users 2"},
+	} {
+		resp, err := http.Get(srv.URL + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), tt.want) {
+			t.Errorf("%s: got %d %q, want 200 containing %q", tt.path, resp.StatusCode, body, tt.want)
+		}
+	}
+	empty := &store{}
+	w := httptest.NewRecorder()
+	readyz(empty).ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("readyz without a snapshot: got %d, want 503", w.Code)
+	}
+}

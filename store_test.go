@@ -1,0 +1,169 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func alwaysHash() bool { return true }
+
+// TestReloadKeepsLastGood: a reload that fails leaves the previous users in place.
+func TestReloadKeepsLastGood(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		damage func(f testFiles)
+		error  string
+	}{
+		{"no users", func(f testFiles) { os.WriteFile(f.htpasswd, []byte("# nobody\n"), 0o600) }, "no usable users"},
+		{"only refused entries", func(f testFiles) { os.WriteFile(f.htpasswd, []byte("bob:plaintext\n"), 0o600) }, "no usable users"},
+		{"htpasswd missing", func(f testFiles) { os.Remove(f.htpasswd) }, "reading the htpasswd file"},
+		{"groups missing", func(f testFiles) { os.Remove(f.groups) }, "reading the groups file"},
+		{"line too long", func(f testFiles) {
+			os.WriteFile(f.htpasswd, []byte("bob:"+strings.Repeat("x", 9000)+"\n"), 0o600)
+		}, "longer than 8191"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "pusher: bob\n")
+			st, m := newTestStore(t, f, time.Minute, nil)
+			before := st.snapshot()
+			tt.damage(f)
+			err := st.reload("test")
+			if err == nil || !strings.Contains(err.Error(), tt.error) {
+				t.Fatalf("got error %v, want one containing %q", err, tt.error)
+			}
+			if st.snapshot() != before {
+				t.Error("snapshot replaced by a failed reload")
+			}
+			if got := testutil.ToFloat64(m.reloads.WithLabelValues("failure")); got != 1 {
+				t.Errorf("got %v failed reloads counted, want 1", got)
+			}
+		})
+	}
+}
+
+// TestSwapDropsCache: a changed password takes effect at the reload even though the old one
+// was cached, and a removed user is refused.
+func TestSwapDropsCache(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "old-secret", "carol", "carol-secret"), "pusher: carol\n")
+	st, _ := newTestStore(t, f, time.Hour, nil)
+	check := func(user, password string) bool {
+		v, err := st.verify(st.snapshot(), user, []byte(password), alwaysHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.ok
+	}
+	if !check("bob", "old-secret") || !check("bob", "old-secret") || !check("carol", "carol-secret") {
+		t.Fatal("valid credentials refused before the change")
+	}
+	writeFile(t, f.htpasswd, htpasswdLines(t, "bob", "new-secret"))
+	if err := st.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		user, password string
+		want           bool
+	}{
+		{"bob", "old-secret", false},
+		{"bob", "new-secret", true},
+		{"carol", "carol-secret", false},
+	} {
+		if got := check(tt.user, tt.password); got != tt.want {
+			t.Errorf("%s/%s after reload: got %v, want %v", tt.user, tt.password, got, tt.want)
+		}
+	}
+}
+
+// TestReloadUnchangedIsFree: a trigger that changes nothing keeps the snapshot and its cache.
+func TestReloadUnchangedIsFree(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "")
+	st, m := newTestStore(t, f, time.Minute, nil)
+	before := st.snapshot()
+	if err := st.reload("poll"); err != nil {
+		t.Fatal(err)
+	}
+	if st.snapshot() != before {
+		t.Error("unchanged files swapped the snapshot")
+	}
+	if got := testutil.ToFloat64(m.reloads.WithLabelValues("success")); got != 1 {
+		t.Errorf("got %v successful reloads, want 1 (the first load)", got)
+	}
+}
+
+// TestUnknownUserCostsLikeKnown: the dummy hash has the typical cost of the file, and an
+// unknown user runs it (one verification observed) and is cached like a known one.
+func TestUnknownUserCostsLikeKnown(t *testing.T) {
+	t.Parallel()
+	h5, _ := bcrypt.GenerateFromPassword([]byte("x"), 5)
+	h6, _ := bcrypt.GenerateFromPassword([]byte("y"), 6)
+	f := newTestFiles(t, "a:"+string(h5)+"\nb:"+string(h6)+"\nc:"+string(h6)+"\n", "")
+	st, m := newTestStore(t, f, time.Minute, nil)
+	snap := st.snapshot()
+	if got := bcryptCost(snap.dummyHash); got != 6 {
+		t.Errorf("got dummy cost %d, want the median 6", got)
+	}
+	for i := range 2 {
+		v, err := st.verify(snap, "nobody", []byte("guess"), alwaysHash)
+		if err != nil || v.ok || v.known {
+			t.Fatalf("unknown user: got %+v, %v; want refused, unknown", v, err)
+		}
+		if v.cacheHit != (i == 1) {
+			t.Errorf("attempt %d: got cache hit %v", i+1, v.cacheHit)
+		}
+	}
+	if got := testutil.CollectAndCount(m.verifyDuration); got != 1 {
+		t.Errorf("got %d histogram series, want 1", got)
+	}
+	if got := histogramCount(t, m); got != 1 {
+		t.Errorf("got %d hash computations, want 1", got)
+	}
+}
+
+// histogramCount is how many hashes the store computed.
+func histogramCount(t *testing.T, m *metrics) uint64 {
+	t.Helper()
+	families, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "registry_auth_verify_duration_seconds" {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("no verify histogram")
+	return 0
+}
+
+// TestCacheKeyHoldsNoPassword: the key depends on user, password and hash, and is an HMAC
+// that differs between processes.
+func TestCacheKeyHoldsNoPassword(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "")
+	st1, _ := newTestStore(t, f, time.Minute, nil)
+	st2, _ := newTestStore(t, f, time.Minute, nil)
+	base := st1.credentialKey("bob", []byte("pw"), "hash")
+	for _, other := range []cacheKey{
+		st1.credentialKey("bob", []byte("pw2"), "hash"),
+		st1.credentialKey("bob", []byte("pw"), "hash2"),
+		st1.credentialKey("bo", []byte("bpw"), "hash"), // boundaries are length-prefixed
+		st2.credentialKey("bob", []byte("pw"), "hash"),
+	} {
+		if other == base {
+			t.Errorf("key collision: %x", other)
+		}
+	}
+	if base != st1.credentialKey("bob", []byte("pw"), "hash") {
+		t.Error("got different keys for the same credential")
+	}
+}

@@ -1,0 +1,615 @@
+package e2e_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
+)
+
+const (
+	// registryHost is where the stack publishes Traefik (docker-compose.yml).
+	registryHost = "127.0.0.1:5043"
+	// backendNetwork is the network name docker-compose.yml fixes for Traefik
+	// and the registry (traefik.yml's providers.docker.network).
+	backendNetwork = "registry-auth-backend"
+	// reloadWithin is how soon an edit of ./auth/htpasswd must take effect.
+	reloadWithin = time.Second
+)
+
+// TestStack runs the repository's own docker-compose.yml on the local Docker
+// engine and does what the Apache recipe's users did, with the real docker CLI.
+//
+// No image can be pulled on the project's machines, so the three images the
+// compose file names are built locally first: traefik:v3.6.12 and
+// registry:3.1.2 FROM scratch from static binaries (kept if the engine already
+// has them), registry-auth:local from the repository's Dockerfile (its
+// binary-less "runtime" stage plus a binary built from this checkout).
+// No override file is used: "docker-compose up --no-build" starts the compose
+// file as it is, and --no-build only stops Compose from building the auth
+// image from source, which would pull the golang image.
+//
+// It needs the docker and docker-compose CLIs, a reachable engine, port 5043
+// free, and write access to /etc/docker/certs.d (it installs the stack's CA
+// for 127.0.0.1:5043 and restores what was there afterwards).
+func TestStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stack test: starts containers on the Docker engine; skipped in -short mode")
+	}
+	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		t.Skipf("stack test: no Docker engine reachable (docker version: %v: %s)", err, out)
+	}
+	if out, err := exec.Command("docker-compose", "version", "--short").CombinedOutput(); err != nil {
+		t.Skipf("stack test: docker-compose not usable (%v: %s)", err, out)
+	}
+	ln, err := net.Listen("tcp", ":5043")
+	if err != nil {
+		t.Fatalf("port 5043 is busy, the stack publishes Traefik there: %v", err)
+	}
+	ln.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildImages(ctx, t)
+
+	dir := t.TempDir()
+	prepareProjectDir(ctx, t, root, dir)
+	trustCA(t, filepath.Join(dir, "certs", "domain.crt"))
+
+	s := &composeStack{
+		t:            t,
+		dir:          dir,
+		project:      "rastack" + randomHex(4),
+		dockerConfig: t.TempDir(),
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		s.printLogsOnFailure(ctx)
+		if out, err := s.down(ctx); err != nil {
+			t.Errorf("teardown: %v\n%s", err, out)
+		}
+	})
+	start := time.Now()
+	if out, err := s.compose(ctx, "up", "-d", "--no-build"); err != nil {
+		t.Fatalf("docker-compose up: %v", err)
+	} else {
+		t.Logf("docker-compose up -d --no-build (%v):\n%s", time.Since(start).Round(time.Millisecond), out)
+	}
+	client := tlsClient(t, filepath.Join(dir, "certs", "domain.crt"))
+	waitForChallenge(ctx, t, client)
+	t.Logf("stack answering through Traefik %v after up", time.Since(start).Round(time.Millisecond))
+
+	image := localImage(ctx, t, s)
+	users := map[string]string{"alice": alicePassword, "bob": bobPassword}
+	var pushedDigest string
+
+	t.Run("1 pusher logs in, tags and pushes", func(t *testing.T) {
+		mustLogin(ctx, t, s, "alice", users["alice"])
+		ref := registryHost + "/stacktest/hello:" + image.tag
+		mustDocker(ctx, t, s, "tag", image.name, ref)
+		out := mustDocker(ctx, t, s, "push", ref)
+		m := regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("docker push printed no digest:\n%s", out)
+		}
+		pushedDigest = m[1]
+		t.Logf("pushed %s as %s", ref, pushedDigest)
+	})
+
+	t.Run("2 read-only user pulls, and is refused a push with denied", func(t *testing.T) {
+		ref := registryHost + "/stacktest/hello:" + image.tag
+		mustLogin(ctx, t, s, "bob", users["bob"])
+		// Remove the image entirely, so the pull downloads manifest and layer.
+		mustDocker(ctx, t, s, "rmi", "-f", ref, image.name)
+		out := mustDocker(ctx, t, s, "pull", ref)
+		m := regexp.MustCompile(`Digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
+		switch {
+		case m == nil:
+			t.Errorf("docker pull printed no digest:\n%s", out)
+		case m[1] != pushedDigest:
+			t.Errorf("pulled digest %s, want the pushed %s", m[1], pushedDigest)
+		}
+
+		refused := registryHost + "/stacktest/bob-push:" + image.tag
+		mustDocker(ctx, t, s, "tag", ref, refused)
+		out, err := s.docker(ctx, nil, "push", refused)
+		if err == nil {
+			t.Fatalf("docker push as the read-only user succeeded, want it refused:\n%s", out)
+		}
+		// DENIED is final: docker must neither retry (PROTOCOL.md section 2) nor
+		// lose the message. The docker engine retries an error body that it
+		// decodes into a bare error code, and then prints only "denied".
+		if !strings.Contains(out, "denied: requested access to the resource is denied") {
+			t.Errorf("docker push as the read-only user failed without saying \"denied: requested access to the resource is denied\":\n%s", out)
+		}
+		if strings.Contains(out, "Retrying") {
+			t.Errorf("docker retried the refused push (a DENIED answer must be final):\n%s", out)
+		}
+		t.Logf("refused push, as docker prints it:\n%s", strings.TrimSpace(out))
+		// Nothing of the refused push reached the registry.
+		if code := registryGet(t, client, "alice", users["alice"], "/v2/stacktest/bob-push/tags/list"); code != http.StatusNotFound {
+			t.Errorf("tags of the refused repository: status %d, want 404", code)
+		}
+	})
+
+	t.Run("3 wrong password is unauthorized", func(t *testing.T) {
+		out, err := s.docker(ctx, strings.NewReader("not-"+users["bob"]), "login", registryHost, "-u", "bob", "--password-stdin")
+		if err == nil {
+			t.Fatalf("docker login with a wrong password succeeded:\n%s", out)
+		}
+		if !strings.Contains(strings.ToLower(out), "unauthorized") {
+			t.Errorf("docker login with a wrong password failed without saying unauthorized:\n%s", out)
+		}
+		t.Logf("wrong password, as docker prints it:\n%s", strings.TrimSpace(out))
+
+		// A wrong password already stored (changed on the server since the
+		// login): docker pull must fail at once with the registry's message.
+		writeDockerAuth(t, s.dockerConfig, "bob", "not-"+users["bob"])
+		began := time.Now()
+		out, err = s.docker(ctx, nil, "pull", registryHost+"/stacktest/hello:"+image.tag)
+		if err == nil {
+			t.Fatalf("docker pull with a wrong stored password succeeded:\n%s", out)
+		}
+		if !strings.Contains(out, "unauthorized: authentication required") {
+			t.Errorf("docker pull with a wrong stored password failed without saying \"unauthorized: authentication required\":\n%s", out)
+		}
+		t.Logf("pull with a wrong stored password (%v), as docker prints it:\n%s", time.Since(began).Round(time.Millisecond), strings.TrimSpace(out))
+	})
+
+	t.Run("4 users added and removed while running", func(t *testing.T) {
+		before := containerStates(ctx, t, s)
+		htpasswdFile := filepath.Join(dir, "auth", "htpasswd")
+
+		// An editor saves by writing a new file and renaming it over the old one.
+		carolLine := apacheHash(t, "carol", "carol-secret")
+		inode := inodeOf(t, htpasswdFile)
+		editorSave(t, htpasswdFile, func(old string) string { return old + carolLine + "\n" })
+		written := time.Now()
+		if inodeOf(t, htpasswdFile) == inode {
+			t.Fatal("editor-style save kept the inode; the test would not exercise a rename")
+		}
+		expectLogin(ctx, t, s, "carol", "carol-secret", true, written)
+		editorSave(t, htpasswdFile, func(old string) string { return strings.Replace(old, carolLine+"\n", "", 1) })
+		expectLogin(ctx, t, s, "carol", "carol-secret", false, time.Now())
+
+		// Apache's htpasswd rewrites the file in place (same inode).
+		inode = inodeOf(t, htpasswdFile)
+		runOK(ctx, t, "htpasswd", "-b", "-B", "-C", "5", htpasswdFile, "dave", "dave-secret")
+		written = time.Now()
+		if inodeOf(t, htpasswdFile) != inode {
+			t.Fatal("htpasswd replaced the file instead of rewriting it in place; the test would not exercise that case")
+		}
+		expectLogin(ctx, t, s, "dave", "dave-secret", true, written)
+		runOK(ctx, t, "htpasswd", "-D", htpasswdFile, "dave")
+		expectLogin(ctx, t, s, "dave", "dave-secret", false, time.Now())
+
+		if after := containerStates(ctx, t, s); after != before {
+			t.Errorf("containers restarted while users changed:\nbefore %s\nafter  %s", before, after)
+		}
+	})
+
+	t.Run("5 registry and auth service not reachable from the host", func(t *testing.T) {
+		for _, svc := range []string{"registry", "auth"} {
+			var ports map[string][]struct{ HostIP, HostPort string }
+			out, err := s.inspect(ctx, svc, "{{json .NetworkSettings.Ports}}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(out), &ports); err != nil {
+				t.Fatalf("%s ports %q: %v", svc, out, err)
+			}
+			for port, bindings := range ports {
+				if len(bindings) > 0 {
+					t.Errorf("%s: container port %s is published on the host: %v", svc, port, bindings)
+				}
+			}
+			// Each sits only on an internal network.
+			out, err = s.inspect(ctx, svc, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, network := range strings.Fields(out) {
+				internal, err := s.docker(ctx, nil, "network", "inspect", "--format", "{{.Internal}}", network)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.TrimSpace(internal) != "true" {
+					t.Errorf("%s is on network %s, which is not internal", svc, network)
+				}
+			}
+		}
+		// Traefik publishes 5043 and nothing else.
+		out, err := s.inspect(ctx, "traefik", "{{range $p, $b := .NetworkSettings.Ports}}{{if $b}}{{$p}} {{end}}{{end}}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out); got != "5043/tcp" {
+			t.Errorf("traefik publishes %q, want only 5043/tcp", got)
+		}
+		// Through Traefik, only /v2 is routed: no default router reaches the
+		// auth service (Host auth-<project>), and its /metrics is not exposed.
+		for _, probe := range []struct{ host, path string }{
+			{"", "/metrics"},
+			{"", "/auth"},
+			{"auth-" + s.project, "/"},
+			{"auth-" + s.project, "/metrics"},
+		} {
+			if code := traefikGet(t, client, probe.host, probe.path); code != http.StatusNotFound {
+				t.Errorf("GET %s with Host %q through Traefik: status %d, want 404", probe.path, probe.host, code)
+			}
+		}
+	})
+
+	t.Run("6 docker-compose down leaves nothing running", func(t *testing.T) {
+		s.printLogsOnFailure(ctx)
+		if out, err := s.down(ctx); err != nil {
+			t.Fatalf("docker-compose down: %v\n%s", err, out)
+		}
+		left, err := s.leftovers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) > 0 {
+			t.Errorf("after docker-compose down -v the engine still has: %v", left)
+		}
+		if _, err := net.DialTimeout("tcp", registryHost, time.Second); err == nil {
+			t.Errorf("%s still accepts connections after down", registryHost)
+		}
+	})
+}
+
+// Passwords of the test users (test-only secrets).
+const (
+	alicePassword = "alice-pushes-1"
+	bobPassword   = "bob-reads-1"
+)
+
+// buildImages makes sure the engine has the three images docker-compose.yml names.
+func buildImages(ctx context.Context, t *testing.T) {
+	t.Helper()
+	for _, ensure := range []func(context.Context) (string, error){harness.EnsureTraefikImage, harness.EnsureRegistryImage} {
+		what, err := ensure(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log(what)
+	}
+	bin, err := harness.BuildRegistryAuth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	what, err := harness.BuildRegistryAuthImage(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(what)
+}
+
+// prepareProjectDir copies the repository's stack files into dir and makes
+// the parts users make themselves: certs/ with the repository's
+// scripts/make-certs.sh, and auth/ with a pusher made by "registry-auth hash"
+// in the image (as the quickstart does) and a read-only user made by Apache's
+// htpasswd.
+func prepareProjectDir(ctx context.Context, t *testing.T, root, dir string) {
+	t.Helper()
+	files := []string{"docker-compose.yml", "Dockerfile", ".dockerignore", "traefik/traefik.yml"}
+	dynamic, err := filepath.Glob(filepath.Join(root, "traefik", "dynamic", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range dynamic {
+		rel, _ := filepath.Rel(root, f)
+		files = append(files, rel)
+	}
+	for _, f := range files {
+		if err := copyFileMode(filepath.Join(root, f), filepath.Join(dir, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOK(ctx, t, "sh", filepath.Join(root, "scripts", "make-certs.sh"), "", filepath.Join(dir, "certs"))
+
+	// auth/ as docs/QUICKSTART.md sets it up: readable by the service's
+	// group (the image runs as 65532:65532), not by everyone.
+	auth := filepath.Join(dir, "auth")
+	if err := os.Mkdir(auth, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(auth, -1, serviceGID); err != nil {
+		t.Fatal(err)
+	}
+	alice, err := run(ctx, dir, nil, strings.NewReader(alicePassword), "docker", "run", "--rm", "-i", harness.RegistryAuthImage, "hash", "alice")
+	if err != nil {
+		t.Fatalf("registry-auth hash in the image: %v", err)
+	}
+	alice = strings.TrimSpace(lastLine(alice))
+	if !strings.HasPrefix(alice, "alice:$2") {
+		t.Fatalf("registry-auth hash printed %q, want alice:$2y$...", alice)
+	}
+	authFiles := map[string]string{
+		"htpasswd": alice + "\n" + apacheHash(t, "bob", bobPassword) + "\n",
+		"groups":   "# as in httpd.groups\npusher: alice\n",
+	}
+	for name, content := range authFiles {
+		writeServiceFile(t, filepath.Join(auth, name), content)
+	}
+}
+
+// serviceGID is the group the registry-auth image runs as (Dockerfile USER).
+const serviceGID = 65532
+
+// writeServiceFile writes content to path readable by the service's group only
+// (mode 0640, group serviceGID), as an editor that keeps a file's owner and
+// mode would: a temporary file in the same directory renamed over path.
+func writeServiceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".swp")
+	if err := os.WriteFile(tmp, []byte(content), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tmp, -1, serviceGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trustCA installs cert as the CA docker uses for registryHost and restores
+// the previous state of /etc/docker/certs.d/<host> when the test ends.
+func trustCA(t *testing.T, cert string) {
+	t.Helper()
+	dir := filepath.Join("/etc/docker/certs.d", registryHost)
+	caFile := filepath.Join(dir, "ca.crt")
+	previous, readErr := os.ReadFile(caFile)
+	_, dirErr := os.Stat(dir)
+	if err := copyFileMode(cert, caFile, 0o644); err != nil {
+		t.Fatalf("trusting the stack's certificate for docker needs write access to %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		switch {
+		case readErr == nil:
+			os.WriteFile(caFile, previous, 0o644)
+		case errors.Is(dirErr, os.ErrNotExist):
+			os.RemoveAll(dir)
+		default:
+			os.Remove(caFile)
+		}
+	})
+}
+
+// tlsClient returns an HTTP client that trusts only cert and speaks TLS 1.2+.
+// Using it proves Traefik serves the stack's certificate for 127.0.0.1 (the
+// docker daemon cannot prove that: it treats 127.0.0.0/8 as an insecure
+// registry and skips verification).
+func tlsClient(t *testing.T, cert string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", cert)
+	}
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+// waitForChallenge polls GET /v2/ through Traefik until it answers with the
+// auth service's Basic challenge: Traefik is up, has read the registry's
+// labels and the middleware, and the auth service answers.
+func waitForChallenge(ctx context.Context, t *testing.T, client *http.Client) {
+	t.Helper()
+	_, err := pollUntil(time.Now(), time.Minute, func() (bool, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+registryHost+"/v2/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		challenge := resp.Header.Get("WWW-Authenticate")
+		return resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(challenge, "Basic "),
+			fmt.Sprintf("status %d, WWW-Authenticate %q", resp.StatusCode, challenge)
+	})
+	if err != nil {
+		t.Fatalf("GET https://%s/v2/ never answered 401 with a Basic challenge: %v", registryHost, err)
+	}
+	// TLS 1.2 is the minimum (traefik/dynamic/tls.yml).
+	legacy := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	legacy.MinVersion, legacy.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	conn, err := tls.Dial("tcp", registryHost, legacy)
+	if err == nil {
+		conn.Close()
+		t.Errorf("a TLS 1.1 handshake with Traefik succeeded, want TLS 1.2 minimum")
+	}
+}
+
+// registryGet sends an authenticated GET through Traefik and returns the status.
+func registryGet(t *testing.T, client *http.Client, user, password, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "https://"+registryHost+path, nil)
+	req.SetBasicAuth(user, password)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// traefikGet sends an unauthenticated GET through Traefik with the Host
+// header host (the default when empty) and returns the status.
+func traefikGet(t *testing.T, client *http.Client, host, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "https://"+registryHost+path, nil)
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s (Host %q): %v", path, host, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// testImage is a small local image for the push and pull steps.
+type testImage struct{ name, tag string }
+
+// localImage builds a one-file image FROM scratch with random content, so
+// every run pushes a new layer, and removes it when the test ends.
+func localImage(ctx context.Context, t *testing.T, s *composeStack) testImage {
+	t.Helper()
+	tag := randomHex(6)
+	img := testImage{name: "stacktest-hello:" + tag, tag: tag}
+	content := filepath.Join(t.TempDir(), "hello.txt")
+	if err := os.WriteFile(content, []byte("hello from the stack test "+tag+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.BuildImage(ctx, img.name, "FROM scratch\nCOPY hello.txt /hello.txt\n", map[string]string{"hello.txt": content}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s.docker(ctx, nil, "rmi", "-f", img.name,
+			registryHost+"/stacktest/hello:"+tag, registryHost+"/stacktest/bob-push:"+tag)
+	})
+	return img
+}
+
+// mustDocker runs the docker CLI and fails the test if it fails.
+func mustDocker(ctx context.Context, t *testing.T, s *composeStack, args ...string) string {
+	t.Helper()
+	out, err := s.docker(ctx, nil, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// mustLogin logs the docker CLI in to the stack as user.
+func mustLogin(ctx context.Context, t *testing.T, s *composeStack, user, password string) {
+	t.Helper()
+	out, err := s.docker(ctx, strings.NewReader(password), "login", registryHost, "-u", user, "--password-stdin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("docker login as %s: no \"Login Succeeded\" in:\n%s", user, out)
+	}
+}
+
+// expectLogin polls docker login as user until it succeeds (ok) or is
+// refused as unauthorized (!ok), and fails the test unless that happens in an
+// attempt started within reloadWithin of since.
+func expectLogin(ctx context.Context, t *testing.T, s *composeStack, user, password string, ok bool, since time.Time) {
+	t.Helper()
+	took, err := pollUntil(since, reloadWithin, func() (bool, string) {
+		out, err := s.docker(ctx, strings.NewReader(password), "login", registryHost, "-u", user, "--password-stdin")
+		if ok {
+			return err == nil, out
+		}
+		return err != nil && strings.Contains(strings.ToLower(out), "unauthorized"), out
+	})
+	want := map[bool]string{true: "succeed", false: "fail with unauthorized"}[ok]
+	if err != nil {
+		t.Fatalf("docker login as %s did not %s within %v of the edit: %v", user, want, reloadWithin, err)
+	}
+	t.Logf("docker login as %s: %s in an attempt started %v after the edit", user, want, took.Round(time.Millisecond))
+}
+
+// apacheHash returns an htpasswd line for user made by Apache's htpasswd (bcrypt, cost 5).
+func apacheHash(t *testing.T, user, password string) string {
+	t.Helper()
+	out, err := exec.Command("htpasswd", "-n", "-b", "-B", "-C", "5", user, password).Output()
+	if err != nil {
+		t.Fatalf("htpasswd -nbB %s: %v", user, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// editorSave rewrites path the way editors save: the edited content goes to
+// a temporary file in the same directory, which is renamed over path.
+func editorSave(t *testing.T, path string, edit func(old string) string) {
+	t.Helper()
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeServiceFile(t, path, edit(string(old)))
+}
+
+// writeDockerAuth stores user:password for registryHost in the docker CLI's
+// config.json, as a login would, without asking the registry.
+func writeDockerAuth(t *testing.T, dockerConfig, user, password string) {
+	t.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	cfg := `{"auths":{"` + registryHost + `":{"auth":"` + auth + `"}}}`
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inodeOf returns path's inode number.
+func inodeOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// runOK runs a command and fails the test if it fails.
+func runOK(ctx context.Context, t *testing.T, name string, args ...string) {
+	t.Helper()
+	if _, err := run(ctx, "", nil, nil, name, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// containerStates describes each service's container (ID, start time,
+// restart count), to show that nothing was restarted.
+func containerStates(ctx context.Context, t *testing.T, s *composeStack) string {
+	t.Helper()
+	var b strings.Builder
+	for _, svc := range []string{"traefik", "registry", "auth"} {
+		out, err := s.inspect(ctx, svc, "{{.Id}} {{.State.StartedAt}} restarts={{.RestartCount}}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s: %s; ", svc, out)
+	}
+	return b.String()
+}

@@ -22,10 +22,13 @@ type config struct {
 	cacheTTL     time.Duration // 0 turns the verified-credential cache off
 	cacheSize    int
 	pollInterval time.Duration // 0 turns the stat poll off
-	logFormat    string
-	logLevel     slog.Level
-	throttle     throttleConfig
-	trusted      []*net.IPNet // empty: any peer may ask
+	// readHeaderTimeout is how long a client may take to send its request line and headers
+	// (at most maxReadHeaderTimeout, the whole request's read timeout).
+	readHeaderTimeout time.Duration
+	logFormat         string
+	logLevel          slog.Level
+	throttle          throttleConfig
+	trusted           []*net.IPNet // empty: any peer may ask
 }
 
 // envFlagSet is a flag.FlagSet whose flags also read REGISTRY_AUTH_* variables.
@@ -122,6 +125,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	fs.durationVar(&c.cacheTTL, "cache-ttl", 5*time.Minute, "how long a verified password is remembered; 0 turns the cache off (every request runs the hash)")
 	fs.intVar(&c.cacheSize, "cache-size", 10000, "most verified credentials remembered at once")
 	fs.durationVar(&c.pollInterval, "poll-interval", 5*time.Second, "how often the files are also checked by stat, for file systems without change events (NFS, SMB, FUSE); 0 turns the poll off")
+	fs.durationVar(&c.readHeaderTimeout, "read-header-timeout", 5*time.Second, "how long a client may take to send its request headers before the connection is closed (slow clients tie up connections)")
 	fs.stringVar(&c.logFormat, "log-format", "json", "log format: json or text")
 	fs.stringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.stringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
@@ -154,6 +158,9 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	}
 	if c.pollInterval < 0 {
 		errs = append(errs, fmt.Errorf("--poll-interval %v: want 0 (off) or a positive duration", c.pollInterval))
+	}
+	if c.readHeaderTimeout <= 0 || c.readHeaderTimeout > maxReadHeaderTimeout {
+		errs = append(errs, fmt.Errorf("--read-header-timeout %v: want a positive duration up to %v, such as 5s", c.readHeaderTimeout, maxReadHeaderTimeout))
 	}
 	if c.logFormat != "json" && c.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", c.logFormat))

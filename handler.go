@@ -49,8 +49,8 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	elapsed := time.Since(start)
 	h.metrics.decisions.WithLabelValues(d.result, d.reason).Inc()
 	level := slog.LevelInfo
-	if d.result == "bad_request" {
-		level = slog.LevelWarn
+	if d.result == "bad_request" || d.reason == "untrusted_peer" {
+		level = slog.LevelWarn // a misconfigured proxy, or someone on the network probing
 	}
 	h.logger.LogAttrs(r.Context(), level, "decision",
 		slog.String("decision", d.result),
@@ -84,16 +84,12 @@ func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 func (h *authHandler) decide(r *http.Request) decision {
 	var d decision
 	peer := remoteIP(r.RemoteAddr)
-	d.client = peer
-	if len(h.trusted) > 0 && !containsIP(h.trusted, peer) {
+	// With --trusted-proxies only those peers may ask, and only their X-Forwarded-For is
+	// believed; without it every peer may ask and is believed (SECURITY.md says why).
+	peerTrusted := len(h.trusted) == 0 || containsIP(h.trusted, peer)
+	d.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))
+	if !peerTrusted {
 		return d.deny(http.StatusForbidden, "denied", "untrusted_peer")
-	}
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-		// Traefik appends the address it saw; anything before it came from the client.
-		parts := strings.Split(xff[len(xff)-1], ",")
-		if ip := strings.TrimSpace(parts[len(parts)-1]); net.ParseIP(ip) != nil {
-			d.client = ip
-		}
 	}
 
 	methods := r.Header.Values("X-Forwarded-Method")
@@ -209,6 +205,23 @@ func sanitizeForLog(s string, max int) string {
 		}
 		return r
 	}, s)
+}
+
+// clientAddress is the address a request comes from: the last X-Forwarded-For entry
+// (Traefik appends the address it saw; anything before it came from the client) when the
+// peer may set that header and it holds an IP address, otherwise the peer itself.
+func clientAddress(peer string, peerTrusted bool, xff []string) string {
+	if !peerTrusted || len(xff) == 0 {
+		return peer
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	if ip := strings.TrimSpace(last); net.ParseIP(ip) != nil {
+		return ip
+	}
+	return peer
 }
 
 func remoteIP(remoteAddr string) string {

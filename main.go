@@ -114,8 +114,8 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}
 	srv := &http.Server{
 		Handler:           newServer(auth, st, m),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second, // forwardAuth requests carry no body
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		ReadTimeout:       maxReadHeaderTimeout, // forwardAuth requests carry no body
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -160,6 +160,10 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	<-watched
 	return err
 }
+
+// maxReadHeaderTimeout is the server's read timeout for a whole request, so also the
+// longest --read-header-timeout that means anything.
+const maxReadHeaderTimeout = 10 * time.Second
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.logLevel}

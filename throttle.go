@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -18,12 +20,12 @@ type throttleConfig struct {
 	maxKeys   int
 }
 
-// define adds the throttle's flags to fs.
+// define adds the throttle's flags to fs. SECURITY.md explains the defaults.
 func (c *throttleConfig) define(fs *envFlagSet) {
 	fs.durationVar(&c.window, "throttle-window", 5*time.Minute, "sliding window over which failed logins are counted")
-	fs.intVar(&c.perClient, "throttle-per-client", 50, "failed verifications allowed per client address per window before 429; 0 turns it off")
-	fs.intVar(&c.perUser, "throttle-per-user", 30, "failed verifications allowed per user name per window before 429; 0 turns it off")
-	fs.intVar(&c.maxKeys, "throttle-max-keys", 65536, "most client addresses and user names tracked at once (bounds memory)")
+	fs.intVar(&c.perClient, "throttle-per-client", 50, "failed verifications allowed per client address (IPv6: per /64) per window; past it, 429 without hashing; 0 turns it off")
+	fs.intVar(&c.perUser, "throttle-per-user", 30, "failed verifications allowed per user name per window; past it, 429 without hashing; 0 turns it off")
+	fs.intVar(&c.maxKeys, "throttle-max-keys", 65536, "most client addresses, and most user names, tracked at once (bounds memory)")
 }
 
 func (c throttleConfig) validate() error {
@@ -42,15 +44,25 @@ func (c throttleConfig) validate() error {
 
 // throttle counts failed verifications per client address and per user name in a sliding
 // window (two fixed buckets, the older weighted by how much of it still lies in the window).
-// Only failures are recorded, and only on the failure path and before a hash is computed is
-// it consulted, so its mutex stays off the path of a cached success. A nil *throttle never
-// throttles. It is safe for concurrent use.
+// After limit failures, blocked reports true until the estimate drops below limit again.
+//
+// Only failures are recorded, and the throttle is asked only before a hash would be computed,
+// so a credential whose verdict is cached never meets it and its mutex stays off the path of
+// a cached success. Attempts already hashing when the limit is reached still complete: the
+// overshoot is at most the number of concurrent attempts.
+//
+// Keys are seeded 64-bit hashes of the address or name: a user name is whatever the client
+// sends (up to the header limit), and storing it would let long names grow memory far beyond
+// maxKeys entries' worth. Each map holds at most maxKeys entries.
+//
+// A nil *throttle never throttles. It is safe for concurrent use.
 type throttle struct {
 	cfg     throttleConfig
 	now     func() time.Time
+	seed    maphash.Seed
 	mu      sync.Mutex
-	clients map[string]*failureCount
-	users   map[string]*failureCount
+	clients map[uint64]*failureCount
+	users   map[uint64]*failureCount
 }
 
 // failureCount is one key's two buckets: current began at start, previous just before it.
@@ -59,6 +71,7 @@ type failureCount struct {
 	current, previous int
 }
 
+// newThrottle returns a throttle for c, or nil when both limits are off.
 func newThrottle(c throttleConfig) *throttle {
 	if c.perClient == 0 && c.perUser == 0 {
 		return nil
@@ -66,9 +79,32 @@ func newThrottle(c throttleConfig) *throttle {
 	return &throttle{
 		cfg:     c,
 		now:     time.Now,
-		clients: make(map[string]*failureCount),
-		users:   make(map[string]*failureCount),
+		seed:    maphash.MakeSeed(),
+		clients: make(map[uint64]*failureCount),
+		users:   make(map[uint64]*failureCount),
 	}
+}
+
+// clientKey and userKey map an address or a name to its key in clients or users.
+func (t *throttle) clientKey(client string) uint64 {
+	return maphash.String(t.seed, clientPrefix(client))
+}
+func (t *throttle) userKey(user string) uint64 { return maphash.String(t.seed, user) }
+
+// clientPrefix is the part of an address that identifies one client: the whole IPv4
+// address, but the /64 of an IPv6 one, since a single host or site is routinely given a whole
+// /64 and could otherwise rotate through 2^64 addresses. Anything else is used as it is.
+func clientPrefix(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.WithZone("").Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64) // cannot fail for an IPv6 address without a zone
+		return p.String()
+	}
+	return ip.String()
 }
 
 // blocked reports whether client or user has used up its failures, and when to retry.
@@ -80,17 +116,15 @@ func (t *throttle) blocked(client, user string) (retryAfter time.Duration, block
 	defer t.mu.Unlock()
 	now := t.now()
 	for _, check := range []struct {
-		counts map[string]*failureCount
-		key    string
+		counts map[uint64]*failureCount
+		key    uint64
 		limit  int
-	}{{t.clients, client, t.cfg.perClient}, {t.users, user, t.cfg.perUser}} {
+	}{{t.clients, t.clientKey(client), t.cfg.perClient}, {t.users, t.userKey(user), t.cfg.perUser}} {
 		if check.limit == 0 {
 			continue
 		}
 		if fc := check.counts[check.key]; fc != nil {
-			if wait := fc.waitBelow(now, t.cfg.window, check.limit); wait > retryAfter {
-				retryAfter = wait
-			}
+			retryAfter = max(retryAfter, fc.waitBelow(now, t.cfg.window, check.limit))
 		}
 	}
 	return retryAfter, retryAfter > 0
@@ -105,14 +139,14 @@ func (t *throttle) fail(client, user string) {
 	defer t.mu.Unlock()
 	now := t.now()
 	if t.cfg.perClient > 0 {
-		t.record(t.clients, client, now)
+		t.record(t.clients, t.clientKey(client), now)
 	}
 	if t.cfg.perUser > 0 {
-		t.record(t.users, user, now)
+		t.record(t.users, t.userKey(user), now)
 	}
 }
 
-func (t *throttle) record(counts map[string]*failureCount, key string, now time.Time) {
+func (t *throttle) record(counts map[uint64]*failureCount, key uint64, now time.Time) {
 	fc := counts[key]
 	if fc == nil {
 		if len(counts) >= t.cfg.maxKeys {
@@ -126,8 +160,9 @@ func (t *throttle) record(counts map[string]*failureCount, key string, now time.
 }
 
 // evict makes room: first keys with nothing left in the window, then, under a flood of
-// distinct keys, arbitrary ones (map order is random), a sixteenth of the table at a time.
-func (t *throttle) evict(counts map[string]*failureCount, now time.Time) {
+// distinct keys, arbitrary ones (map order is random), a sixteenth of the table at a time so
+// that the full scan runs once per maxKeys/16 new keys.
+func (t *throttle) evict(counts map[uint64]*failureCount, now time.Time) {
 	for k, fc := range counts {
 		if now.Sub(fc.start) >= 2*t.cfg.window {
 			delete(counts, k)
@@ -151,27 +186,33 @@ func (fc *failureCount) roll(now time.Time, window time.Duration) {
 	}
 }
 
-// estimate is the number of failures in the window ending at now.
+// estimate is the number of failures in the window ending at now: all of current, and the
+// share of previous that still lies in the window.
 func (fc *failureCount) estimate(now time.Time, window time.Duration) float64 {
 	fc.roll(now, window)
 	weight := 1 - float64(now.Sub(fc.start))/float64(window)
 	return float64(fc.previous)*weight + float64(fc.current)
 }
 
-// waitBelow is how long until the estimate drops below limit (0 if it already is).
+// waitBelow is how long, without new failures, until the estimate drops below limit (0 if
+// it already is).
 func (fc *failureCount) waitBelow(now time.Time, window time.Duration, limit int) time.Duration {
 	if fc.estimate(now, window) < float64(limit) {
 		return 0
 	}
-	elapsed := now.Sub(fc.start)
-	if fc.current >= limit || fc.previous == 0 {
-		// Only the roll-over empties current; after it, this bucket is the decaying one.
-		return window - elapsed + 1
+	w, prev, cur, lim := float64(window), float64(fc.previous), float64(fc.current), float64(limit)
+	// at is the offset from fc.start where the estimate reaches limit.
+	var at float64
+	if cur < lim {
+		// Within this bucket (prev > 0 here, or the estimate would be below the limit):
+		// prev*(1-at/w) + cur = lim.
+		at = w * (1 - (lim-cur)/prev)
+	} else {
+		// Only after the roll-over, when current becomes the decaying bucket:
+		// cur*(1-(at-w)/w) = lim.
+		at = w + w*(1-lim/cur)
 	}
-	// previous*(1-(elapsed+x)/window) + current < limit
-	need := float64(window) * (1 - float64(limit-fc.current)/float64(fc.previous))
-	if wait := time.Duration(need) - elapsed + 1; wait > 0 {
-		return wait
-	}
-	return time.Millisecond
+	// Rounded up to the millisecond, so that float rounding never leaves us on the limit.
+	wait := time.Duration(at) - now.Sub(fc.start)
+	return (wait/time.Millisecond + 1) * time.Millisecond
 }

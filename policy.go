@@ -52,20 +52,23 @@ const (
 )
 
 // routeTable lists the registry's routes in the order distribution matches them, with the
-// methods each one serves. A path matching none is refused.
+// methods each one serves (PROTOCOL.md section 2; distribution answers 405 to the others). A
+// path matching none is refused. Our name grammar is distribution's without its optional
+// registry-host component (upper case, ports): such names are refused, never mapped to a
+// different route, because every pattern anchors the name right after /v2/.
 var routeTable = []struct {
 	kind    routeKind
 	pattern *regexp.Regexp
 	methods string
 }{
 	{routeBase, regexp.MustCompile(`^/v2/?$`), "GET HEAD"},
-	{routeTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`), "GET HEAD"},
+	{routeTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`), "GET"},
 	{routeManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + digestPattern + `)$`), "GET HEAD PUT DELETE"},
 	{routeBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + digestPattern + `)$`), "GET HEAD DELETE"},
 	{routeUploadStart, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`), "POST"},
 	{routeUpload, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uuidPattern + `)$`), "GET HEAD PATCH PUT DELETE"},
-	{routeCatalog, regexp.MustCompile(`^/v2/_catalog$`), "GET HEAD"},
-	{routeReferrers, regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`), "GET HEAD"},
+	{routeCatalog, regexp.MustCompile(`^/v2/_catalog$`), "GET"},
+	{routeReferrers, regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`), "GET"},
 }
 
 // errUnknownRoute and errUnsupportedMethod are the reasons a request is never allowed.
@@ -107,6 +110,9 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 		if m == nil {
 			continue
 		}
+		if len(m) > 1 && len(m[1]) > maxNameLength {
+			return req, errUnknownRoute // no registry name is this long
+		}
 		if !strings.Contains(" "+r.methods+" ", " "+method+" ") {
 			return req, errUnsupportedMethod
 		}
@@ -116,9 +122,6 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 		}
 		if len(m) > 2 {
 			req.reference = m[2]
-		}
-		if len(req.repository) > maxNameLength {
-			return req, errUnknownRoute
 		}
 		if r.kind == routeUploadStart {
 			if req.mountFrom, err = mountSource(uri); err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/GehirnInc/crypt"
@@ -19,13 +20,21 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// maxLineLength is the longest line Apache reads from its files: ap_cfg_getline fills a
-// buffer of MAX_STRING_LEN (8192) bytes, one of which is the terminating NUL. Apache silently
-// drops the rest of a longer line; we refuse the whole file instead.
-const maxLineLength = 8191
+// Longest lines Apache 2.4 reads, not counting the final LF (a CR counts). mod_authn_file
+// reads the htpasswd file with ap_cfg_getline into MAX_STRING_LEN (8192) bytes: one is the
+// NUL, one the LF, so 8190 remain, and at a longer line Apache stops reading and silently
+// ignores the rest of the file (checked against Apache 2.4.71); we refuse such a file instead.
+// mod_authz_groupfile grows its buffer up to 16 MiB.
+const (
+	maxHTPasswdLine = 8190
+	maxGroupsLine   = 16 << 20
+)
 
-// errLineTooLong is returned (wrapped with the line number) for a line Apache would truncate.
-var errLineTooLong = errors.New("line longer than 8191 bytes (Apache would silently cut it)")
+// errLineTooLong is returned (wrapped with the line number) for a line Apache would not read.
+var errLineTooLong = errors.New("Apache would ignore it and every line after it")
+
+// confSpace is apr_isspace: the white space Apache trims and splits words at (C locale).
+const confSpace = " \t\n\v\f\r"
 
 // hashKind is the format of a stored password hash.
 type hashKind int
@@ -99,24 +108,64 @@ func validateHash(kind hashKind, hash string) error {
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
 			return fmt.Errorf("malformed bcrypt hash: %v", err)
 		}
+		// bcrypt.Cost reads only the prefix; a cut or lengthened hash would never match.
+		if len(hash) != 60 || strings.Trim(hash[7:], cryptAlphabet) != "" {
+			return errors.New("malformed bcrypt hash: want 60 characters, $2y$NN$ and 53 of [./A-Za-z0-9]")
+		}
 	case hashSHA1:
 		sum, err := base64.StdEncoding.DecodeString(hash[len("{SHA}"):])
 		if err != nil || len(sum) != sha1.Size {
 			return errors.New("malformed {SHA} hash: want base64 of 20 bytes")
 		}
 	case hashAPR1, hashMD5Crypt, hashSHA256Crypt, hashSHA512Crypt:
-		if !crypt.IsHashSupported(hash) || strings.Count(hash, "$") < 3 {
-			return fmt.Errorf("malformed %s hash", kind)
-		}
-		// A wrong-format salt or rounds field makes the library fail at verify time; find out now.
-		if err := crypt.NewFromHash(hash).Verify(hash, []byte("registry-auth probe")); err != nil &&
-			!errors.Is(err, crypt.ErrKeyMismatch) {
+		if err := validateCryptShape(kind, hash); err != nil {
 			return fmt.Errorf("malformed %s hash: %v", kind, err)
 		}
 	case hashDES:
 		return errors.New("DES crypt hash refused: it reads only the first 8 characters of a password; re-create the user with `registry-auth hash` or `htpasswd -B`")
 	default:
 		return errors.New("plain-text or unknown hash refused (Apache accepts plain text only on Windows); re-create the user with `registry-auth hash` or `htpasswd -B`")
+	}
+	return nil
+}
+
+// cryptAlphabet holds the characters of crypt(3)'s base 64, bcrypt's included.
+const cryptAlphabet = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// validateCryptShape checks a $1$, $apr1$, $5$ or $6$ hash without computing it: the prefix,
+// for $5$ and $6$ an optional rounds=N$, the salt, and a digest of the format's length. A
+// salt longer than the format's maximum, or rounds that are out of range or not written the
+// canonical way, are rewritten by crypt (Apache's and ours), so such a hash never matches.
+// Computing a probe instead would let one entry with rounds=999999999 stall a load for minutes.
+func validateCryptShape(kind hashKind, hash string) error {
+	prefix, saltMax, digestLen := "$1$", 8, 22
+	switch kind {
+	case hashAPR1:
+		prefix = "$apr1$"
+	case hashSHA256Crypt:
+		prefix, saltMax, digestLen = "$5$", 16, 43
+	case hashSHA512Crypt:
+		prefix, saltMax, digestLen = "$6$", 16, 86
+	}
+	rest := strings.TrimPrefix(hash, prefix)
+	if kind == hashSHA256Crypt || kind == hashSHA512Crypt {
+		if r, ok := strings.CutPrefix(rest, "rounds="); ok {
+			n, after, _ := strings.Cut(r, "$")
+			rounds, err := strconv.Atoi(n)
+			if err != nil || rounds < 1000 || rounds > 999999999 || strconv.Itoa(rounds) != n {
+				return fmt.Errorf("rounds=%s: want a number from 1000 to 999999999", n)
+			}
+			rest = after
+		}
+	}
+	salt, digest, found := strings.Cut(rest, "$")
+	switch {
+	case !found:
+		return errors.New("no $ between salt and digest")
+	case len(salt) > saltMax:
+		return fmt.Errorf("salt of %d characters: at most %d", len(salt), saltMax)
+	case len(digest) != digestLen || strings.Trim(digest, cryptAlphabet) != "":
+		return fmt.Errorf("digest must be %d characters of [./0-9A-Za-z]", digestLen)
 	}
 	return nil
 }
@@ -192,28 +241,50 @@ type htpasswdFile struct {
 	problems []lineProblem
 }
 
-// readLines calls fn with each line of r, numbered from 1, with surrounding white space
-// trimmed and blank and comment lines skipped, as Apache's ap_cfg_getline callers do.
-func readLines(r io.Reader, fn func(n int, line string)) error {
-	br := bufio.NewReaderSize(r, maxLineLength+2)
+// readLines calls fn with each logical line of r as Apache's ap_cfg_getline makes them,
+// numbered by its first physical line: a line ending in a backslash (before its LF or CRLF)
+// continues on the next one, without the backslash and line end, even a comment; white space
+// is trimmed at both ends; blank and comment lines are skipped. Each continued line is
+// reported to warn, as it may hide a user. A logical line longer than max bytes (not counting
+// its final LF) is an error, as Apache stops reading there.
+func readLines(r io.Reader, max int, warn func(lineProblem), fn func(n int, line string)) error {
+	br := bufio.NewReader(r)
+	var line []byte // the logical line read so far
+	first := 1
 	for n := 1; ; n++ {
-		raw, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return fmt.Errorf("line %d: %w", n, errLineTooLong)
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			line = append(line, chunk...)
+			if !errors.Is(err, bufio.ErrBufferFull) || len(line) > max+1 {
+				break
+			}
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 			return err
 		}
-		if len(bytes.TrimRight(raw, "\r\n")) > maxLineLength {
-			return fmt.Errorf("line %d: %w", n, errLineTooLong)
+		body, hadLF := bytes.CutSuffix(line, []byte("\n"))
+		if len(body) > max {
+			return fmt.Errorf("line %d: longer than %d bytes counting its newline: %w", first, max+1, errLineTooLong)
 		}
-		line := strings.TrimSpace(string(raw))
-		if line != "" && line[0] != '#' {
-			fn(n, line)
+		if hadLF {
+			if b := bytes.TrimSuffix(body, []byte("\r")); len(b) > 0 && b[len(b)-1] == '\\' {
+				line = b[:len(b)-1]
+				continue
+			}
 		}
-		if err != nil { // io.EOF after the last, possibly unterminated, line
+		if n != first {
+			warn(lineProblem{line: first, severity: severityWarning, message: fmt.Sprintf(
+				"lines %d to %d are read as one line, as Apache does: a line that ends in a backslash continues on the next", first, n)})
+		}
+		if text := strings.Trim(string(body), confSpace); text != "" && text[0] != '#' {
+			fn(first, text)
+		}
+		if !hadLF { // io.EOF after the last, possibly unterminated, line
 			return nil
 		}
+		line, first = line[:0], n+1
 	}
 }
 
@@ -226,7 +297,9 @@ func parseHTPasswd(r io.Reader) (htpasswdFile, error) {
 	problem := func(n int, s severity, format string, args ...any) {
 		f.problems = append(f.problems, lineProblem{line: n, severity: s, message: fmt.Sprintf(format, args...)})
 	}
-	err := readLines(r, func(n int, line string) {
+	warn := func(p lineProblem) { f.problems = append(f.problems, p) }
+	firstLine := make(map[string]int) // of each user, loaded or refused
+	err := readLines(r, maxHTPasswdLine, warn, func(n int, line string) {
 		user, rest, found := strings.Cut(line, ":")
 		if !found {
 			problem(n, severityError, "no colon: want user:hash")
@@ -236,11 +309,15 @@ func parseHTPasswd(r io.Reader) (htpasswdFile, error) {
 			problem(n, severityError, "empty user name")
 			return
 		}
-		hash, _, _ := strings.Cut(rest, ":")
-		if prev, dup := f.users[user]; dup {
-			problem(n, severityWarning, "duplicate user %q ignored: the entry on line %d wins, as in Apache", user, prev.line)
+		// ap_getword skips every colon after the user, so `user::hash` is user and hash.
+		hash, _, _ := strings.Cut(strings.TrimLeft(rest, ":"), ":")
+		// Apache stops at the first line of a user, usable or not: a refused entry shadows
+		// later ones too, so they are not a way around the refusal.
+		if prev, dup := firstLine[user]; dup {
+			problem(n, severityWarning, "duplicate user %q ignored: the entry on line %d wins, as in Apache", user, prev)
 			return
 		}
+		firstLine[user] = n
 		kind := classifyHash(hash)
 		if err := validateHash(kind, hash); err != nil {
 			problem(n, severityError, "user %q skipped: %v", user, err)
@@ -248,6 +325,11 @@ func parseHTPasswd(r io.Reader) (htpasswdFile, error) {
 		}
 		if kind.weak() {
 			problem(n, severityWarning, "user %q has a weak %s hash; re-create it with `registry-auth hash` (bcrypt)", user, kind)
+		}
+		if strings.HasPrefix(hash, "$2x$") {
+			// $2x$ asks for the sign-extension bug of old crypt_blowfish, which Apache emulates
+			// and Go's bcrypt does not: a password with non-ASCII bytes would not verify.
+			problem(n, severityWarning, "user %q has a legacy $2x$ bcrypt hash: a password with non-ASCII characters will not verify; re-create it with `registry-auth hash`", user)
 		}
 		f.users[user] = htpasswdEntry{hash: hash, kind: kind, line: n}
 	})
@@ -260,34 +342,33 @@ type groupsFile struct {
 	problems []lineProblem
 }
 
-// parseGroups reads a groups file with mod_authz_groupfile's rules: `group: member ...`,
-// members separated by white space and optionally quoted, a group's lines adding up.
+// parseGroups reads a groups file with mod_authz_groupfile's rules (Apache 2.4):
+// `group: member ...`, white space before the colon not part of the name, members separated
+// by white space and optionally quoted, a group's lines adding up.
 func parseGroups(r io.Reader) (groupsFile, error) {
 	f := groupsFile{members: make(map[string]map[string]bool)}
 	problem := func(n int, s severity, format string, args ...any) {
 		f.problems = append(f.problems, lineProblem{line: n, severity: s, message: fmt.Sprintf(format, args...)})
 	}
-	err := readLines(r, func(n int, line string) {
+	warn := func(p lineProblem) { f.problems = append(f.problems, p) }
+	err := readLines(r, maxGroupsLine, warn, func(n int, line string) {
 		group, rest, found := strings.Cut(line, ":")
 		if !found {
 			problem(n, severityError, "no colon: want group: user1 user2 ...")
 			return
 		}
+		group = strings.TrimRight(group, confSpace) // as groups_for_user does since 2.4
 		if group == "" {
 			problem(n, severityError, "empty group name")
 			return
-		}
-		if strings.TrimSpace(group) != group {
-			// Apache keeps the white space as part of the name, so `Require group pusher`
-			// would not match `pusher :`; so do we, but say so.
-			problem(n, severityWarning, "group name %q has white space before the colon; it is part of the name, as in Apache", group)
 		}
 		members := f.members[group]
 		if members == nil {
 			members = make(map[string]bool)
 			f.members[group] = members
 		}
-		for rest = strings.TrimLeft(rest, " \t"); rest != ""; {
+		// ap_getword skips every colon after the name.
+		for rest = strings.TrimLeft(rest, ":"); rest != ""; {
 			var word string
 			word, rest = nextConfWord(rest)
 			if word != "" {
@@ -298,26 +379,49 @@ func parseGroups(r io.Reader) (groupsFile, error) {
 	return f, err
 }
 
-// nextConfWord splits the first word off s like Apache's ap_getword_conf: a word is quoted
-// with ' or " (a backslash escapes the quote inside) or runs to the next white space.
+// nextConfWord splits the first word off s exactly like Apache's ap_getword_conf: leading
+// white space is skipped; a word quoted with ' or " runs to the matching quote, inside which
+// a backslash escapes that quote or a backslash; an unquoted word runs to the next white space
+// and a double backslash in it is one backslash.
 func nextConfWord(s string) (word, rest string) {
+	s = strings.TrimLeft(s, confSpace)
+	if s == "" {
+		return "", ""
+	}
 	if q := s[0]; q == '"' || q == '\'' {
-		var b strings.Builder
 		i := 1
-		for ; i < len(s) && s[i] != q; i++ {
-			if s[i] == '\\' && i+1 < len(s) && s[i+1] == q {
+		for i < len(s) && s[i] != q {
+			if s[i] == '\\' && i+1 < len(s) && (s[i+1] == q || s[i+1] == '\\') {
+				i += 2
+			} else {
 				i++
 			}
-			b.WriteByte(s[i])
 		}
+		word = unescapeConfWord(s[1:i], q)
 		if i < len(s) {
-			i++ // closing quote
+			i++ // the closing quote
 		}
-		return b.String(), strings.TrimLeft(s[i:], " \t")
+		return word, strings.TrimLeft(s[i:], confSpace)
 	}
-	end := strings.IndexAny(s, " \t")
+	end := strings.IndexAny(s, confSpace)
 	if end < 0 {
-		return s, ""
+		end = len(s)
 	}
-	return s[:end], strings.TrimLeft(s[end:], " \t")
+	return unescapeConfWord(s[:end], 0), strings.TrimLeft(s[end:], confSpace)
+}
+
+// unescapeConfWord is Apache's substring_conf: a backslash before a backslash, or before the
+// quote of a quoted word, is dropped.
+func unescapeConfWord(s string, quote byte) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '\\' || (quote != 0 && s[i+1] == quote)) {
+			i++
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }

@@ -148,10 +148,10 @@ func TestVerifyFormatVectors(t *testing.T) {
 	}
 }
 
-// TestBcryptReadsOnly72Bytes: like Apache (and C bcrypt), a bcrypt hash checks only the first
+// TestBcryptVectorReadsOnly72Bytes: like Apache (and C bcrypt), a bcrypt hash checks only the first
 // 72 bytes of a password, so an 80-byte password's tail does not matter. This is why
 // `registry-auth hash` refuses passwords over 72 bytes.
-func TestBcryptReadsOnly72Bytes(t *testing.T) {
+func TestBcryptVectorReadsOnly72Bytes(t *testing.T) {
 	t.Parallel()
 	f := parseTestdata(t, "formats.htpasswd")
 	hash := f.users["bcrypt-long80"].hash
@@ -191,16 +191,12 @@ func TestFormatVectorsAgreeWithApache(t *testing.T) {
 	}
 }
 
-// apacheHTPasswd returns the path of Apache's htpasswd. It skips the test where the program
-// is missing, except under CI (CI set), where .ci/run installs apache2-utils.
+// apacheHTPasswd returns the path of Apache's htpasswd, which these tests compare against.
 func apacheHTPasswd(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("htpasswd")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("Apache's htpasswd is missing: apt-get install apache2-utils")
-		}
-		t.Skip("Apache's htpasswd is not installed (apt-get install apache2-utils)")
+		t.Fatalf("Apache's htpasswd is needed (Debian: apt-get install apache2-utils): %v", err)
 	}
 	return path
 }

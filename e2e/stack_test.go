@@ -103,7 +103,7 @@ func TestStack(t *testing.T) {
 
 	image := localImage(ctx, t, s)
 	users := map[string]string{"alice": alicePassword, "bob": bobPassword}
-	var pushedDigest string
+	var pushedDigest, refusedPush string
 
 	t.Run("1 pusher logs in, tags and pushes", func(t *testing.T) {
 		mustLogin(ctx, t, s, "alice", users["alice"])
@@ -116,6 +116,19 @@ func TestStack(t *testing.T) {
 		}
 		pushedDigest = m[1]
 		t.Logf("pushed %s as %s", ref, pushedDigest)
+
+		// Upload Locations point back through Traefik (REGISTRY_HTTP_RELATIVEURLS),
+		// never at the registry's own address.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+registryHost+"/v2/stacktest/hello/blobs/uploads/", nil)
+		req.SetBasicAuth("alice", users["alice"])
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(loc, "/v2/stacktest/hello/blobs/uploads/") {
+			t.Errorf("upload start: status %d, Location %q; want 202 and a relative /v2/stacktest/hello/blobs/uploads/ URL", resp.StatusCode, loc)
+		}
 	})
 
 	t.Run("2 read-only user pulls, and is refused a push with denied", func(t *testing.T) {
@@ -135,22 +148,34 @@ func TestStack(t *testing.T) {
 		refused := registryHost + "/stacktest/bob-push:" + image.tag
 		mustDocker(ctx, t, s, "tag", ref, refused)
 		out, err := s.docker(ctx, nil, "push", refused)
+		refusedPush = out
 		if err == nil {
 			t.Fatalf("docker push as the read-only user succeeded, want it refused:\n%s", out)
 		}
-		// DENIED is final: docker must neither retry (PROTOCOL.md section 2) nor
-		// lose the message. The docker engine retries an error body that it
-		// decodes into a bare error code, and then prints only "denied".
-		if !strings.Contains(out, "denied: requested access to the resource is denied") {
-			t.Errorf("docker push as the read-only user failed without saying \"denied: requested access to the resource is denied\":\n%s", out)
-		}
-		if strings.Contains(out, "Retrying") {
-			t.Errorf("docker retried the refused push (a DENIED answer must be final):\n%s", out)
+		if !strings.Contains(out, "denied") {
+			t.Errorf("docker push as the read-only user failed without saying denied:\n%s", out)
 		}
 		t.Logf("refused push, as docker prints it:\n%s", strings.TrimSpace(out))
 		// Nothing of the refused push reached the registry.
 		if code := registryGet(t, client, "alice", users["alice"], "/v2/stacktest/bob-push/tags/list"); code != http.StatusNotFound {
 			t.Errorf("tags of the refused repository: status %d, want 404", code)
+		}
+	})
+
+	t.Run("2b the refused push is final, with the registry's message", func(t *testing.T) {
+		// PROTOCOL.md section 2: DENIED is not retried and docker prints
+		// "denied: requested access to the resource is denied". The docker
+		// engine decodes an error whose message is exactly the code's default
+		// text, with no detail, into a bare error code: it then retries the
+		// push five times (about 50 s) and prints only "denied".
+		if refusedPush == "" {
+			t.Fatal("step 2 did not get as far as the refused push")
+		}
+		if !strings.Contains(refusedPush, "denied: requested access to the resource is denied") {
+			t.Errorf("the refused push did not print \"denied: requested access to the resource is denied\":\n%s", refusedPush)
+		}
+		if strings.Contains(refusedPush, "Retrying") {
+			t.Errorf("docker retried the refused push (a DENIED answer must be final):\n%s", refusedPush)
 		}
 	})
 
@@ -163,12 +188,16 @@ func TestStack(t *testing.T) {
 			t.Errorf("docker login with a wrong password failed without saying unauthorized:\n%s", out)
 		}
 		t.Logf("wrong password, as docker prints it:\n%s", strings.TrimSpace(out))
+	})
 
-		// A wrong password already stored (changed on the server since the
-		// login): docker pull must fail at once with the registry's message.
+	t.Run("3b pull with a wrong stored password says unauthorized: authentication required", func(t *testing.T) {
+		// A password stored by an earlier login and changed on the server
+		// since: docker pull must fail with the registry's message (the same
+		// decoding as in step 2b turns a default-text error into a bare
+		// "unauthorized").
 		writeDockerAuth(t, s.dockerConfig, "bob", "not-"+users["bob"])
 		began := time.Now()
-		out, err = s.docker(ctx, nil, "pull", registryHost+"/stacktest/hello:"+image.tag)
+		out, err := s.docker(ctx, nil, "pull", registryHost+"/stacktest/hello:"+image.tag)
 		if err == nil {
 			t.Fatalf("docker pull with a wrong stored password succeeded:\n%s", out)
 		}
@@ -238,6 +267,28 @@ func TestStack(t *testing.T) {
 				if strings.TrimSpace(internal) != "true" {
 					t.Errorf("%s is on network %s, which is not internal", svc, network)
 				}
+			}
+		}
+		// From another network (the default bridge, where any other container
+		// lands), neither answers; from the service's own network the same
+		// probe does, which shows the probe works. (The Docker host itself
+		// still reaches container addresses: the engine gives it an address on
+		// every bridge, internal ones too.)
+		for _, probe := range []struct{ svc, port, path string }{
+			{"registry", "5000", "/v2/"},
+			{"auth", "8080", "/healthz"},
+		} {
+			out, err := s.inspect(ctx, probe.svc, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}{{end}}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			network, ip, _ := strings.Cut(out, " ")
+			url := "http://" + net.JoinHostPort(ip, probe.port) + probe.path
+			if out, err := probeFrom(ctx, s, "bridge", url); err == nil {
+				t.Errorf("%s answered %s from a container on the default bridge network:\n%s", probe.svc, url, out)
+			}
+			if out, err := probeFrom(ctx, s, network, url); err != nil {
+				t.Errorf("control probe of %s from its own network %s failed, so the probe proves nothing: %v\n%s", url, network, err, out)
 			}
 		}
 		// Traefik publishes 5043 and nothing else.
@@ -597,6 +648,13 @@ func runOK(ctx context.Context, t *testing.T, name string, args ...string) {
 	if _, err := run(ctx, "", nil, nil, name, args...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// probeFrom asks url from a new container on network, with the registry-auth
+// image's healthcheck command (exit 0 on a 200 answer), and returns its output.
+func probeFrom(ctx context.Context, s *composeStack, network, url string) (string, error) {
+	return s.docker(ctx, nil, "run", "--rm", "--network", network, harness.RegistryAuthImage,
+		"healthcheck", "--url", url, "--timeout", "2s")
 }
 
 // containerStates describes each service's container (ID, start time,

@@ -44,7 +44,7 @@ health:
 
 // ImageExists reports whether the Docker engine has an image called ref.
 func ImageExists(ctx context.Context, ref string) bool {
-	return exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref).Run() == nil
+	return imageID(ctx, ref) != ""
 }
 
 // BuildImage runs "docker build" of dockerfile in a fresh context directory
@@ -74,7 +74,30 @@ func BuildImage(ctx context.Context, tag, dockerfile string, files map[string]st
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return err
 	}
-	return docker(ctx, nil, "build", "--quiet", "-t", tag, dir)
+	replaced := imageID(ctx, tag)
+	if err := docker(ctx, nil, "build", "--quiet", "-t", tag, dir); err != nil {
+		return err
+	}
+	removeIfReplaced(ctx, replaced, tag)
+	return nil
+}
+
+// imageID returns the ID of the image ref, or "" if there is none.
+func imageID(ctx context.Context, ref string) string {
+	out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{.Id}}", ref).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// removeIfReplaced removes the image old if tag no longer names it, so that
+// rebuilding a tag leaves no dangling image behind. docker refuses (and this
+// ignores) the removal while a container or another tag still uses it.
+func removeIfReplaced(ctx context.Context, old, tag string) {
+	if old != "" && imageID(ctx, tag) != old {
+		exec.CommandContext(ctx, "docker", "rmi", old).Run()
+	}
 }
 
 // EnsureTraefikImage makes sure the engine has TraefikImage. An existing
@@ -157,9 +180,11 @@ func BuildRegistryAuthImage(ctx context.Context, binary string) (string, error) 
 		return "", err
 	}
 	const runtimeTag = "registry-auth:runtime"
+	replaced := imageID(ctx, runtimeTag)
 	if err := docker(ctx, nil, "build", "--quiet", "--target", "runtime", "-t", runtimeTag, root); err != nil {
 		return "", err
 	}
+	removeIfReplaced(ctx, replaced, runtimeTag)
 	dockerfile := "FROM " + runtimeTag + "\nCOPY registry-auth /registry-auth\n"
 	if err := BuildImage(ctx, RegistryAuthImage, dockerfile, map[string]string{"registry-auth": binary}); err != nil {
 		return "", err

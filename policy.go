@@ -49,6 +49,10 @@ const (
 	digestPattern = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
 	uuidPattern   = `[a-zA-Z0-9-_.=]+`
 	maxNameLength = 255
+	// maxPathLength bounds the path matched against the routes; the longest real one is
+	// about 420 bytes (a 255-byte name and a sha512 digest). Matching a 64 KiB path costs
+	// milliseconds, which nobody should get for free before authentication.
+	maxPathLength = 2048
 )
 
 // routeTable lists the registry's routes in the order distribution matches them, with the
@@ -138,6 +142,9 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 // characters.
 func normalisePath(uri string) (string, error) {
 	rawPath, _, _ := strings.Cut(uri, "?")
+	if len(rawPath) > maxPathLength {
+		return "", errUnknownRoute
+	}
 	lower := strings.ToLower(rawPath)
 	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {
 		return "", errUnknownRoute

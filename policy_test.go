@@ -10,6 +10,9 @@ import (
 // testDigest is a well-formed sha256 digest.
 var testDigest = "sha256:" + strings.Repeat("0123456789abcdef", 4)
 
+// longUploadID makes the longest upload path allowed, 2048 bytes.
+var longUploadID = strings.Repeat("u", maxPathLength-len("/v2/app/blobs/uploads/"))
+
 // allMethods are the methods every route is tried with: the registry's, others HTTP
 // defines, WebDAV, case variants and junk a client could put in X-Forwarded-Method.
 var allMethods = []string{
@@ -40,6 +43,7 @@ func TestRouteMethodMatrix(t *testing.T) {
 		{"/v2/app/blobs/uploads/?digest=" + testDigest, routeUploadStart, "app", "", "POST"},
 		{"/v2/app/blobs/uploads/8f3a-11ef_b.c=", routeUpload, "app", "8f3a-11ef_b.c=", "GET HEAD PATCH PUT DELETE"},
 		{"/v2/app/blobs/uploads/8f3a?digest=" + testDigest, routeUpload, "app", "8f3a", "GET HEAD PATCH PUT DELETE"},
+		{"/v2/app/blobs/uploads/" + longUploadID, routeUpload, "app", longUploadID, "GET HEAD PATCH PUT DELETE"},
 		{"/v2/_catalog", routeCatalog, "", "", "GET"},
 		{"/v2/_catalog?n=100", routeCatalog, "", "", "GET"},
 		{"/v2/app/referrers/" + testDigest, routeReferrers, "app", testDigest, "GET"},
@@ -103,7 +107,7 @@ var hostileURIs = []struct{ name, uri string }{
 	{"raw NUL", "/v2/app/manifests/latest\x00"},
 	{"raw space", "/v2/app/manifests/lat est"},
 	{"encoded space", "/v2/app/manifests/lat%20est"},
-	{"raw tab", "/v2/app/manifests/latest\t"},
+	{"raw tab", "/v2/app/manifests/lat\test"},
 	{"CR LF", "/v2/app/manifests/latest\r\nX-Forwarded-Method: GET"},
 	{"truncated escape", "/v2/app/manifests/latest%"},
 	{"invalid escape", "/v2/app/manifests/lat%zzest"},
@@ -125,6 +129,7 @@ var hostileURIs = []struct{ name, uri string }{
 	{"name of 256 characters", "/v2/" + strings.Repeat("a", 256) + "/manifests/latest"},
 	{"name of 256 characters with slashes", "/v2/" + strings.Repeat("abc/", 63) + "abcd/tags/list"},
 	{"name of 64 KiB", "/v2/" + strings.Repeat("a/", 32<<10) + "a/manifests/latest"},
+	{"path of 2049 bytes", "/v2/app/blobs/uploads/" + strings.Repeat("u", maxPathLength+1-len("/v2/app/blobs/uploads/"))},
 	{"upload start without slash", "/v2/app/blobs/uploads"},
 	{"catalog with slash", "/v2/_catalog/"},
 	{"catalog as a name", "/v2/_catalog/manifests/latest"},

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"slices"
+	"time"
+)
+
+// setupID names the six setups of issue 5, in the issue's order.
+type setupID int
+
+const (
+	apacheRecipe         setupID = 1 // the registry docs' Apache recipe
+	traefikBasicAuth     setupID = 2 // Traefik's basicAuth middleware, same htpasswd
+	traefikNoAuth        setupID = 3 // no authentication: the chain's upper bound
+	traefikCeiling       setupID = 4 // forwardAuth to a server that answers 200 at once
+	traefikRegistryAuth  setupID = 5 // forwardAuth to registry-auth, cache on
+	traefikRegistryNoTTL setupID = 6 // forwardAuth to registry-auth --cache-ttl 0
+)
+
+var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL}
+
+func (s setupID) String() string {
+	switch s {
+	case apacheRecipe:
+		return "Apache recipe"
+	case traefikBasicAuth:
+		return "Traefik basicAuth"
+	case traefikNoAuth:
+		return "Traefik, no auth"
+	case traefikCeiling:
+		return "Traefik + forwardAuth 200 at once"
+	case traefikRegistryAuth:
+		return "Traefik + registry-auth"
+	case traefikRegistryNoTTL:
+		return "Traefik + registry-auth --cache-ttl 0"
+	}
+	return "unknown setup"
+}
+
+// authenticates reports whether the setup refuses requests without valid
+// credentials.
+func (s setupID) authenticates() bool {
+	return s != traefikNoAuth && s != traefikCeiling
+}
+
+// usesRegistryAuth reports whether registry-auth makes the decisions.
+func (s setupID) usesRegistryAuth() bool {
+	return s == traefikRegistryAuth || s == traefikRegistryNoTTL
+}
+
+// enforcesPushGroup reports whether the setup refuses a push by a user
+// outside the push group (Traefik's basicAuth has no groups).
+func (s setupID) enforcesPushGroup() bool {
+	return s == apacheRecipe || s.usesRegistryAuth()
+}
+
+// manifestWorkload is one of the three wrk workloads.
+type manifestWorkload int
+
+const (
+	users64Cost10 manifestWorkload = iota
+	users64Cost5
+	oneUserCost10
+)
+
+var manifestWorkloads = []manifestWorkload{users64Cost10, users64Cost5, oneUserCost10}
+
+func (w manifestWorkload) String() string {
+	switch w {
+	case users64Cost10:
+		return "64 users, bcrypt cost 10"
+	case users64Cost5:
+		return "64 users, bcrypt cost 5"
+	case oneUserCost10:
+		return "1 user, bcrypt cost 10"
+	}
+	return "unknown workload"
+}
+
+// setupResult holds everything measured on one setup. A nil or empty field
+// was not measured; Errors says why when something failed.
+type setupResult struct {
+	Setup    setupID
+	Manifest map[manifestWorkload]*loadResult
+	Pulls    []time.Duration
+	Push     *pushResult
+	Reload   []reloadSample
+	Checks   []string // the sanity checks that passed
+	Errors   []string
+}
+
+// pushResult is one big-layer push and the memory around it.
+type pushResult struct {
+	Size        int64
+	Wall        time.Duration
+	ProxyPeak   int64  // proxy's VmHWM during the push (all processes for Apache)
+	AuthName    string // the separate auth process, "" when the proxy decides
+	AuthBefore  int64  // its VmRSS before the push
+	AuthPeak    int64  // its VmHWM during the push
+	PeakSampled bool   // true when clear_refs failed and the peak was sampled instead
+}
+
+// reloadSample is one "write a new user, wait until it is accepted".
+type reloadSample struct {
+	Method  string // "rename" (editor-style save) or "htpasswd" (in place)
+	Latency time.Duration
+}
+
+// authAloneResult is wrk against an auth server directly.
+type authAloneResult struct {
+	Name string
+	Res  loadResult
+}
+
+// memoryResult is registry-auth's memory with many users loaded.
+type memoryResult struct {
+	Users       int
+	Cost        int
+	Load        time.Duration // from start to /readyz answering 200
+	AfterLoad   memStat
+	Logins      int
+	AfterLogins memStat
+}
+
+// results is one run of the harness.
+type results struct {
+	Mode      string
+	Command   string
+	Started   time.Time
+	Elapsed   time.Duration
+	Machine   machine
+	LoadAfter string
+	Params    params
+	Setups    []*setupResult
+	AuthAlone []authAloneResult
+	Memory    *memoryResult
+	Notes     []string
+}
+
+// setup returns the result of id, or nil if it did not run.
+func (r *results) setup(id setupID) *setupResult {
+	i := slices.IndexFunc(r.Setups, func(s *setupResult) bool { return s.Setup == id })
+	if i < 0 {
+		return nil
+	}
+	return r.Setups[i]
+}
+
+// params are the knobs of a run, fixed by the mode and flags.
+type params struct {
+	Duration    time.Duration // each wrk run
+	MinCycles   int           // requests per connection below which a run is repeated longer
+	MaxDuration time.Duration // the longest a repeated run may be
+	Connections int
+	Threads     int
+	Pulls       int
+	PushSize    int64
+	Reloads     int
+	MemoryUsers int
+	Logins      int
+	Setups      []setupID
+	Workloads   map[string]bool
+}

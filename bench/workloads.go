@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// authHeaders are the headers Traefik's forwardAuth sends with a GET of
+// manifestPath, for requests straight to an auth server.
+func authHeaders() map[string]string {
+	return map[string]string{
+		"X-Forwarded-Method": "GET",
+		"X-Forwarded-Uri":    manifestPath,
+		"X-Forwarded-Proto":  "https",
+		"X-Forwarded-Host":   "127.0.0.1:5043",
+		"X-Forwarded-For":    "127.0.0.1",
+	}
+}
+
+// checkSetup asks the setup the questions whose answers show it is set up
+// as described, before anything is measured, and returns what passed.
+func (l *lab) checkSetup(ctx context.Context, s *stack) ([]string, error) {
+	var passed []string
+	u := s.files.pusher()
+	cases := []struct {
+		name, path, method, auth string
+		want                     []int
+		skip                     bool
+	}{
+		{"no credentials", manifestPath, http.MethodGet, "", []int{http.StatusUnauthorized}, !s.id.authenticates()},
+		{"wrong password", manifestPath, http.MethodGet, credential{u.User, u.Password + "-wrong"}.basic(), []int{http.StatusUnauthorized}, !s.id.authenticates()},
+		{"open without credentials", manifestPath, http.MethodGet, "", []int{http.StatusOK}, s.id.authenticates()},
+		// Apache answers a user outside the group with 401 (its default),
+		// registry-auth with 403.
+		{"push refused outside pusher", "/v2/" + manifestRepo + "/blobs/uploads/", http.MethodPost, s.files.reader().basic(),
+			[]int{http.StatusUnauthorized, http.StatusForbidden}, !s.id.enforcesPushGroup() || len(s.files.Users) < 2},
+	}
+	for _, c := range cases {
+		if c.skip {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, c.method, s.proxyURL(c.path), nil)
+		if err != nil {
+			return passed, err
+		}
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := l.client.Do(req)
+		if err != nil {
+			return passed, fmt.Errorf("check %q: %w", c.name, err)
+		}
+		resp.Body.Close()
+		if !slices.Contains(c.want, resp.StatusCode) {
+			return passed, fmt.Errorf("check %q: %s %s answered %d, want %v", c.name, c.method, c.path, resp.StatusCode, c.want)
+		}
+		passed = append(passed, fmt.Sprintf("%s → %d", c.name, resp.StatusCode))
+	}
+	return passed, nil
+}
+
+// warmUp sends one request per user to url (8 at a time) and fails unless
+// every one is answered 200: it fills caches, and proves every user works.
+func (l *lab) warmUp(ctx context.Context, url string, users []credential, headers map[string]string) error {
+	work := make(chan credential)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for c := range work {
+				status, err := get(ctx, l.client, url, c.basic(), headers)
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("warm-up GET %s as %s: status %d, want 200", url, c.User, status)
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, c := range users {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 3 {
+		errs = append(errs[:3], fmt.Errorf("and %d more", len(errs)-3))
+	}
+	return errors.Join(errs...)
+}
+
+// basics returns the Authorization values of users.
+func basics(users []credential) []string {
+	var out []string
+	for _, u := range users {
+		out = append(out, u.basic())
+	}
+	return out
+}
+
+// measurePush pushes the big layer through s and records the memory of the
+// proxy and of the separate auth process around it.
+func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResult, error) {
+	res := &pushResult{Size: size, AuthName: s.authName}
+	var authPid int
+	if s.auth != nil {
+		authPid = s.auth.Pid()
+		m, err := readMem(authPid)
+		if err != nil {
+			return nil, err
+		}
+		res.AuthBefore = m.RSS
+	}
+	proxyPid := s.proxy.Pid()
+	resetErr := resetTreePeak(proxyPid)
+	if authPid != 0 {
+		resetErr = errors.Join(resetErr, resetPeak(authPid))
+	}
+	// Sampled peaks, in case clear_refs is not allowed here.
+	var sampledProxy, sampledAuth int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if m, err := treeMem(proxyPid); err == nil {
+				sampledProxy = max(sampledProxy, m.RSS)
+			}
+			if authPid != 0 {
+				if m, err := readMem(authPid); err == nil {
+					sampledAuth = max(sampledAuth, m.RSS)
+				}
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	rc := registryClient{proxyAddr: s.proxyAddr, roots: l.certs.Pool}
+	wall, digest, err := rc.pushLayer(ctx, s.files.pusher(), size, uint64(s.id))
+	close(stopSampling)
+	<-sampled
+	if err != nil {
+		return nil, err
+	}
+	res.Wall = wall
+	if derr := l.deleteBlob(digest.Hex); derr != nil {
+		fmt.Fprintf(l.out, "  (could not remove the pushed blob from the registry's storage: %v)\n", derr)
+	}
+	if resetErr != nil {
+		res.PeakSampled = true
+		res.ProxyPeak, res.AuthPeak = sampledProxy, sampledAuth
+		return res, nil
+	}
+	pm, err := treeMem(proxyPid)
+	if err != nil {
+		return nil, err
+	}
+	res.ProxyPeak = pm.HWM
+	if authPid != 0 {
+		am, err := readMem(authPid)
+		if err != nil {
+			return nil, err
+		}
+		res.AuthPeak = am.HWM
+	}
+	return res, nil
+}
+
+// measureReloads adds n new users to the running setup's htpasswd file, one
+// at a time, and returns how long each took to be accepted through the
+// proxy. Even-numbered writes are editor-style saves (temporary file renamed
+// over), odd ones Apache's htpasswd rewriting the file in place.
+func (l *lab) measureReloads(ctx context.Context, s *stack, n int) ([]reloadSample, error) {
+	var samples []reloadSample
+	for k := range n {
+		c := credential{
+			User:     fmt.Sprintf("new%d-%03d", s.id, k),
+			Password: fmt.Sprintf("new-user-%d-%03d-secret", s.id, k),
+		}
+		method := "rename"
+		if k%2 == 1 {
+			method = "htpasswd"
+		}
+		// Each write's poller comes from its own loopback address: the
+		// refusals before the reload are failed logins, which registry-auth
+		// counts per client address (50 per 5 minutes by default); a real
+		// new user arrives from their own machine too.
+		source := net.IPv4(127, 0, 1, byte(1+k%250))
+		lat, err := l.reloadOnce(ctx, s, c, method, source)
+		if err != nil {
+			return samples, fmt.Errorf("new user %d (%s): %w", k, method, err)
+		}
+		samples = append(samples, reloadSample{Method: method, Latency: lat})
+	}
+	return samples, nil
+}
+
+// reloadOnce writes c into the htpasswd file and polls until c is accepted.
+func (l *lab) reloadOnce(ctx context.Context, s *stack, c credential, method string, source net.IP) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tr := newTransport(l.certs.Pool, 2)
+	dialer := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: source}}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if err := loopbackOnly("http://" + addr); err != nil {
+			return nil, err
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	var line string
+	if method == "rename" {
+		// Hashed before the clock starts: an editor saves a finished file.
+		var err error
+		if line, err = apacheHash(ctx, c, s.files.Cost); err != nil {
+			return 0, err
+		}
+	}
+	url := s.proxyURL(manifestPath)
+	firstRefusal := make(chan error, 1)
+	type accepted struct {
+		at  time.Time
+		err error
+	}
+	done := make(chan accepted, 1)
+	go func() {
+		first := true
+		for {
+			status, err := get(ctx, client, url, c.basic(), nil)
+			at := time.Now()
+			if first {
+				first = false
+				if err == nil && status != http.StatusUnauthorized {
+					err = fmt.Errorf("before the write: status %d, want 401", status)
+				}
+				firstRefusal <- err
+				if err != nil {
+					return
+				}
+				continue
+			}
+			switch {
+			case err != nil:
+				done <- accepted{err: err}
+				return
+			case status == http.StatusOK:
+				done <- accepted{at: at}
+				return
+			case status != http.StatusUnauthorized:
+				done <- accepted{err: fmt.Errorf("status %d while waiting, want 401 then 200", status)}
+				return
+			}
+		}
+	}()
+	if err := <-firstRefusal; err != nil {
+		return 0, err
+	}
+
+	var written time.Time
+	switch method {
+	case "rename":
+		old, err := os.ReadFile(s.files.Htpasswd)
+		if err != nil {
+			return 0, err
+		}
+		written = time.Now()
+		if err := writeFileAtomic(s.files.Htpasswd, append(old, []byte(line+"\n")...)); err != nil {
+			return 0, err
+		}
+	case "htpasswd":
+		cmd := exec.CommandContext(ctx, "htpasswd", "-i", "-B", "-C", fmt.Sprint(s.files.Cost), s.files.Htpasswd, c.User)
+		cmd.Stdin = strings.NewReader(c.Password)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("htpasswd: %w: %s", err, out)
+		}
+		fi, err := os.Stat(s.files.Htpasswd)
+		if err != nil {
+			return 0, err
+		}
+		written = fi.ModTime() // htpasswd hashes first, then writes
+	}
+	a := <-done
+	if a.err != nil {
+		return 0, a.err
+	}
+	return a.at.Sub(written), nil
+}
+
+// measureMemory starts registry-auth on an htpasswd file of many users and
+// reads its resident memory once loaded and after logins distinct logins.
+func (l *lab) measureMemory(ctx context.Context, files *userFiles, logins int) (*memoryResult, error) {
+	s := &stack{dir: l.dir}
+	start := time.Now()
+	if err := l.startRegistryAuth(ctx, s, files); err != nil {
+		return nil, errors.Join(err, stop(s.auth))
+	}
+	defer stop(s.auth)
+	res := &memoryResult{Users: len(files.Users), Cost: files.Cost, Load: time.Since(start)}
+	var err error
+	if res.AfterLoad, err = readMem(s.auth.Pid()); err != nil {
+		return nil, err
+	}
+	logins = min(logins, len(files.Users))
+	if err := l.warmUp(ctx, "http://"+s.authAddr+"/auth", files.Users[:logins], authHeaders()); err != nil {
+		return nil, err
+	}
+	res.Logins = logins
+	if res.AfterLogins, err = readMem(s.auth.Pid()); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// idleWindow and idleTicks define "idle": less than idleTicks clock ticks
+// (1/100 s each) of CPU used in idleWindow, i.e. under 10% of one core.
+const (
+	idleWindow = 300 * time.Millisecond
+	idleTicks  = 3
+)
+
+// waitIdle waits until the given processes (and their children) stop using
+// CPU: a proxy keeps working on requests queued before wrk closed its
+// connections (Apache at bcrypt cost 10 has seconds of them), and the next
+// measurement must not pay for them. It gives up after timeout and says so.
+func waitIdle(ctx context.Context, timeout time.Duration, pids ...int) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(idleWindow)
+	defer tick.Stop()
+	last := cpuTicks(pids...)
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("still busy after %s: %w", timeout, ctx.Err())
+		case <-tick.C:
+		}
+		now := cpuTicks(pids...)
+		if now-last < idleTicks {
+			return nil
+		}
+		last = now
+	}
+}
+
+// pids returns the processes of s and the registry behind it.
+func (l *lab) pids(s *stack) []int {
+	pids := []int{l.registry.Pid()}
+	if s.proxy != nil {
+		pids = append(pids, s.proxy.Pid())
+	}
+	if s.auth != nil {
+		pids = append(pids, s.auth.Pid())
+	}
+	return pids
+}

@@ -176,3 +176,9 @@ func containsCode(body, code string) bool {
 
 // emptyIndex is an empty OCI image index, to start an OCI layout.
 func emptyIndex() v1.ImageIndex { return empty.Index }
+
+// imageRefErr parses a reference on the given registry host, for goroutines
+// that cannot call t.Fatal.
+func imageRefErr(host, repoTag string) (name.Reference, error) {
+	return name.ParseReference(host + "/" + repoTag)
+}

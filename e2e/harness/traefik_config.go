@@ -355,17 +355,33 @@ func writeYAML(path string, tree any) error {
 }
 
 // RouterAddr returns the loopback address of the entry point the compose
-// labels' routers use (the registry's, websecure in the repository).
+// labels' routers use (the registry's, websecure in the repository): the
+// first one a router names, or else the one marked asDefault.
 func (c *TraefikConfig) RouterAddr() (string, error) {
 	routers := childMap(childMap(c.Dynamic[labelsFile], "http"), "routers")
-	for name, r := range routers {
+	if len(routers) == 0 {
+		return "", fmt.Errorf("the compose labels declare no router")
+	}
+	name := ""
+	for _, r := range routers {
 		r, _ := r.(map[string]any)
 		eps, _ := childValue(r, "entrypoints").(string)
-		first, _, _ := strings.Cut(eps, ",")
-		if addr, ok := c.EntryPoints[strings.TrimSpace(first)]; ok {
-			return addr, nil
+		if first, _, _ := strings.Cut(eps, ","); strings.TrimSpace(first) != "" {
+			name = strings.TrimSpace(first)
+			break
 		}
-		return "", fmt.Errorf("router %s: entry point %q is not in traefik.yml", name, first)
 	}
-	return "", fmt.Errorf("the compose labels declare no router")
+	if name == "" {
+		entryPoints, _ := c.Static["entryPoints"].(map[string]any)
+		for n, ep := range entryPoints {
+			if ep, _ := ep.(map[string]any); ep["asDefault"] == true {
+				name = n
+			}
+		}
+	}
+	addr, ok := c.EntryPoints[name]
+	if !ok {
+		return "", fmt.Errorf("the routers' entry point %q is not in traefik.yml", name)
+	}
+	return addr, nil
 }

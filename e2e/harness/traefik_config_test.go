@@ -1,0 +1,92 @@
+package harness
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestLoadTraefikConfig derives the configuration from the repository's own
+// docker-compose.yml and traefik/ and checks that only addresses and paths
+// changed: the forwardAuth middleware keeps its settings but asks the test's
+// auth process, the registry's router keeps its rule and middleware and goes
+// to the test's registry, and nothing points into a container any more.
+func TestLoadTraefikConfig(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "mycerts")
+	c, err := LoadTraefikConfig(context.Background(), TraefikInputs{
+		RepoRoot: root,
+		Dir:      dir,
+		Backends: map[string]string{"registry": "127.0.0.1:1111", "auth": "127.0.0.1:2222"},
+		Mounts:   map[string]string{"certs": certDir},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	providers := c.Static["providers"].(map[string]any)
+	if _, ok := providers["docker"]; ok {
+		t.Error("the docker provider is still configured")
+	}
+	if got := providers["file"].(map[string]any)["directory"]; got != filepath.Join(dir, "dynamic") {
+		t.Errorf("file provider directory: got %v, want %s", got, filepath.Join(dir, "dynamic"))
+	}
+	for name, addr := range c.EntryPoints {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil || host != "127.0.0.1" {
+			t.Errorf("entry point %s: got address %q, want 127.0.0.1:PORT", name, addr)
+		}
+	}
+	readTimeout := c.Static["entryPoints"].(map[string]any)["websecure"].(map[string]any)["transport"].(map[string]any)["respondingTimeouts"].(map[string]any)["readTimeout"]
+	if readTimeout != 0 {
+		t.Errorf("websecure readTimeout: got %v, want the repository's 0", readTimeout)
+	}
+
+	http := childMap(c.Dynamic[labelsFile], "http")
+	fa := childMap(childMap(childMap(http, "middlewares"), "registry-auth"), "forwardauth")
+	if got := childValue(fa, "address"); got != "http://127.0.0.1:2222/auth" {
+		t.Errorf("forwardAuth address: got %v, want http://127.0.0.1:2222/auth", got)
+	}
+	if got := childValue(fa, "trustforwardheader"); got != "false" {
+		t.Errorf("forwardAuth trustForwardHeader: got %v, want false as in docker-compose.yml", got)
+	}
+	router := childMap(childMap(http, "routers"), "registry")
+	if got := childValue(router, "middlewares"); got != "registry-auth" {
+		t.Errorf("registry router middlewares: got %v, want registry-auth", got)
+	}
+	if got, _ := childValue(router, "rule").(string); !strings.Contains(got, "/v2") {
+		t.Errorf("registry router rule: got %q, want the /v2 prefix", got)
+	}
+	lb := childMap(childMap(childMap(http, "services"), "registry"), "loadbalancer")
+	servers, _ := lb["servers"].([]any)
+	if len(servers) != 1 || servers[0].(map[string]any)["url"] != "http://127.0.0.1:1111" {
+		t.Errorf("registry service servers: got %v, want one at http://127.0.0.1:1111", servers)
+	}
+	if childValue(lb, "server") != nil {
+		t.Error("the docker-only loadbalancer.server form is still there")
+	}
+
+	// No path of the containers is left (certificates, provider directory).
+	for name, tree := range c.Dynamic {
+		walkStrings(tree, func(s string) string {
+			if strings.HasPrefix(s, "/certs") || strings.HasPrefix(s, "/etc/traefik") {
+				t.Errorf("%s: container path %q left", name, s)
+			}
+			if strings.HasSuffix(s, ".crt") || strings.HasSuffix(s, ".key") {
+				if !strings.HasPrefix(s, certDir+"/") {
+					t.Errorf("%s: certificate path %q is not under %s", name, s, certDir)
+				}
+			}
+			return s
+		})
+	}
+	if addr, err := c.RouterAddr(); err != nil || addr != c.EntryPoints["websecure"] {
+		t.Errorf("RouterAddr: got %q, %v; want websecure's %s", addr, err, c.EntryPoints["websecure"])
+	}
+}

@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	wantUnauthorizedBody = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}` + "\n"
-	wantDeniedBody       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}` + "\n"
+	wantUnauthorizedBody = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"log in with a user of the registry's htpasswd file"}]}` + "\n"
+	wantDeniedBody       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"pulling needs a valid user; pushing and deleting need membership of the push group"}]}` + "\n"
 	wantUnsupportedBody  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
 )
 

@@ -7,10 +7,14 @@ import (
 )
 
 // Bodies registry clients parse (PROTOCOL.md section 2). They are constants so that no
-// request data can ever reach them.
+// request data can ever reach them. The 401 and 403 bodies carry a "detail": when the message
+// is the code's default text and there is no detail, the docker engine decodes the error as a
+// bare code, retries a refused push five times (about 50 s) and prints only "denied"; with a
+// detail it stops at once and prints "denied: requested access to the resource is denied"
+// (e2e/stack_test.go shows both).
 const (
-	bodyUnauthorized = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}` + "\n"
-	bodyDenied       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}` + "\n"
+	bodyUnauthorized = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"log in with a user of the registry's htpasswd file"}]}` + "\n"
+	bodyDenied       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"pulling needs a valid user; pushing and deleting need membership of the push group"}]}` + "\n"
 	bodyTooMany      = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
 	bodyUnsupported  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
 )

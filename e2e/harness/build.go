@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,10 +170,12 @@ func BuildRegistry(ctx context.Context) (string, error) {
 }
 
 // BuildRegistryAuth builds registry-auth from the checkout found by RepoRoot
-// and returns the binary's path. It builds on every call (Go's build cache
-// makes a rebuild of unchanged code take a second or two), so the tests always
-// run the code in the working tree. The binary is written under a temporary
-// name and renamed, so concurrent callers never run a half-written file.
+// and returns the binary's path, <cache>/registry-auth/<checkout hash>/
+// registry-auth. It builds on every call (Go's build cache makes a rebuild
+// of unchanged code take a second or two), so the tests always run the code
+// in the working tree. The binary is written under a temporary name and
+// renamed, so concurrent callers never run a half-written file, and each
+// checkout has its own directory, so two checkouts never swap binaries.
 func BuildRegistryAuth(ctx context.Context) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -181,7 +185,8 @@ func BuildRegistryAuth(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, "registry-auth")
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(cache, "registry-auth", hex.EncodeToString(sum[:6]))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}

@@ -109,8 +109,9 @@ func (s *Stack) cleanup(t testing.TB) {
 	}
 }
 
-// NewStack builds the programs and starts the stack. On error it stops
-// whatever it started; the returned Stack, if not nil, must be Closed.
+// NewStack builds the programs and starts the stack; Close stops it. On
+// error it stops whatever it started, and returns the Stack too if it got
+// as far as starting a process, so that the caller can read the logs.
 func NewStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	traefikBin, err := BuildTraefik(ctx)
 	if err != nil {

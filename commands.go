@@ -131,8 +131,10 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 			errorsFound++
 		}
 	}
+	warningsFound := len(res.problems) - errorsFound
 	for _, w := range filePermissionWarnings(htpasswdPath) {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", htpasswdPath, w)
+		warningsFound++
 	}
 	if err != nil {
 		fmt.Fprintln(stdout, "error:", err)
@@ -143,7 +145,7 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 		groups = len(res.snap.groups)
 	}
 	fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
-		len(res.snap.users), groups, len(res.snap.groups[pushGroup]), pushGroup, errorsFound, len(res.problems)-errorsFound)
+		len(res.snap.users), groups, len(res.snap.groups[pushGroup]), pushGroup, errorsFound, warningsFound)
 	if errorsFound > 0 {
 		return errReported
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -78,11 +79,12 @@ func (fs *envFlagSet) durationVar(p *time.Duration, name string, def time.Durati
 // intVar defines an integer flag backed by its variable.
 func (fs *envFlagSet) intVar(p *int, name string, def int, usage string) {
 	if v, ok := fs.env(name); ok {
-		var n int
-		if _, err := fmt.Sscan(v, &n); err != nil {
+		// The same parse as the flag's own: fmt.Sscan would take "1e5" for 1 and "12abc" for 12.
+		n, err := strconv.ParseInt(v, 0, strconv.IntSize)
+		if err != nil {
 			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want a whole number", envName(name), v))
 		}
-		def = n
+		def = int(n)
 	}
 	fs.IntVar(p, name, def, fmt.Sprintf("%s [%s]", usage, envName(name)))
 }

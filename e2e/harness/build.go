@@ -137,6 +137,9 @@ func traefikSource(ctx context.Context, dst string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp) // no-op after a successful rename
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it 0700
+		return "", err
+	}
 	if err := copyTree(info.Dir, tmp); err != nil {
 		return "", err
 	}

@@ -53,6 +53,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	memoryUsers := fs.Int("memory-users", 10000, "users in the htpasswd file of the memory workload")
 	logins := fs.Int("logins", 0, "distinct users logging in during the memory workload (default 1000 quick, all full)")
 	docs := fs.String("docs", "", "directory for BENCHMARKS.md and the chart (default: the repository's docs/)")
+	minCycles := fs.Int("min-cycles", -1, "requests per wrk connection below which a run is repeated longer (default 5 quick, 10 full; 0: never)")
 	keep := fs.Bool("keep", false, "keep the run directory (configurations and logs) after a successful run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -77,6 +78,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	if *pulls > 0 {
 		o.Pulls = *pulls
+	}
+	if *minCycles >= 0 {
+		o.MinCycles = *minCycles
 	}
 	if *pushMiB > 0 {
 		o.PushSize = *pushMiB << 20
@@ -120,7 +124,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 }
 
 // run is the whole program: flags, builds, the setups, the report.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if addr := getenv(ceilingEnv); addr != "" {
 		return serveCeiling(ctx, addr, stdout)
 	}
@@ -128,19 +132,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	_, err = bench(ctx, o, stdout)
+	return err
+}
+
+// bench runs the benchmarks o selects, writes the report, and returns what
+// it measured. A measurement that fails is recorded in the report and makes
+// the returned error non-nil; the other measurements still run.
+func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err error) {
 	started := time.Now()
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
 	repoRoot, err := harness.RepoRoot()
 	if err != nil {
-		return err
+		return res, err
 	}
 	if o.docsDir == "" {
 		o.docsDir = filepath.Join(repoRoot, "docs")
 	}
 	cacheDir, err := harness.CacheDir()
 	if err != nil {
-		return err
+		return res, err
 	}
 	bins := map[string]string{}
 	say("building (or reusing the cache in %s): Traefik %s, registry %s, registry-auth", cacheDir, harness.TraefikVersion, harness.RegistryVersion)
@@ -150,20 +162,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"registry-auth": harness.BuildRegistryAuth,
 	} {
 		if bins[name], err = build(ctx); err != nil {
-			return fmt.Errorf("build %s: %w", name, err)
+			return res, fmt.Errorf("build %s: %w", name, err)
 		}
 	}
 	if bins["self"], err = os.Executable(); err != nil {
-		return err
+		return res, err
 	}
 	buildTime := time.Since(started)
 
 	dir, err := os.MkdirTemp("", "registry-auth-bench-")
 	if err != nil {
-		return err
+		return res, err
 	}
 	if err := os.Chmod(dir, 0o755); err != nil { // Apache's workers read files in here
-		return err
+		return res, err
 	}
 	l := &lab{dir: dir, logDir: filepath.Join(dir, "logs"), repoRoot: repoRoot, bins: bins, out: stdout, started: started}
 	defer func() {
@@ -179,37 +191,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	say("run directory %s", dir)
 	for _, d := range []string{l.logDir, filepath.Join(dir, "certs")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+			return res, err
 		}
 	}
 	if l.certs, err = harness.NewCerts(filepath.Join(dir, "certs")); err != nil {
-		return err
+		return res, err
 	}
 	l.client = newClient(l.certs.Pool, 16)
 
-	res := &results{Mode: o.mode, Command: o.command, Started: started, Params: o.params}
+	res = &results{Mode: o.mode, Command: o.command, Started: started, Params: o.params}
 	res.Machine = describeMachine(ctx, bins)
 
 	say("making htpasswd files (cached in %s)", filepath.Join(cacheDir, "bench"))
 	usersDir := filepath.Join(dir, "users")
 	if err := os.MkdirAll(usersDir, 0o755); err != nil {
-		return err
+		return res, err
 	}
 	benchCache := filepath.Join(cacheDir, "bench")
 	cost10, err := makeUserFiles(ctx, benchCache, usersDir, 64, 10)
 	if err != nil {
-		return err
+		return res, err
 	}
 	cost5, err := makeUserFiles(ctx, benchCache, usersDir, 64, 5)
 	if err != nil {
-		return err
+		return res, err
 	}
 
 	if err := l.startRegistry(ctx); err != nil {
-		return err
+		return res, err
 	}
 	if err := seedRegistry(ctx, l.registryAddr); err != nil {
-		return err
+		return res, err
 	}
 	say("registry on %s, seeded with %s:%s and the %d-layer %s:%s", l.registryAddr, manifestRepo, manifestTag, pullLayers, pullRepo, pullTag)
 
@@ -219,7 +231,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		res.Setups = append(res.Setups, sr)
 		failures += len(sr.Errors)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return res, ctx.Err()
 		}
 	}
 	if o.Workloads["auth"] {
@@ -232,7 +244,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return res, ctx.Err()
 	}
 	if o.Workloads["memory"] {
 		say("memory: registry-auth with %d users  [at %s]", o.MemoryUsers, time.Since(started).Round(time.Second))
@@ -250,7 +262,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return res, ctx.Err()
 	}
 
 	res.Elapsed = time.Since(started)
@@ -258,13 +270,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	res.Notes = append(res.Notes, fmt.Sprintf("Building or finding the programs took %s of the run's %s.",
 		buildTime.Round(time.Second), res.Elapsed.Round(time.Second)))
 	if err := writeReport(ctx, o.docsDir, res); err != nil {
-		return err
+		return res, err
 	}
 	say("wrote %s and %s (%s)", filepath.Join(o.docsDir, "BENCHMARKS.md"), filepath.Join(o.docsDir, chartName), res.Elapsed.Round(time.Second))
 	if failures > 0 {
-		return fmt.Errorf("%d measurement(s) failed; the report says which", failures)
+		return res, fmt.Errorf("%d measurement(s) failed; the report says which", failures)
 	}
-	return nil
+	return res, nil
 }
 
 // runSetup measures every selected workload on setup id: a first session

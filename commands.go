@@ -145,7 +145,7 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 		groups = len(res.snap.groups)
 	}
 	fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
-		len(res.snap.users), groups, len(res.snap.groups[pushGroup]), pushGroup, errorsFound, warningsFound)
+		len(res.snap.users), groups, res.snap.groupSize(pushGroup), pushGroup, errorsFound, warningsFound)
 	if errorsFound > 0 {
 		return errReported
 	}

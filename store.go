@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,31 @@ type snapshot struct {
 	cache      *verifyCache
 }
 
-// inGroup reports whether user is a member of group.
+// inGroup reports whether user is a member of group. Group names compare without regard to
+// case, as in Apache (mod_authz_groupfile keeps them in a case-insensitive apr_table); user
+// names compare exactly.
 func (s *snapshot) inGroup(user, group string) bool {
-	return s.groups[group][user]
+	return s.groups[strings.ToLower(group)][user]
+}
+
+// groupSize is the number of members of group.
+func (s *snapshot) groupSize(group string) int {
+	return len(s.groups[strings.ToLower(group)])
+}
+
+// foldGroupNames merges groups whose names differ only in case, keyed by the lower-case name.
+func foldGroupNames(members map[string]map[string]bool) map[string]map[string]bool {
+	folded := make(map[string]map[string]bool, len(members))
+	for group, users := range members {
+		key := strings.ToLower(group)
+		if folded[key] == nil {
+			folded[key] = make(map[string]bool, len(users))
+		}
+		for u := range users {
+			folded[key][u] = true
+		}
+	}
+	return folded
 }
 
 // loadResult is what one read of the files found, good or bad.
@@ -120,13 +143,14 @@ func (s *store) reload(reason string) error {
 	s.metrics.lastReload.SetToCurrentTime()
 	s.metrics.users.Set(float64(len(snap.users)))
 	s.metrics.groups.Set(float64(len(snap.groups)))
-	s.metrics.pushGroupMembers.Set(float64(len(snap.groups[s.pushGroup])))
+	pushers := snap.groupSize(s.pushGroup)
+	s.metrics.pushGroupMembers.Set(float64(pushers))
 	s.logger.Info("loaded users and groups",
 		"trigger", reason,
 		"users", len(snap.users),
 		"groups", len(snap.groups),
 		"push_group", s.pushGroup,
-		"push_group_members", len(snap.groups[s.pushGroup]),
+		"push_group_members", pushers,
 		"sha256", sum)
 	return nil
 }
@@ -184,13 +208,14 @@ func buildSnapshot(htpasswdData, groupsData []byte, htpasswdName, groupsName, pu
 			}
 		}
 	}
-	if len(gf.members[pushGroup]) == 0 {
+	groups := foldGroupNames(gf.members)
+	if len(groups[strings.ToLower(pushGroup)]) == 0 {
 		res.problems = append(res.problems, lineProblem{file: cmp.Or(groupsName, "(no groups file)"), severity: severityWarning,
 			message: fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)})
 	}
 	res.snap = &snapshot{
 		users:     hf.users,
-		groups:    gf.members,
+		groups:    groups,
 		pushGroup: pushGroup,
 		dummyCost: typicalBcryptCost(hf.users),
 		loadedAt:  time.Now(),
@@ -211,8 +236,13 @@ func typicalBcryptCost(users map[string]htpasswdEntry) int {
 		return bcrypt.DefaultCost
 	}
 	sort.Ints(costs)
-	return costs[len(costs)/2]
+	// Capped at htpasswd's maximum, so that one absurd entry cannot make every reload and
+	// every unknown user's request take minutes.
+	return min(costs[len(costs)/2], maxDummyCost)
 }
+
+// maxDummyCost is the highest cost `htpasswd -B -C` accepts.
+const maxDummyCost = 17
 
 func bcryptCost(hash string) int {
 	c, err := bcrypt.Cost([]byte(hash))

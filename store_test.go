@@ -167,3 +167,26 @@ func TestCacheKeyHoldsNoPassword(t *testing.T) {
 		t.Error("got different keys for the same credential")
 	}
 }
+
+// TestGroupNamesIgnoreCase: Apache matches `Require group pusher` against `Pusher:`; user
+// names stay case-sensitive.
+func TestGroupNamesIgnoreCase(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret", "Carol", "carol-secret"), "Pusher: bob\nPUSHER: Carol\n")
+	st, _ := newTestStore(t, f, time.Minute, nil)
+	snap := st.snapshot()
+	for _, tt := range []struct {
+		user, group string
+		want        bool
+	}{
+		{"bob", "pusher", true},
+		{"Carol", "pusher", true},
+		{"carol", "pusher", false},
+		{"bob", "PuShEr", true},
+		{"bob", "readers", false},
+	} {
+		if got := snap.inGroup(tt.user, tt.group); got != tt.want {
+			t.Errorf("inGroup(%q, %q): got %v, want %v", tt.user, tt.group, got, tt.want)
+		}
+	}
+}

@@ -381,7 +381,7 @@ func prepareProjectDir(ctx context.Context, t *testing.T, root, dir string) {
 	}
 	runOK(ctx, t, "sh", filepath.Join(root, "scripts", "make-certs.sh"), "", filepath.Join(dir, "certs"))
 
-	// auth/ as docs/QUICKSTART.md sets it up: readable by the service's
+	// auth/ as the README's quick start sets it up: readable by the service's
 	// group (the image runs as 65532:65532), not by everyone.
 	auth := filepath.Join(dir, "auth")
 	if err := os.Mkdir(auth, 0o750); err != nil {

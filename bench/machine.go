@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
 // machine describes where the figures were measured.
@@ -22,7 +24,7 @@ type machine struct {
 }
 
 // describeMachine reads /proc and asks each program for its version.
-func describeMachine(ctx context.Context, bins map[string]string) machine {
+func describeMachine(ctx context.Context, repoRoot string, bins map[string]string) machine {
 	m := machine{CPUs: runtime.NumCPU()}
 	m.CPUModel = procField("/proc/cpuinfo", "model name")
 	if kb := procField("/proc/meminfo", "MemTotal"); kb != "" {
@@ -47,8 +49,13 @@ func describeMachine(ctx context.Context, bins map[string]string) machine {
 	}
 	m.Versions = append(m.Versions, [2]string{"Go (harness)", runtime.Version()})
 	version("registry-auth", bins["registry-auth"], "--version")
+	version("registry-auth checkout", "git", "-C", repoRoot, "describe", "--always", "--dirty", "--abbrev=12")
 	version("Traefik", bins["traefik"], "version")
+	m.Versions[len(m.Versions)-1][1] = harness.TraefikVersion + " built from its module source (" + m.Versions[len(m.Versions)-1][1] + ")"
 	version("registry", bins["registry"], "--version")
+	if _, v, ok := strings.Cut(m.Versions[len(m.Versions)-1][1], " "); ok {
+		m.Versions[len(m.Versions)-1][1] = v // drop the binary's path
+	}
 	version("Apache httpd", "apache2", "-v")
 	version("wrk", "wrk", "-v")
 	return m

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
 // chartName is the bar chart of the first workload, beside BENCHMARKS.md.
@@ -142,6 +144,14 @@ func renderMarkdown(r *results, chart bool) string {
 	w("middleware replaced. The same htpasswd and groups files serve every setup; the ")
 	w("first user is the only member of `pusher`.\n\n")
 
+	w("### How the harness runs them\n\n")
+	w("- Programs: Traefik %s and the registry %s built from their Go modules by the e2e suite's builders (`e2e/harness`), registry-auth built from this checkout, Apache httpd and wrk from Debian's packages. The registry uses the registry:3 image's configuration (filesystem storage, in-memory blob descriptor cache) and logs every request, for every setup alike.\n", harness.TraefikVersion, harness.RegistryVersion)
+	w("- registry-auth runs as docker-compose.yml runs it (JSON log, one line per decision, written to a file), with its defaults otherwise. Traefik logs every request (access log on, as in `traefik/traefik.yml`); Apache too (the recipe's `CustomLog`).\n")
+	w("- The 200-at-once server of setup 4 is the harness's own binary started again as a separate process (environment variable `%s`), so that like registry-auth it has a Go runtime of its own and shares nothing with the harness's clients.\n", ceilingEnv)
+	w("- This run: wrk runs of %s (repeated longer when each connection completed fewer than %d requests, up to %s), %d pulls per setup, a %s push, %d new users per registry-auth setup, %d users for the memory figure with %d logins.\n",
+		p.Duration, p.MinCycles, p.MaxDuration, p.Pulls, sizeName(p.PushSize), p.Reloads, p.MemoryUsers, p.Logins)
+	w("- All traffic goes to 127.0.0.0/8. Every process the harness starts is stopped at the end, on failure and on Ctrl-C; each runs in its own process group and is killed by the kernel if the harness dies.\n\n")
+
 	renderChecks(&b, r)
 
 	for i, wl := range manifestWorkloads {
@@ -211,15 +221,28 @@ func mdEscape(s string) string {
 func renderManifest(b *strings.Builder, r *results, wl manifestWorkload, chart bool) {
 	p := r.Params
 	fmt.Fprintf(b, "## GET manifest, %s\n\n", wl)
-	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s` over TLS, `GET %s`, ", p.Threads, p.Connections, p.Duration, manifestPath)
-	if wl == oneUserCost10 {
-		fmt.Fprintf(b, "every request as the same user. ")
-	} else {
-		fmt.Fprintf(b, "the `Authorization` header rotating over the 64 users request by request. ")
+	if wl != manifestWorkloads[0] {
+		switch wl {
+		case oneUserCost10:
+			fmt.Fprintf(b, "As above, on the cost-10 file, but every request as the same user.\n\n")
+		default:
+			fmt.Fprintf(b, "As above, on a file of the same 64 users hashed at cost %d (`htpasswd -B`'s default).\n\n", 5)
+		}
+		renderManifestTable(b, r, wl)
+		return
 	}
+	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s` over TLS, `GET %s`, ", p.Threads, p.Connections, p.Duration, manifestPath)
+	fmt.Fprintf(b, "the `Authorization` header rotating over the 64 users request by request (a Lua script). ")
 	fmt.Fprintf(b, "Each user made one request first (warm-up), and every process of the setup was idle when the run began. ")
 	fmt.Fprintf(b, "A run in which each connection completed fewer than %d requests was repeated for as long as %d would take at the rate seen (at most %s): ", p.MinCycles, p.MinCycles, p.MaxDuration)
 	fmt.Fprintf(b, "the \"run\" column gives the length measured. \"failed\" counts socket errors, timeouts and statuses of 400 or more. Ratios are of requests per second.\n\n")
+	renderManifestTable(b, r, wl)
+	if chart {
+		fmt.Fprintf(b, "![requests per second, GET manifest, 64 users, bcrypt cost 10](%s)\n\n", chartName)
+	}
+}
+
+func renderManifestTable(b *strings.Builder, r *results, wl manifestWorkload) {
 	fmt.Fprintf(b, "| # | setup | req/s | p50 | p99 | failed | run | vs 4 (ceiling) | vs 1 (Apache) |\n")
 	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	ceil := r.manifestRPS(traefikCeiling, wl)
@@ -235,9 +258,6 @@ func renderManifest(b *strings.Builder, r *results, wl manifestWorkload, chart b
 			ratio(res.RPS(), ceil), ratio(res.RPS(), apache))
 	}
 	fmt.Fprintf(b, "\n")
-	if chart {
-		fmt.Fprintf(b, "![requests per second, GET manifest, 64 users, bcrypt cost 10](%s)\n\n", chartName)
-	}
 }
 
 func renderPull(b *strings.Builder, r *results) {

@@ -200,7 +200,7 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	l.client = newClient(l.certs.Pool, 16)
 
 	res = &results{Mode: o.mode, Command: o.command, Started: started, Params: o.params}
-	res.Machine = describeMachine(ctx, bins)
+	res.Machine = describeMachine(ctx, repoRoot, bins)
 
 	say("making htpasswd files (cached in %s)", filepath.Join(cacheDir, "bench"))
 	usersDir := filepath.Join(dir, "users")
@@ -314,7 +314,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		if s.auth != nil && s.auth.Unexpected() {
 			err = errors.Join(err, fmt.Errorf("%s exited during the measurements:\n%s", s.auth.Name, s.auth.LogTail(4<<10)))
 		}
-		if serr := s.stop(); serr != nil {
+		if serr := s.stop(l.out); serr != nil {
 			err = errors.Join(err, serr)
 		}
 		if err != nil && ctx.Err() == nil {

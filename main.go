@@ -150,6 +150,9 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 			srv.Close()
 			return fmt.Errorf("watching the files: %w", err)
 		}
+		// nil: the watcher saw ctx end first. Put it back for the wait below, which would
+		// otherwise block for ever.
+		watched <- nil
 	}
 	logger.Info("shutting down")
 	// ctx is already done: the grace period needs a context of its own.

@@ -137,6 +137,8 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("setup %d: %d reload samples, want %d", s.Setup, len(s.Reload), wantReloads)
 		}
 	}
+	// Two servers, each loaded once: the smoke run's 4 connections are
+	// already lightConnections.
 	if len(res.AuthAlone) != 2 {
 		t.Errorf("got %d /auth-alone rows, want 2", len(res.AuthAlone))
 	}

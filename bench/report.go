@@ -359,14 +359,22 @@ func renderReload(b *strings.Builder, r *results) {
 func renderAuthAlone(b *strings.Builder, r *results) {
 	p := r.Params
 	fmt.Fprintf(b, "## The /auth endpoint alone\n\n")
-	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s` straight at the auth server over plain HTTP on loopback, no Traefik, ", p.Threads, p.Connections, p.Duration)
+	fmt.Fprintf(b, "`wrk -d%s` straight at the auth server over plain HTTP on loopback, no Traefik, ", p.Duration)
 	fmt.Fprintf(b, "with the headers Traefik would send (`X-Forwarded-Method: GET`, `X-Forwarded-Uri: %s`, ", manifestPath)
 	fmt.Fprintf(b, "`X-Forwarded-Proto`, `-Host`, `-For`) and `Authorization` rotating over the 64 users (cost 10), ")
 	fmt.Fprintf(b, "after one warm-up request per user: with the cache on, every measured request is a cache hit. ")
-	fmt.Fprintf(b, "wrk keeps its connections open, unlike Traefik's forwardAuth client.\n\n")
-	fmt.Fprintf(b, "| server | decisions/s | p50 | p99 | failed | run |\n|---|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "wrk keeps its connections open, unlike Traefik's forwardAuth client. Each server is loaded with %d connections ", p.Connections)
+	fmt.Fprintf(b, "(%d threads), which saturates the two cores (throughput), then with %d (latency below saturation: ", p.Threads, lightConnections)
+	fmt.Fprintf(b, "at saturation the p99 is set by the scheduler sharing the cores between wrk and the server, as the trivial server's own p99 shows).\n\n")
+	fmt.Fprintf(b, "| server | connections | decisions/s | p50 | p99 | failed | vs the 200-at-once server |\n|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, a := range r.AuthAlone {
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", a.Name, rps(a.Res.RPS()), ms(a.Res.P50()), ms(a.Res.P99()), a.Res.failures(), a.Res.duration().Round(100*time.Millisecond))
+		var ceil float64
+		for _, c := range r.AuthAlone {
+			if c.Name == authAloneCeiling && c.Connections == a.Connections {
+				ceil = c.Res.RPS()
+			}
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s |\n", a.Name, a.Connections, rps(a.Res.RPS()), ms(a.Res.P50()), ms(a.Res.P99()), a.Res.failures(), ratio(a.Res.RPS(), ceil))
 	}
 	fmt.Fprintf(b, "\n")
 }
@@ -407,18 +415,34 @@ func renderTargets(b *strings.Builder, r *results) {
 		fmt.Sprintf("%.0f%% (%s vs %s req/s)", 100*five/four, rps(five), rps(four)), five >= 0.9*four, five > 0 && four > 0)
 	row("setup 5 about 40× setup 1 (Apache) at cost 10", ratio(five, one), five >= 40*one, five > 0 && one > 0)
 	row("setup 5 about 40× setup 2 (basicAuth) at cost 10", ratio(five, two), five >= 40*two, five > 0 && two > 0)
-	var auth *authAloneResult
-	for i := range r.AuthAlone {
-		if r.AuthAlone[i].Name == authAloneCached {
-			auth = &r.AuthAlone[i]
+	var heavy, light *authAloneResult
+	for i, a := range r.AuthAlone {
+		if a.Name != authAloneCached {
+			continue
+		}
+		if a.Connections == r.Params.Connections {
+			heavy = &r.AuthAlone[i]
+		} else {
+			light = &r.AuthAlone[i]
 		}
 	}
-	if auth != nil {
-		row("/auth alone ≥ 30,000 decisions/s", rps(auth.Res.RPS())+" decisions/s", auth.Res.RPS() >= 30000, true)
-		row("/auth alone p99 < 2 ms at cache hit", ms(auth.Res.P99()), auth.Res.P99() < 2*time.Millisecond, true)
-	} else {
-		row("/auth alone ≥ 30,000 decisions/s", "", false, false)
-		row("/auth alone p99 < 2 ms at cache hit", "", false, false)
+	for _, c := range []struct {
+		target string
+		a      *authAloneResult
+		rate   bool
+	}{
+		{"/auth alone ≥ 30,000 decisions/s", heavy, true},
+		{fmt.Sprintf("/auth alone p99 < 2 ms at cache hit, %d connections", r.Params.Connections), heavy, false},
+		{fmt.Sprintf("/auth alone p99 < 2 ms at cache hit, %d connections", lightConnections), light, false},
+	} {
+		switch {
+		case c.a == nil:
+			row(c.target, "", false, false)
+		case c.rate:
+			row(c.target, rps(c.a.Res.RPS())+fmt.Sprintf(" decisions/s (%d connections)", c.a.Connections), c.a.Res.RPS() >= 30000, true)
+		default:
+			row(c.target, ms(c.a.Res.P99()), c.a.Res.P99() < 2*time.Millisecond, true)
+		}
 	}
 	if s := r.setup(traefikRegistryAuth); s != nil && len(s.Reload) > 0 {
 		var all []time.Duration

@@ -108,8 +108,9 @@ type reloadSample struct {
 
 // authAloneResult is wrk against an auth server directly.
 type authAloneResult struct {
-	Name string
-	Res  loadResult
+	Name        string
+	Connections int
+	Res         loadResult
 }
 
 // memoryResult is registry-auth's memory with many users loaded.

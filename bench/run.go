@@ -16,8 +16,11 @@ import (
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// authAloneCached names the /auth-alone row the targets are read from.
-const authAloneCached = "registry-auth, cache on"
+// Names of the /auth-alone servers; the targets are read from the second.
+const (
+	authAloneCeiling = "200-at-once server (setup 4's)"
+	authAloneCached  = "registry-auth, cache on"
+)
 
 // allWorkloads are the names --workloads accepts.
 var allWorkloads = []string{"manifest", "pull", "push", "reload", "auth", "memory"}
@@ -42,14 +45,14 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	quick := fs.Bool("quick", false, "short runs (the default): about 2 to 3 minutes once the programs are built")
 	full := fs.Bool("full", false, "longer runs: 20 s per load, 10 pulls, a 1 GiB push, 20 reloads, 10,000 logins")
-	duration := fs.Duration("duration", 0, "length of each wrk run (default 3s quick, 20s full)")
+	duration := fs.Duration("duration", 0, "length of each wrk run (default 2s quick, 20s full)")
 	connections := fs.Int("connections", 32, "wrk connections")
 	threads := fs.Int("threads", 2, "wrk threads")
 	setups := fs.String("setups", "1,2,3,4,5,6", "setups to run, by number (see docs/BENCHMARKS.md)")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run")
-	pulls := fs.Int("pulls", 0, "pulls of the 20-layer image per setup (default 3 quick, 10 full)")
+	pulls := fs.Int("pulls", 0, "pulls of the 20-layer image per setup (default 2 quick, 10 full)")
 	pushMiB := fs.Int64("push-mib", 0, "size of the pushed layer in MiB (default 1024: 1 GiB)")
-	reloads := fs.Int("reloads", 0, "new users written per registry-auth setup (default 6 quick, 20 full)")
+	reloads := fs.Int("reloads", 0, "new users written per registry-auth setup (default 4 quick, 20 full)")
 	memoryUsers := fs.Int("memory-users", 10000, "users in the htpasswd file of the memory workload")
 	logins := fs.Int("logins", 0, "distinct users logging in during the memory workload (default 1000 quick, all full)")
 	docs := fs.String("docs", "", "directory for BENCHMARKS.md and the chart (default: the repository's docs/)")
@@ -65,7 +68,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--quick and --full exclude each other")
 	}
 	o := &options{mode: "quick", docsDir: *docs, keep: *keep}
-	o.Duration, o.Pulls, o.PushSize, o.Reloads, o.Logins = 3*time.Second, 3, 1<<30, 6, 1000
+	o.Duration, o.Pulls, o.PushSize, o.Reloads, o.Logins = 2*time.Second, 2, 1<<30, 4, 1000
 	o.MinCycles, o.MaxDuration = 5, 15*time.Second
 	if *full {
 		o.mode = "full"
@@ -292,10 +295,12 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 	}
 	fmt.Fprintf(l.out, "setup %d: %s  [at %s]\n", id, id, time.Since(l.started).Round(time.Second))
 
+	var sessionDuration time.Duration
 	session := func(files *userFiles, body func(s *stack) error) {
 		if ctx.Err() != nil {
 			return
 		}
+		sessionDuration = 0
 		s, err := l.startSetup(ctx, id, files)
 		if err != nil {
 			fail(fmt.Sprintf("start (cost %d files)", files.Cost), err)
@@ -314,6 +319,9 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		if s.auth != nil && s.auth.Unexpected() {
 			err = errors.Join(err, fmt.Errorf("%s exited during the measurements:\n%s", s.auth.Name, s.auth.LogTail(4<<10)))
 		}
+		// Without the harness's idle keep-alive connections, Traefik's
+		// graceful shutdown has nothing to wait for.
+		l.client.CloseIdleConnections()
 		if serr := s.stop(l.out); serr != nil {
 			err = errors.Join(err, serr)
 		}
@@ -322,17 +330,21 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		}
 	}
 
+	// A run that had to be repeated longer tells how long the next load of
+	// the same session needs: it starts at that length at once
+	// (sessionDuration, reset when a session starts).
 	load := func(s *stack, w manifestWorkload, users []credential) error {
 		res, err := l.measureLoad(ctx, s.dir, loadSpec{
 			URL:         s.proxyURL(manifestPath),
 			Auths:       basics(users),
 			Connections: o.Connections,
 			Threads:     o.Threads,
-			Duration:    o.Duration,
+			Duration:    max(o.Duration, sessionDuration),
 		}, o, l.pids(s))
 		if err != nil {
 			return fmt.Errorf("%s: %w", w, err)
 		}
+		sessionDuration = res.duration().Round(time.Second)
 		sr.Manifest[w] = &res
 		say("%-26s %8s req/s  p50 %-9s p99 %-9s failed %s  (%s run)", w.String()+":", rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond))
 		return nil
@@ -405,20 +417,26 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 	return sr
 }
 
+// lightConnections is the concurrency of the /auth-alone runs that measure
+// latency below saturation: with 32 connections on two shared cores, the
+// p99 is the scheduler's, whatever the server.
+const lightConnections = 4
+
 // runAuthAlone loads auth servers directly, without Traefik: the ceiling
 // server (what the load generator and Go's HTTP server can do on this
-// machine), then registry-auth with its cache.
+// machine), then registry-auth with its cache; each at o.Connections and at
+// lightConnections.
 func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([]authAloneResult, error) {
 	fmt.Fprintf(l.out, "/auth alone, no Traefik  [at %s]\n", time.Since(l.started).Round(time.Second))
-	rows := []struct {
+	servers := []struct {
 		name  string
 		start func(s *stack) error
 	}{
-		{"200-at-once server (setup 4's)", func(s *stack) error { return l.startCeiling(ctx, s) }},
+		{authAloneCeiling, func(s *stack) error { return l.startCeiling(ctx, s) }},
 		{authAloneCached, func(s *stack) error { return l.startRegistryAuth(ctx, s, s.files) }},
 	}
 	var out []authAloneResult
-	for _, row := range rows {
+	for _, srv := range servers {
 		dir, err := os.MkdirTemp(l.dir, "auth-alone-")
 		if err != nil {
 			return out, err
@@ -427,31 +445,36 @@ func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([
 		if s.files, err = copyUserFiles(files, filepath.Join(dir, "auth")); err != nil {
 			return out, err
 		}
-		err = row.start(s)
+		err = srv.start(s)
 		url := "http://" + s.authAddr + "/auth"
 		if err == nil {
 			err = l.warmUp(ctx, url, s.files.Users, authHeaders())
 		}
-		var res loadResult
-		if err == nil {
+		for i, conns := range []int{o.Connections, lightConnections} {
+			if err != nil || (i > 0 && conns >= o.Connections) {
+				break
+			}
+			var res loadResult
 			res, err = l.measureLoad(ctx, dir, loadSpec{
 				URL:         url,
 				Auths:       basics(s.files.Users),
 				Headers:     authHeaders(),
-				Connections: o.Connections,
-				Threads:     o.Threads,
+				Connections: conns,
+				Threads:     min(o.Threads, conns),
 				Duration:    o.Duration,
 			}, o, []int{s.auth.Pid()})
+			if err == nil {
+				out = append(out, authAloneResult{Name: srv.name, Connections: conns, Res: res})
+				fmt.Fprintf(l.out, "  %-28s %2d conns %8s decisions/s  p50 %-9s p99 %-9s failed %s\n", srv.name+":", conns, rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures())
+			}
 		}
 		if s.auth != nil && s.auth.Unexpected() {
 			err = errors.Join(err, fmt.Errorf("%s exited:\n%s", s.auth.Name, s.auth.LogTail(4<<10)))
 		}
 		err = errors.Join(err, stop(s.auth))
 		if err != nil {
-			return out, fmt.Errorf("%s: %w", row.name, err)
+			return out, fmt.Errorf("%s: %w", srv.name, err)
 		}
-		out = append(out, authAloneResult{Name: row.name, Res: res})
-		fmt.Fprintf(l.out, "  %-32s %8s decisions/s  p50 %-9s p99 %-9s failed %s\n", row.name+":", rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures())
 	}
 	return out, nil
 }

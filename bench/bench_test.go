@@ -168,7 +168,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("Apache recipe")) {
+	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("1 Apache")) || !bytes.Contains(svg, []byte("registry-auth")) {
 		t.Errorf("%s is not an SVG bar chart naming the setups:\n%.300s", chartName, svg)
 	}
 	if left := processTree(os.Getpid())[1:]; len(left) > 0 {

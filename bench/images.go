@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -245,7 +244,3 @@ func (r *bigReader) Read(p []byte) (int, error) {
 }
 
 func (r *bigReader) Close() error { return nil }
-
-// errSkipped marks a measurement that was not taken for a reason the report
-// explains (for example a workload that only applies to registry-auth).
-var errSkipped = errors.New("not applicable")

@@ -110,6 +110,7 @@ type reloadSample struct {
 type authAloneResult struct {
 	Name        string
 	Connections int
+	Rate        int // requests per second of a paced load; 0 for wrk's as-fast-as-it-goes
 	Res         loadResult
 }
 

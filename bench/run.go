@@ -229,7 +229,11 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	say("registry on %s, seeded with %s:%s and the %d-layer %s:%s", l.registryAddr, manifestRepo, manifestTag, pullLayers, pullRepo, pullTag)
 
 	var failures int
+	setupWork := o.Workloads["manifest"] || o.Workloads["pull"] || o.Workloads["push"] || o.Workloads["reload"]
 	for _, id := range o.Setups {
+		if !setupWork {
+			break
+		}
 		sr := l.runSetup(ctx, id, cost10, cost5, o)
 		res.Setups = append(res.Setups, sr)
 		failures += len(sr.Errors)
@@ -417,15 +421,18 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 	return sr
 }
 
-// lightConnections is the concurrency of the /auth-alone runs that measure
-// latency below saturation: with 32 connections on two shared cores, the
-// p99 is the scheduler's, whatever the server.
-const lightConnections = 4
+// The paced /auth-alone load: pacedWorkers connections sending
+// pacedRate requests per second in all, well below what either server can
+// answer, so that the latency measured is the server's and not the queue's.
+const (
+	pacedWorkers = 4
+	pacedRate    = 2000
+)
 
 // runAuthAlone loads auth servers directly, without Traefik: the ceiling
 // server (what the load generator and Go's HTTP server can do on this
-// machine), then registry-auth with its cache; each at o.Connections and at
-// lightConnections.
+// machine), then registry-auth with its cache; each with wrk as fast as it
+// goes, then at a fixed rate below saturation.
 func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([]authAloneResult, error) {
 	fmt.Fprintf(l.out, "/auth alone, no Traefik  [at %s]\n", time.Since(l.started).Round(time.Second))
 	servers := []struct {
@@ -450,22 +457,36 @@ func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([
 		if err == nil {
 			err = l.warmUp(ctx, url, s.files.Users, authHeaders())
 		}
-		for i, conns := range []int{o.Connections, lightConnections} {
-			if err != nil || (i > 0 && conns >= o.Connections) {
-				break
-			}
+		if err == nil {
 			var res loadResult
 			res, err = l.measureLoad(ctx, dir, loadSpec{
 				URL:         url,
 				Auths:       basics(s.files.Users),
 				Headers:     authHeaders(),
-				Connections: conns,
-				Threads:     min(o.Threads, conns),
+				Connections: o.Connections,
+				Threads:     o.Threads,
 				Duration:    o.Duration,
 			}, o, []int{s.auth.Pid()})
 			if err == nil {
-				out = append(out, authAloneResult{Name: srv.name, Connections: conns, Res: res})
-				fmt.Fprintf(l.out, "  %-28s %2d conns %8s decisions/s  p50 %-9s p99 %-9s failed %s\n", srv.name+":", conns, rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures())
+				out = append(out, authAloneResult{Name: srv.name, Connections: o.Connections, Res: res})
+				fmt.Fprintf(l.out, "  %-28s wrk, %d conns  %8s decisions/s  p50 %-9s p99 %-9s failed %s\n", srv.name+":", o.Connections, rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures())
+			}
+		}
+		if err == nil {
+			var res loadResult
+			if err = waitIdle(ctx, time.Minute, s.auth.Pid()); err == nil {
+				res, err = l.runPaced(ctx, paced{
+					URL:      url,
+					Headers:  authHeaders(),
+					Auths:    basics(s.files.Users),
+					Workers:  pacedWorkers,
+					Interval: time.Second * pacedWorkers / pacedRate,
+					Duration: o.Duration,
+				})
+			}
+			if err == nil {
+				out = append(out, authAloneResult{Name: srv.name, Connections: pacedWorkers, Rate: pacedRate, Res: res})
+				fmt.Fprintf(l.out, "  %-28s %d/s, %d conns  %8s decisions/s  p50 %-9s p99 %-9s failed %s\n", srv.name+":", pacedRate, pacedWorkers, rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures())
 			}
 		}
 		if s.auth != nil && s.auth.Unexpected() {

@@ -372,3 +372,83 @@ func (l *lab) pids(s *stack) []int {
 	}
 	return pids
 }
+
+// paced is a fixed-rate load: workers connections, each sending one
+// request per interval (a ticker drops the ticks of a late request), so the
+// server is measured below saturation, which wrk's closed loop never is.
+type paced struct {
+	URL      string
+	Headers  map[string]string
+	Auths    []string
+	Workers  int
+	Interval time.Duration // per worker: the rate is Workers/Interval
+	Duration time.Duration
+}
+
+// runPaced runs p with the harness's own HTTP client (keep-alive, loopback
+// only) and returns exact percentiles of the time from sending a request to
+// reading its whole answer. Requests answered with a status other than 200
+// count as status errors, other failures as read errors.
+func (l *lab) runPaced(ctx context.Context, p paced) (loadResult, error) {
+	if err := loopbackOnly(p.URL); err != nil {
+		return loadResult{}, err
+	}
+	client := &http.Client{Transport: newTransport(nil, p.Workers), Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, p.Duration)
+	defer cancel()
+	type sample struct {
+		lat time.Duration
+		ok  bool
+		err bool
+	}
+	results := make([][]sample, p.Workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range p.Workers {
+		wg.Go(func() {
+			tick := time.NewTicker(p.Interval)
+			defer tick.Stop()
+			for i := w; ; i += p.Workers {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				t0 := time.Now()
+				status, err := get(ctx, client, p.URL, p.Auths[i%len(p.Auths)], p.Headers)
+				if ctx.Err() != nil {
+					return // cut by the end of the run, not an answer
+				}
+				results[w] = append(results[w], sample{lat: time.Since(t0), ok: err == nil && status == http.StatusOK, err: err != nil})
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var lats []time.Duration
+	var res loadResult
+	for _, rs := range results {
+		for _, s := range rs {
+			lats = append(lats, s.lat)
+			switch {
+			case s.err:
+				res.ReadErr++
+			case !s.ok:
+				res.StatusErr++
+			}
+		}
+	}
+	if len(lats) == 0 {
+		return res, fmt.Errorf("paced load on %s: no request completed", p.URL)
+	}
+	slices.Sort(lats)
+	pct := func(q float64) int64 {
+		return lats[min(len(lats)-1, int(q*float64(len(lats))))].Microseconds()
+	}
+	res.Requests = int64(len(lats))
+	res.DurationUS = elapsed.Microseconds()
+	res.P50US, res.P90US, res.P99US, res.MaxUS = pct(0.50), pct(0.90), pct(0.99), lats[len(lats)-1].Microseconds()
+	res.Elapsed = elapsed
+	return res, nil
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,4 +110,64 @@ func firstLine(s string) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// cpuSnapshot is the machine's CPU time and the part of it this process and
+// its reaped descendants used, in clock ticks.
+type cpuSnapshot struct {
+	busy, total, ours int64
+}
+
+// takeCPUSnapshot reads /proc/stat and /proc/self/stat. Every program the
+// harness starts is waited for, so once they have all exited their CPU time
+// (and that of their own children, such as Apache's workers) is in ours.
+func takeCPUSnapshot() (cpuSnapshot, error) {
+	var s cpuSnapshot
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return s, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var v [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return s, fmt.Errorf("/proc/stat: %w", err)
+		}
+	}
+	s.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	s.total = s.busy + v[3] + v[4]
+	b, err = os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return s, err
+	}
+	st := string(b)
+	rest := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+	// After "(comm)": utime, stime, cutime, cstime are fields 12 to 15.
+	if len(rest) < 15 {
+		return s, fmt.Errorf("/proc/self/stat: too few fields")
+	}
+	for _, x := range rest[11:15] {
+		n, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("/proc/self/stat: %w", err)
+		}
+		s.ours += n
+	}
+	return s, nil
+}
+
+// othersShare returns the fraction of the machine's CPU time between a and b
+// that went to processes other than the harness and what it started
+// (including time the hypervisor stole), or -1 if unknown.
+func othersShare(a, b cpuSnapshot) float64 {
+	total := b.total - a.total
+	if total <= 0 || b.busy < a.busy {
+		return -1
+	}
+	others := (b.busy - a.busy) - (b.ours - a.ours)
+	return max(0, float64(others)/float64(total))
 }

@@ -127,11 +127,16 @@ func renderMarkdown(r *results, chart bool) string {
 		w("| %s | %s |\n", v[0], strings.ReplaceAll(v[1], "|", "\\|"))
 	}
 	w("| Load average (1, 5, 15 min) at start | %s |\n", m.LoadAvg)
-	w("| Load average at end | %s |\n", r.LoadAfter)
+	w("| Load average at end (includes this run) | %s |\n", r.LoadAfter)
+	others := "unknown"
+	if r.OthersCPU >= 0 {
+		others = fmt.Sprintf("%.0f%%", 100*r.OthersCPU)
+	}
+	w("| CPU time used by other processes during the run | %s |\n", others)
 	w("\n")
-	if busy(m.LoadAvg, m.CPUs) || busy(r.LoadAfter, m.CPUs) {
-		w("**The machine was busy** (load average above its %d CPUs before or after the run, ", m.CPUs)
-		w("from other work than this harness): absolute figures are low and noisy; ")
+	if r.OthersCPU > 0.10 || (r.OthersCPU < 0 && busy(m.LoadAvg, m.CPUs)) {
+		w("**The machine was busy**: other work than this harness used %s of its CPU time during the run. ", others)
+		w("Absolute figures are low and noisy; ")
 		w("the ratios between setups, measured minutes apart, are less affected but not immune.\n\n")
 	}
 

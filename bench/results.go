@@ -132,6 +132,9 @@ type results struct {
 	Elapsed   time.Duration
 	Machine   machine
 	LoadAfter string
+	// OthersCPU is the share of the machine's CPU time that other
+	// processes used while the harness ran (-1: unknown).
+	OthersCPU float64
 	Params    params
 	Setups    []*setupResult
 	AuthAlone []authAloneResult

@@ -202,7 +202,8 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	}
 	l.client = newClient(l.certs.Pool, 16)
 
-	res = &results{Mode: o.mode, Command: o.command, Started: started, Params: o.params}
+	res = &results{Mode: o.mode, Command: o.command, Started: started, Params: o.params, OthersCPU: -1}
+	cpuStart, cpuErr := takeCPUSnapshot()
 	res.Machine = describeMachine(ctx, repoRoot, bins)
 
 	say("making htpasswd files (cached in %s)", filepath.Join(cacheDir, "bench"))
@@ -274,6 +275,15 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 
 	res.Elapsed = time.Since(started)
 	res.LoadAfter = loadAvg()
+	// Every program of the lab has exited and been waited for: their CPU
+	// time is now counted in the harness's own.
+	if serr := l.stopAll(); serr != nil {
+		failures++
+		res.Notes = append(res.Notes, "Stopping the programs failed: "+serr.Error())
+	}
+	if cpuEnd, err := takeCPUSnapshot(); err == nil && cpuErr == nil {
+		res.OthersCPU = othersShare(cpuStart, cpuEnd)
+	}
 	res.Notes = append(res.Notes, fmt.Sprintf("Building or finding the programs took %s of the run's %s.",
 		buildTime.Round(time.Second), res.Elapsed.Round(time.Second)))
 	if err := writeReport(ctx, o.docsDir, res); err != nil {

@@ -62,17 +62,18 @@ const (
 // different route, because every pattern anchors the name right after /v2/.
 var routeTable = []struct {
 	kind    routeKind
+	marker  string // a literal in every path the pattern matches: a cheap test that skips the regexp
 	pattern *regexp.Regexp
 	methods string
 }{
-	{routeBase, regexp.MustCompile(`^/v2/?$`), "GET HEAD"},
-	{routeTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`), "GET"},
-	{routeManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + digestPattern + `)$`), "GET HEAD PUT DELETE"},
-	{routeBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + digestPattern + `)$`), "GET HEAD DELETE"},
-	{routeUploadStart, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`), "POST"},
-	{routeUpload, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uuidPattern + `)$`), "GET HEAD PATCH PUT DELETE"},
-	{routeCatalog, regexp.MustCompile(`^/v2/_catalog$`), "GET"},
-	{routeReferrers, regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`), "GET"},
+	{routeBase, "/v2", regexp.MustCompile(`^/v2/?$`), "GET HEAD"},
+	{routeTags, "/tags/list", regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`), "GET"},
+	{routeManifest, "/manifests/", regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + digestPattern + `)$`), "GET HEAD PUT DELETE"},
+	{routeBlob, "/blobs/", regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + digestPattern + `)$`), "GET HEAD DELETE"},
+	{routeUploadStart, "/blobs/uploads/", regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`), "POST"},
+	{routeUpload, "/blobs/uploads/", regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uuidPattern + `)$`), "GET HEAD PATCH PUT DELETE"},
+	{routeCatalog, "/_catalog", regexp.MustCompile(`^/v2/_catalog$`), "GET"},
+	{routeReferrers, "/referrers/", regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`), "GET"},
 }
 
 // errUnknownRoute and errUnsupportedMethod are the reasons a request is never allowed.
@@ -110,6 +111,9 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 		return req, err
 	}
 	for _, r := range routeTable {
+		if !strings.Contains(path, r.marker) {
+			continue
+		}
 		m := r.pattern.FindStringSubmatch(path)
 		if m == nil {
 			continue

@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -78,7 +80,8 @@ type store struct {
 	cacheSize    int
 	logger       *slog.Logger
 	metrics      *metrics
-	cacheKey     []byte // per-process HMAC key: cache keys never hold a password
+	cacheKey     []byte    // per-process HMAC key: cache keys never hold a password
+	macs         sync.Pool // of hash.Hash: HMACs keyed with cacheKey, reused on the hot path
 
 	current atomic.Pointer[snapshot]
 
@@ -275,11 +278,17 @@ func sortedKeys[V any](m map[string]V) []string {
 // credentialKey is the cache key of a user, password and stored hash: an HMAC with a
 // per-process key, so the cache never holds anything a password can be recovered from
 // cheaply, and a changed hash never matches an old verdict.
-func (s *store) credentialKey(user string, password []byte, hash string) cacheKey {
-	m := hmac.New(sha256.New, s.cacheKey)
-	for _, part := range [][]byte{[]byte(user), password, []byte(hash)} {
-		binary.Write(m, binary.BigEndian, uint32(len(part)))
-		m.Write(part)
+func (s *store) credentialKey(user string, password []byte, storedHash string) cacheKey {
+	m, _ := s.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, s.cacheKey)
+	}
+	defer func() { m.Reset(); s.macs.Put(m) }()
+	var length [4]byte
+	for _, part := range []string{user, string(password), storedHash} {
+		binary.BigEndian.PutUint32(length[:], uint32(len(part)))
+		m.Write(length[:])
+		io.WriteString(m, part)
 	}
 	var k cacheKey
 	m.Sum(k[:0])

@@ -44,7 +44,7 @@ func newEnvFlagSet(name, usage string, lookupEnv func(string) (string, bool), ou
 	fs.SetOutput(output)
 	fs.Usage = func() {
 		fmt.Fprint(output, usage)
-		fmt.Fprintln(output, "\nFlags (each may also be set by the variable in brackets; the flag wins):")
+		fmt.Fprintln(output, "\nFlags (a variable in brackets may set the flag instead; the flag wins):")
 		fs.PrintDefaults()
 	}
 	return &envFlagSet{FlagSet: fs, lookupEnv: lookupEnv}
@@ -111,6 +111,7 @@ push group may push and delete (POST, PUT, PATCH, DELETE). The files are reloade
 second of any change, on SIGHUP, and by a slow poll for file systems without change events.
 
 Endpoints: /auth (the decision), /healthz, /readyz, /metrics.
+Other commands: hash, check, healthcheck, version ('registry-auth help' lists them).
 `
 
 // parseServeConfig builds the serve command's config. Every check lives here, and every
@@ -121,7 +122,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	fs := newEnvFlagSet("registry-auth serve", serveUsage, lookupEnv, output)
 	fs.stringVar(&c.listen, "listen", ":8080", "address to listen on, host:port")
 	fs.stringVar(&c.htpasswdPath, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
-	fs.stringVar(&c.groupsPath, "groups", "/auth/groups", "Apache groups file (`group: user ...`); empty means none, and then nobody can push")
+	fs.stringVar(&c.groupsPath, "groups", "/auth/groups", "Apache groups file (lines \"group: user1 user2\"); empty means none, and then nobody can push")
 	fs.stringVar(&c.pushGroup, "push-group", "pusher", "group whose members may push and delete")
 	fs.stringVar(&c.realm, "realm", "Registry Authentication", "realm of the Basic challenge sent with a 401")
 	fs.durationVar(&c.cacheTTL, "cache-ttl", 5*time.Minute, "how long a verified password is remembered; 0 turns the cache off (every request runs the hash)")

@@ -128,20 +128,7 @@ func (l *lab) startRegistry(ctx context.Context) error {
 		return err
 	}
 	l.registryRoot = filepath.Join(l.dir, "registry-data")
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  fields:
-    service: registry
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: %s
-http:
-  addr: %s
-  headers:
-    X-Content-Type-Options: [nosniff]
-`, l.registryRoot, addr)
+	cfg := harness.RegistryImageConfig(l.registryRoot, addr)
 	cfgFile := filepath.Join(l.dir, "registry.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err

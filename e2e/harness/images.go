@@ -19,10 +19,12 @@ const (
 	RegistryAuthImage = "registry-auth:local"
 )
 
-// registryConfig is the configuration the official registry image ships at
-// /etc/distribution/config.yml (distribution-library-image), which the
-// compose file relies on: filesystem storage under /var/lib/registry, :5000.
-const registryConfig = `version: 0.1
+// RegistryImageConfig is the configuration the official registry image ships at
+// /etc/distribution/config.yml (distribution-library-image), which the compose file relies
+// on, with its storage directory and listen address replaced (the image's own values are
+// /var/lib/registry and :5000). The bench harness runs its registry with it too.
+func RegistryImageConfig(rootDir, addr string) string {
+	return fmt.Sprintf(`version: 0.1
 log:
   fields:
     service: registry
@@ -30,9 +32,9 @@ storage:
   cache:
     blobdescriptor: inmemory
   filesystem:
-    rootdirectory: /var/lib/registry
+    rootdirectory: %s
 http:
-  addr: :5000
+  addr: %s
   headers:
     X-Content-Type-Options: [nosniff]
 health:
@@ -40,7 +42,8 @@ health:
     enabled: true
     interval: 10s
     threshold: 3
-`
+`, rootDir, addr)
+}
 
 // ImageExists reports whether the Docker engine has an image called ref.
 func ImageExists(ctx context.Context, ref string) bool {
@@ -145,7 +148,7 @@ func EnsureRegistryImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer os.Remove(cfg.Name())
-	if _, err := cfg.WriteString(registryConfig); err != nil {
+	if _, err := cfg.WriteString(RegistryImageConfig("/var/lib/registry", ":5000")); err != nil {
 		cfg.Close()
 		return "", err
 	}

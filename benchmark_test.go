@@ -28,10 +28,10 @@ func benchStore(b *testing.B, cost int, cacheTTL time.Duration) (*store, *metric
 func BenchmarkVerifyCacheHit(b *testing.B) {
 	st, _ := benchStore(b, 10, time.Hour)
 	snap := st.snapshot()
-	st.verify(snap, "bench", []byte("bench-secret"), alwaysHash)
+	st.verify(snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}, alwaysHash)
 	b.ReportAllocs()
 	for b.Loop() {
-		if v, _ := st.verify(snap, "bench", []byte("bench-secret"), alwaysHash); !v.ok || !v.cacheHit {
+		if v, _ := st.verify(snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}, alwaysHash); !v.ok || !v.cacheHit {
 			b.Fatal("want a cached success")
 		}
 	}
@@ -44,7 +44,7 @@ func BenchmarkVerifyCacheMiss(b *testing.B) {
 			st, _ := benchStore(b, cost, 0)
 			snap := st.snapshot()
 			for b.Loop() {
-				if v, _ := st.verify(snap, "bench", []byte("bench-secret"), alwaysHash); !v.ok || v.cacheHit {
+				if v, _ := st.verify(snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}, alwaysHash); !v.ok || v.cacheHit {
 					b.Fatal("want an uncached success")
 				}
 			}

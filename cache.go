@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ type verifyCache struct {
 	now     func() time.Time
 	entries sync.Map // cacheKey -> *cacheEntry
 	count   atomic.Int64
+	waits   atomic.Int64 // lookups that found an entry, ready or not (tests read it)
 }
 
 // cacheEntry is one verdict, or one being computed until ready is closed.
@@ -49,9 +51,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 		v, loaded := c.entries.LoadOrStore(key, fresh)
 		if !loaded {
 			c.count.Add(1)
-			fresh.ok, fresh.err = compute()
-			fresh.expires = c.now().Add(c.ttl)
-			close(fresh.ready)
+			c.fill(fresh, compute)
 			if fresh.err != nil {
 				c.remove(key, fresh)
 			}
@@ -59,6 +59,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 			return fresh.ok, false, fresh.err
 		}
 		e := v.(*cacheEntry)
+		c.waits.Add(1)
 		<-e.ready
 		if e.err == nil && c.now().Before(e.expires) {
 			return e.ok, true, nil
@@ -68,6 +69,19 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 		}
 		c.remove(key, e) // expired: the next round computes afresh
 	}
+}
+
+// fill computes e's verdict and releases its waiters, even if compute panics: a waiter
+// must never hang on a computation that is gone. The panic becomes e's error.
+func (c *verifyCache) fill(e *cacheEntry, compute func() (bool, error)) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.ok, e.err = false, fmt.Errorf("password verification panicked: %v", r)
+		}
+		e.expires = c.now().Add(c.ttl)
+		close(e.ready)
+	}()
+	e.ok, e.err = compute()
 }
 
 func (c *verifyCache) remove(key cacheKey, e *cacheEntry) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +43,9 @@ func TestCacheSingleFlight(t *testing.T) {
 			results <- ok
 		}()
 	}
+	// Every other request must have found the running computation before it ends; otherwise
+	// a late one would hit the finished entry and prove nothing about single flight.
+	waitFor(t, 10*time.Second, "19 requests waiting on the computation", func() bool { return c.waits.Load() == 19 })
 	close(release)
 	wg.Wait()
 	for range 20 {
@@ -91,6 +95,38 @@ func TestCacheBounded(t *testing.T) {
 		if c.len() > 100 {
 			t.Fatalf("after %d inserts: got %d entries, want at most 100", i+1, c.len())
 		}
+	}
+}
+
+// TestCachePanicReleasesWaiters: a computation that panics becomes an error for everyone
+// waiting on it, and is not remembered.
+func TestCachePanicReleasesWaiters(t *testing.T) {
+	t.Parallel()
+	c := newVerifyCache(time.Minute, 10)
+	started, release := make(chan struct{}), make(chan struct{})
+	waiter := make(chan error, 1)
+	go func() {
+		_, _, err := c.get(key(1), func() (bool, error) {
+			close(started)
+			<-release
+			panic("boom")
+		})
+		waiter <- err
+	}()
+	<-started
+	go func() {
+		_, _, err := c.get(key(1), func() (bool, error) { return true, nil })
+		waiter <- err
+	}()
+	waitFor(t, 10*time.Second, "the second request to wait", func() bool { return c.waits.Load() == 1 })
+	close(release)
+	for range 2 {
+		if err := <-waiter; err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Errorf("got %v, want the panic as an error", err)
+		}
+	}
+	if ok, hit, err := c.get(key(1), func() (bool, error) { return true, nil }); !ok || hit || err != nil {
+		t.Errorf("after the panic: got ok=%v hit=%v err=%v, want a fresh computation", ok, hit, err)
 	}
 }
 

@@ -178,14 +178,18 @@ health checks in images without curl.
 func healthcheckCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	defaultURL := "http://127.0.0.1:8080/healthz"
 	if listen, ok := lookupEnv("REGISTRY_AUTH_LISTEN"); ok {
-		if _, port, err := net.SplitHostPort(listen); err == nil {
-			defaultURL = "http://127.0.0.1:" + port + "/healthz"
+		if host, port, err := net.SplitHostPort(listen); err == nil {
+			// A wildcard listener answers on loopback; a specific address only on itself.
+			if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			defaultURL = "http://" + net.JoinHostPort(host, port) + "/healthz"
 		}
 	}
 	var url string
 	var timeout time.Duration
 	fs := newEnvFlagSet("registry-auth healthcheck", healthcheckUsage, lookupEnv, stderr)
-	fs.StringVar(&url, "url", defaultURL, "health endpoint to ask (the default follows the port of REGISTRY_AUTH_LISTEN)")
+	fs.StringVar(&url, "url", defaultURL, "health endpoint to ask (the default follows REGISTRY_AUTH_LISTEN)")
 	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
 	if err := fs.parse(args); err != nil {
 		return err

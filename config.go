@@ -30,6 +30,7 @@ type config struct {
 	logLevel          slog.Level
 	throttle          throttleConfig
 	trusted           []*net.IPNet // empty: any peer may ask
+	showVersion       bool         // --version: print the version and exit
 }
 
 // envFlagSet is a flag.FlagSet whose flags also read REGISTRY_AUTH_* variables.
@@ -37,17 +38,23 @@ type envFlagSet struct {
 	*flag.FlagSet
 	lookupEnv func(string) (string, bool)
 	errs      []error
+	withEnv   bool // some flag is backed by a variable: say so in the usage
 }
 
 func newEnvFlagSet(name, usage string, lookupEnv func(string) (string, bool), output io.Writer) *envFlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
+	efs := &envFlagSet{FlagSet: fs, lookupEnv: lookupEnv}
 	fs.Usage = func() {
 		fmt.Fprint(output, usage)
-		fmt.Fprintln(output, "\nFlags (a variable in brackets may set the flag instead; the flag wins):")
+		if efs.withEnv {
+			fmt.Fprintln(output, "\nFlags (a variable in brackets may set the flag instead; the flag wins):")
+		} else {
+			fmt.Fprintln(output, "\nFlags:")
+		}
 		fs.PrintDefaults()
 	}
-	return &envFlagSet{FlagSet: fs, lookupEnv: lookupEnv}
+	return efs
 }
 
 // envName is the variable that backs a flag: --push-group is REGISTRY_AUTH_PUSH_GROUP.
@@ -92,6 +99,7 @@ func (fs *envFlagSet) intVar(p *int, name string, def int, usage string) {
 // env returns the variable backing flag name. Unset and empty differ:
 // REGISTRY_AUTH_GROUPS="" means "no groups file".
 func (fs *envFlagSet) env(name string) (string, bool) {
+	fs.withEnv = true
 	return fs.lookupEnv(envName(name))
 }
 
@@ -133,6 +141,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	fs.stringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.stringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
 	c.throttle.define(fs)
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.parse(args); err != nil {
 		return c, err
 	}

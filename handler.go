@@ -56,7 +56,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("decision", d.result),
 		slog.Int("status", d.status),
 		slog.String("reason", d.reason),
-		slog.String("user", d.user),
+		slog.String("user", cutForLog(d.user, maxLoggedUser)),
 		slog.String("method", d.req.method),
 		slog.String("route", string(d.req.route)),
 		slog.String("repository", d.req.repository),
@@ -126,10 +126,12 @@ func (h *authHandler) decide(r *http.Request) decision {
 		d.retryWait = wait
 		return !blocked
 	}
-	v, err := h.store.verify(snap, user, password, mayHash)
+	v, err := h.store.verify(snap, credential{client: client, user: user, password: password}, mayHash)
 	d.cached = v.cacheHit
 	switch {
 	case errors.Is(err, errThrottled):
+		// Not counted as a failure: a 429 costs nothing and teaches nothing (a success cached
+		// for another address does not answer here), and Retry-After stays true.
 		h.metrics.throttled.Inc()
 		return d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
 	case err != nil:
@@ -191,6 +193,22 @@ func basicCredentials(values []string) (user string, password []byte, reason str
 		return "", nil, "malformed_password"
 	}
 	return name, []byte(pass), ""
+}
+
+// maxLoggedUser bounds the user name in a log line: an unknown name is whatever a client sent
+// (sometimes a password typed in the wrong field), and need not fill the log.
+const maxLoggedUser = 64
+
+// cutForLog cuts the valid UTF-8 string s to at most max bytes on a character boundary,
+// marking the cut.
+func cutForLog(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max] + "…"
 }
 
 // sanitizeForLog cuts s to max bytes and replaces what is not printable ASCII, for values a

@@ -214,3 +214,21 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Errorf("readyz without a snapshot: got %d, want 503", w.Code)
 	}
 }
+
+// TestLoggedUserIsBounded: an unknown user name, which a client chooses, is cut in the log.
+func TestLoggedUserIsBounded(t *testing.T) {
+	t.Parallel()
+	h, logs := newTestHandler(t)
+	long := strings.Repeat("é", 20000)
+	r := httptest.NewRequest("GET", "/auth", nil)
+	for k, vs := range hdr("GET", "/v2/", basic(long, "pw")) {
+		r.Header[k] = vs
+	}
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if n := len(logs.String()); n > 2000 {
+		t.Errorf("got a %d-byte log line for a 40000-byte user name, want it cut", n)
+	}
+	if !strings.Contains(logs.String(), strings.Repeat("é", 32)+"…") {
+		t.Errorf("log lacks the cut name: %s", logs)
+	}
+}

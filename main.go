@@ -57,11 +57,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	switch cmd {
 	case "serve":
-		if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-			fmt.Fprintln(stdout, "registry-auth", version)
-			return nil
-		}
-		return serve(ctx, args, lookupEnv, stderr)
+		return serve(ctx, args, lookupEnv, stdout, stderr)
 	case "hash":
 		return hashCommand(args, lookupEnv, stdin, stdout, stderr)
 	case "check":
@@ -80,8 +76,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 }
 
 // serve runs the service until ctx is done.
-func serve(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
+func serve(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	cfg, err := parseServeConfig(args, lookupEnv, stderr)
+	if cfg.showVersion {
+		fmt.Fprintln(stdout, "registry-auth", version)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,9 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	w := &watcher{paths: paths, poll: cfg.pollInterval, signals: hup, reload: st.reload, logger: logger}
+	w := &watcher{paths: paths, poll: cfg.pollInterval, signals: hup, reload: st.reload, logger: logger,
+		// An edit between the first load and the watches being in place would be missed.
+		started: func() { st.reload("watch-start") }}
 	go func() { watched <- w.run(watchCtx) }()
 
 	served := make(chan error, 1)

@@ -146,7 +146,8 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 // characters.
 func normalisePath(uri string) (string, error) {
 	rawPath, _, _ := strings.Cut(uri, "?")
-	if len(rawPath) > maxPathLength {
+	// The whole URI too: the query is parsed (mountSource) before the user is authenticated.
+	if len(rawPath) > maxPathLength || len(uri) > 2*maxPathLength {
 		return "", errUnknownRoute
 	}
 	lower := strings.ToLower(rawPath)

@@ -274,3 +274,15 @@ func FuzzParseRegistryRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestLongQueryRefused: the query is parsed before authentication, so its length is bounded.
+func TestLongQueryRefused(t *testing.T) {
+	t.Parallel()
+	uri := "/v2/app/blobs/uploads/?mount=sha256:" + strings.Repeat("a", 64) + "&from=app" + strings.Repeat("&x=1", 2000)
+	if _, err := parseRegistryRequest("POST", uri); err != errUnknownRoute {
+		t.Errorf("got %v for a %d-byte URI, want errUnknownRoute", err, len(uri))
+	}
+	if _, err := parseRegistryRequest("POST", uri[:200]); err != nil {
+		t.Errorf("got %v for the same URI cut to 200 bytes, want it parsed", err)
+	}
+}

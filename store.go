@@ -115,18 +115,25 @@ func (s *store) reload(reason string) error {
 	old := s.current.Load()
 	htpasswdData, groupsData, sum, err := s.readFiles()
 	if err == nil && old != nil && sum == old.contentSum {
-		return nil // an event or a poll tick that changed nothing
+		s.lastFailure = "" // back to the loaded content: a new failure is news again
+		return nil         // an event or a poll tick that changed nothing
 	}
 	var res loadResult
 	if err == nil {
 		res, err = buildSnapshot(htpasswdData, groupsData, s.htpasswdPath, s.groupsPath, s.pushGroup)
 	}
 	if err != nil {
+		// The same failure seen again (every poll tick while a file stays broken) is
+		// neither logged nor counted again.
 		if msg := err.Error(); msg != s.lastFailure {
 			s.lastFailure = msg
-			s.logger.Error("reload failed; keeping the previous users and groups", "trigger", reason, "error", err)
+			s.metrics.reloads.WithLabelValues("failure").Inc()
+			if old == nil {
+				s.logger.Error("cannot load the users and groups", "trigger", reason, "error", err)
+			} else {
+				s.logger.Error("reload failed; keeping the previous users and groups", "trigger", reason, "error", err)
+			}
 		}
-		s.metrics.reloads.WithLabelValues("failure").Inc()
 		return err
 	}
 	s.lastFailure = ""
@@ -162,12 +169,12 @@ func (s *store) reload(reason string) error {
 func (s *store) readFiles() (htpasswdData, groupsData []byte, sum string, err error) {
 	htpasswdData, err = os.ReadFile(s.htpasswdPath)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("reading the htpasswd file: %w", err)
+		return nil, nil, "", fmt.Errorf("reading the htpasswd file (check --htpasswd / REGISTRY_AUTH_HTPASSWD and that the service's user may read it): %w", err)
 	}
 	if s.groupsPath != "" {
 		groupsData, err = os.ReadFile(s.groupsPath)
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("reading the groups file: %w", err)
+			return nil, nil, "", fmt.Errorf("reading the groups file (create it, or set --groups \"\" / REGISTRY_AUTH_GROUPS= to run without one, and then nobody can push): %w", err)
 		}
 	}
 	h := sha256.New()
@@ -275,17 +282,27 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// credentialKey is the cache key of a user, password and stored hash: an HMAC with a
+// credential is what one request presents: the user and password of its Basic header, and
+// the client address it came from.
+type credential struct {
+	client   string
+	user     string
+	password []byte
+}
+
+// credentialKey is the cache key of a client, user, password and stored hash: an HMAC with a
 // per-process key, so the cache never holds anything a password can be recovered from
-// cheaply, and a changed hash never matches an old verdict.
-func (s *store) credentialKey(user string, password []byte, storedHash string) cacheKey {
+// cheaply, and a changed hash never matches an old verdict. The client is part of the key so
+// that a verdict helps only the address that earned it: a success cached for the real user
+// must not let a throttled attacker confirm the right password without running a hash.
+func (s *store) credentialKey(c credential, storedHash string) cacheKey {
 	m, _ := s.macs.Get().(hash.Hash)
 	if m == nil {
 		m = hmac.New(sha256.New, s.cacheKey)
 	}
 	defer func() { m.Reset(); s.macs.Put(m) }()
 	var length [4]byte
-	for _, part := range []string{user, string(password), storedHash} {
+	for _, part := range []string{c.client, c.user, string(c.password), storedHash} {
 		binary.BigEndian.PutUint32(length[:], uint32(len(part)))
 		m.Write(length[:])
 		io.WriteString(m, part)
@@ -305,12 +322,12 @@ type verification struct {
 	cacheHit bool
 }
 
-// verify checks user and password against snap, through its cache. Unknown users are
-// compared against the dummy hash, so they cost the same and are cached the same way.
-// mayHash is asked before a hash is computed (not on a cache hit); when it returns false,
-// verify returns errThrottled without hashing.
-func (s *store) verify(snap *snapshot, user string, password []byte, mayHash func() bool) (verification, error) {
-	entry, known := snap.users[user]
+// verify checks c against snap, through its cache. Unknown users are compared against the
+// dummy hash, so they cost the same and are cached the same way. mayHash is asked before a
+// hash is computed (not on a cache hit, which only the same client can have); when it returns
+// false, verify returns errThrottled without hashing.
+func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verification, error) {
+	entry, known := snap.users[c.user]
 	hash := entry.hash
 	if !known {
 		hash = snap.dummyHash
@@ -320,11 +337,11 @@ func (s *store) verify(snap *snapshot, user string, password []byte, mayHash fun
 			return false, errThrottled
 		}
 		start := time.Now()
-		ok, err := verifyPassword(hash, password)
+		ok, err := verifyPassword(hash, c.password)
 		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 		return ok && known, err
 	}
-	ok, hit, err := snap.cache.get(s.credentialKey(user, password, hash), compute)
+	ok, hit, err := snap.cache.get(s.credentialKey(c, hash), compute)
 	if hit {
 		s.metrics.cache.WithLabelValues("hit").Inc()
 	} else {

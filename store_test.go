@@ -56,7 +56,7 @@ func TestSwapDropsCache(t *testing.T) {
 	f := newTestFiles(t, htpasswdLines(t, "bob", "old-secret", "carol", "carol-secret"), "pusher: carol\n")
 	st, _ := newTestStore(t, f, time.Hour, nil)
 	check := func(user, password string) bool {
-		v, err := st.verify(st.snapshot(), user, []byte(password), alwaysHash)
+		v, err := st.verify(st.snapshot(), credential{client: "192.0.2.1", user: user, password: []byte(password)}, alwaysHash)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestUnknownUserCostsLikeKnown(t *testing.T) {
 		t.Errorf("got dummy cost %d, want the median 6", got)
 	}
 	for i := range 2 {
-		v, err := st.verify(snap, "nobody", []byte("guess"), alwaysHash)
+		v, err := st.verify(snap, credential{client: "192.0.2.1", user: "nobody", password: []byte("guess")}, alwaysHash)
 		if err != nil || v.ok || v.known {
 			t.Fatalf("unknown user: got %+v, %v; want refused, unknown", v, err)
 		}
@@ -145,25 +145,26 @@ func histogramCount(t *testing.T, m *metrics) uint64 {
 	return 0
 }
 
-// TestCacheKeyHoldsNoPassword: the key depends on user, password and hash, and is an HMAC
-// that differs between processes.
+// TestCacheKeyHoldsNoPassword: the key depends on client, user, password and hash, and is an
+// HMAC that differs between processes.
 func TestCacheKeyHoldsNoPassword(t *testing.T) {
 	t.Parallel()
 	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "")
 	st1, _ := newTestStore(t, f, time.Minute, nil)
 	st2, _ := newTestStore(t, f, time.Minute, nil)
-	base := st1.credentialKey("bob", []byte("pw"), "hash")
+	base := st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash")
 	for _, other := range []cacheKey{
-		st1.credentialKey("bob", []byte("pw2"), "hash"),
-		st1.credentialKey("bob", []byte("pw"), "hash2"),
-		st1.credentialKey("bo", []byte("bpw"), "hash"), // boundaries are length-prefixed
-		st2.credentialKey("bob", []byte("pw"), "hash"),
+		st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw2")}, "hash"),
+		st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash2"),
+		st1.credentialKey(credential{client: "192.0.2.1", user: "bo", password: []byte("bpw")}, "hash"), // boundaries are length-prefixed
+		st2.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash"),
+		st1.credentialKey(credential{client: "192.0.2.2", user: "bob", password: []byte("pw")}, "hash"),
 	} {
 		if other == base {
 			t.Errorf("key collision: %x", other)
 		}
 	}
-	if base != st1.credentialKey("bob", []byte("pw"), "hash") {
+	if base != st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash") {
 		t.Error("got different keys for the same credential")
 	}
 }
@@ -188,5 +189,35 @@ func TestGroupNamesIgnoreCase(t *testing.T) {
 		if got := snap.inGroup(tt.user, tt.group); got != tt.want {
 			t.Errorf("inGroup(%q, %q): got %v, want %v", tt.user, tt.group, got, tt.want)
 		}
+	}
+}
+
+// TestRepeatedFailureLoggedAgain: fail, restore the loaded content, fail the same way: both
+// failures are logged and counted; a failure repeated by the poll is not.
+func TestRepeatedFailureLoggedAgain(t *testing.T) {
+	t.Parallel()
+	good := htpasswdLines(t, "bob", "bob-secret")
+	f := newTestFiles(t, good, "")
+	logs := &lockedBuffer{}
+	st, m := newTestStore(t, f, time.Minute, logs)
+	for _, step := range []struct {
+		content string
+		fails   bool
+	}{
+		{"no colon here\n", true},
+		{"no colon here\n", true}, // the poll again: nothing new
+		{good, false},
+		{"no colon here\n", true},
+	} {
+		writeFile(t, f.htpasswd, step.content)
+		if err := st.reload("test"); (err != nil) != step.fails {
+			t.Fatalf("reload of %q: got %v", step.content, err)
+		}
+	}
+	if got := strings.Count(logs.String(), "reload failed"); got != 2 {
+		t.Errorf("got %d 'reload failed' lines, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.reloads.WithLabelValues("failure")); got != 2 {
+		t.Errorf("got %v failures counted, want 2", got)
 	}
 }

@@ -428,6 +428,38 @@ func TestThrottleSparesCachedSuccess(t *testing.T) {
 	}
 }
 
+// TestThrottleNoOracleFromOthersCache: a success cached for the real user's address does not
+// answer a throttled attacker elsewhere, who would otherwise tell the right password (200)
+// from wrong ones (429) at HTTP speed, without a hash.
+func TestThrottleNoOracleFromOthersCache(t *testing.T) {
+	t.Parallel()
+	h, _ := newThrottledHandler(t, throttleConfig{window: time.Minute, perClient: 3, perUser: 5, maxKeys: 100}, time.Minute)
+	if resp := askAs(h, "198.51.100.1", "GET", "/v2/", "alice", "alice-secret"); resp.StatusCode != 200 {
+		t.Fatalf("victim's login: got %d, want 200", resp.StatusCode)
+	}
+	var statuses []int
+	for i := range 6 {
+		statuses = append(statuses, askAs(h, "203.0.113.66", "GET", "/v2/", "alice", fmt.Sprint("guess", i)).StatusCode)
+	}
+	if want := []int{401, 401, 401, 429, 429, 429}; fmt.Sprint(statuses) != fmt.Sprint(want) {
+		t.Fatalf("attacker's guesses: got %v, want %v", statuses, want)
+	}
+	if resp := askAs(h, "203.0.113.66", "GET", "/v2/", "alice", "alice-secret"); resp.StatusCode != 429 {
+		t.Errorf("throttled attacker with the right password: got %d, want 429 like any guess", resp.StatusCode)
+	}
+	// Two more failures from a second address put the name itself over its limit: a fresh
+	// address is refused before any hash, right password or not.
+	askAs(h, "203.0.113.77", "GET", "/v2/", "alice", "guess-a")
+	askAs(h, "203.0.113.77", "GET", "/v2/", "alice", "guess-b")
+	if resp := askAs(h, "203.0.113.88", "GET", "/v2/", "alice", "alice-secret"); resp.StatusCode != 429 {
+		t.Errorf("right password from a fresh address while the name is throttled: got %d, want 429", resp.StatusCode)
+	}
+	// The victim's own cached success still works: an attacker cannot lock out an active user.
+	if resp := askAs(h, "198.51.100.1", "PUT", "/v2/app/manifests/1", "alice", "alice-secret"); resp.StatusCode != 200 {
+		t.Errorf("victim's cached success: got %d, want 200", resp.StatusCode)
+	}
+}
+
 // TestThrottleDefaultsSpareRealClients runs the default limits (as parsed from an empty
 // command line) against what real clients do: containerd retrying a 401 five times, a user
 // who mistyped a password twice, and a `docker compose pull` of 20 images at once with

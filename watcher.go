@@ -32,13 +32,20 @@ type watcher struct {
 	started func() // called once the watches are in place; may be nil
 }
 
-// run watches until ctx is done. It returns an error only if fsnotify cannot start at all.
+// run watches until ctx is done. It returns an error only if fsnotify stops on its own.
 func (w *watcher) run(ctx context.Context) error {
+	// Without fsnotify (the host's inotify limits reached) the poll and signals still work.
+	var events <-chan fsnotify.Event
+	var watchErrors <-chan error
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {
-		return err
+		w.logger.Warn("cannot watch the files for changes; relying on --poll-interval and SIGHUP (raise fs.inotify.max_user_instances to fix)",
+			"error", err, "poll_interval", w.poll.String())
+		fsw = nil
+	} else {
+		defer fsw.Close()
+		events, watchErrors = fsw.Events, fsw.Errors
 	}
-	defer fsw.Close()
 	watched := map[string]bool{}
 	w.watchDirs(fsw, watched)
 
@@ -64,7 +71,7 @@ func (w *watcher) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-fsw.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return errors.New("file watcher closed")
 			}
@@ -81,7 +88,7 @@ func (w *watcher) run(ctx context.Context) error {
 				wait = max(left, 0)
 			}
 			debounce.Reset(wait)
-		case err, ok := <-fsw.Errors:
+		case err, ok := <-watchErrors:
 			if !ok {
 				return errors.New("file watcher closed")
 			}
@@ -93,7 +100,9 @@ func (w *watcher) run(ctx context.Context) error {
 		case <-w.signals:
 			trigger("signal")
 		case <-tick:
-			trigger("poll")
+			if firstEvent.IsZero() { // else a file is being written: the debounce reloads soon
+				trigger("poll")
+			}
 		}
 	}
 }
@@ -102,6 +111,9 @@ func (w *watcher) run(ctx context.Context) error {
 // A directory that does not exist yet is retried at the next reload (and warned about once);
 // the poll covers it meanwhile. watched maps a directory to whether its watch is in place.
 func (w *watcher) watchDirs(fsw *fsnotify.Watcher, watched map[string]bool) {
+	if fsw == nil {
+		return
+	}
 	for _, p := range w.paths {
 		dirs := []string{filepath.Dir(p)}
 		if target, err := filepath.EvalSymlinks(p); err == nil {

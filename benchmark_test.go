@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -56,13 +54,7 @@ func BenchmarkVerifyCacheMiss(b *testing.B) {
 // sends it; the parallel form uses every core.
 func BenchmarkAuthRequest(b *testing.B) {
 	st, m := benchStore(b, 10, time.Hour)
-	h := newServer(&authHandler{
-		store:   st,
-		policy:  pushGroupPolicy{group: "pusher"},
-		realm:   "Bench",
-		logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		metrics: m,
-	}, st, m)
+	h := newServer(testAuthHandler(st, m, nil), st, m)
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:bench-secret"))
 	request := func() *http.Request {
 		r := httptest.NewRequest("GET", "/auth", nil)

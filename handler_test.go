@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,13 +25,7 @@ func newTestHandler(t *testing.T) (*authHandler, *lockedBuffer) {
 		"pusher: alice\nreaders: bob\n")
 	logs := &lockedBuffer{}
 	st, m := newTestStore(t, f, time.Minute, logs)
-	return &authHandler{
-		store:   st,
-		policy:  pushGroupPolicy{group: "pusher"},
-		realm:   "Test Realm",
-		logger:  slog.New(slog.NewJSONHandler(logs, nil)),
-		metrics: m,
-	}, logs
+	return testAuthHandler(st, m, logs), logs
 }
 
 func basic(user, password string) string {

@@ -127,3 +127,18 @@ func newTestStore(t testing.TB, f testFiles, cacheTTL time.Duration, logs io.Wri
 	}
 	return st, m
 }
+
+// testAuthHandler is the /auth handler over st with the push group "pusher", the realm
+// "Test Realm", no throttle, and its log going to logs (nowhere when nil).
+func testAuthHandler(st *store, m *metrics, logs io.Writer) *authHandler {
+	if logs == nil {
+		logs = io.Discard
+	}
+	return &authHandler{
+		store:   st,
+		policy:  pushGroupPolicy{group: "pusher"},
+		realm:   "Test Realm",
+		logger:  slog.New(slog.NewJSONHandler(logs, nil)),
+		metrics: m,
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -274,14 +273,9 @@ func newThrottledHandler(t *testing.T, c throttleConfig, cacheTTL time.Duration)
 	if th != nil {
 		th.now = clock.now
 	}
-	return &authHandler{
-		store:    st,
-		policy:   pushGroupPolicy{group: "pusher"},
-		realm:    "Test Realm",
-		throttle: th,
-		logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		metrics:  m,
-	}, clock
+	h := testAuthHandler(st, m, nil)
+	h.throttle = th
+	return h, clock
 }
 
 // askAs sends one forwardAuth request for a pull, as Traefik would for client.

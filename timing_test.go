@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -73,13 +71,7 @@ func TestUnknownUserTiming(t *testing.T) {
 			if tt.dummy != nil {
 				st.snapshot().dummyHash = tt.dummy(t) // before any request reads it
 			}
-			h := newServer(&authHandler{
-				store:   st,
-				policy:  pushGroupPolicy{group: "pusher"},
-				realm:   "Timing",
-				logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
-				metrics: m,
-			}, st, m)
+			h := newServer(testAuthHandler(st, m, nil), st, m)
 			fail := func(user, password string) {
 				r := httptest.NewRequest("GET", "/auth", nil)
 				r.Header.Set("X-Forwarded-Method", "GET")

@@ -161,14 +161,7 @@ func (st *loadStats) report(t *testing.T) {
 // users in turn until ctx ends. Every answer must be 200.
 func httpPuller(ctx context.Context, s *harness.Stack, id int, manifestPath string, blobPaths []string, st *loadStats) {
 	client := s.HTTPClient()
-	pace := time.NewTicker(httpPullInterval)
-	defer pace.Stop()
-	for n := id; ctx.Err() == nil; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-pace.C:
-		}
+	paced(ctx, httpPullInterval, id, func(n int) bool {
 		u := stableUsers[n%len(stableUsers)]
 		path := manifestPath
 		if n%2 == 1 {
@@ -183,16 +176,34 @@ func httpPuller(ctx context.Context, s *harness.Stack, id int, manifestPath stri
 			if ctx.Err() == nil {
 				st.fail("GET %s as %s: %v", path, u.name, err)
 			}
-			return
+			return false
 		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if ctx.Err() != nil {
-			return // cut by the end of the test: not counted
+			return false // cut by the end of the test: not counted
 		}
 		st.record(resp.StatusCode, time.Since(start))
 		if resp.StatusCode != http.StatusOK || err != nil {
 			st.fail("GET %s as %s (in every version of the files): got %s (body error %v), want 200", path, u.name, resp.Status, err)
+		}
+		return true
+	})
+}
+
+// paced calls step with n = first, first+1, ... once per interval until ctx ends or step
+// returns false.
+func paced(ctx context.Context, interval time.Duration, first int, step func(n int) bool) {
+	pace := time.NewTicker(interval)
+	defer pace.Stop()
+	for n := first; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pace.C:
+		}
+		if !step(n) {
+			return
 		}
 	}
 }
@@ -207,14 +218,7 @@ func ggcrPuller(ctx context.Context, s *harness.Stack, id int, st *loadStats) {
 		return
 	}
 	noRetry := []remote.Option{remote.WithRetryBackoff(remote.Backoff{Steps: 1}), remote.WithRetryStatusCodes()}
-	pace := time.NewTicker(ggcrPullInterval)
-	defer pace.Stop()
-	for n := id; ctx.Err() == nil; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-pace.C:
-		}
+	paced(ctx, ggcrPullInterval, id, func(n int) bool {
 		u := stableUsers[n%len(stableUsers)]
 		err := func() error {
 			img, err := remote.Image(target, ggcrOptions(ctx, s, &u, noRetry...)...)
@@ -239,16 +243,17 @@ func ggcrPuller(ctx context.Context, s *harness.Stack, id int, st *loadStats) {
 			return nil
 		}()
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if err != nil {
 			st.fail("go-containerregistry pull as %s (in every version of the files): %v", u.name, err)
-			continue
+			return true
 		}
 		st.mu.Lock()
 		st.pulls++
 		st.mu.Unlock()
-	}
+		return true
+	})
 }
 
 // rewriteMethod is one way of replacing the files' content (PROTOCOL.md

@@ -30,6 +30,8 @@ type watcher struct {
 	reload  func(trigger string) error
 	logger  *slog.Logger
 	started func() // called once the watches are in place; may be nil
+	// newFSWatcher makes the fsnotify watcher; nil means fsnotify.NewWatcher.
+	newFSWatcher func() (*fsnotify.Watcher, error)
 }
 
 // run watches until ctx is done. It returns an error only if fsnotify stops on its own.
@@ -37,7 +39,11 @@ func (w *watcher) run(ctx context.Context) error {
 	// Without fsnotify (the host's inotify limits reached) the poll and signals still work.
 	var events <-chan fsnotify.Event
 	var watchErrors <-chan error
-	fsw, err := fsnotify.NewWatcher()
+	newFSWatcher := w.newFSWatcher
+	if newFSWatcher == nil {
+		newFSWatcher = fsnotify.NewWatcher
+	}
+	fsw, err := newFSWatcher()
 	if err != nil {
 		w.logger.Warn("cannot watch the files for changes; relying on --poll-interval and SIGHUP (raise fs.inotify.max_user_instances to fix)",
 			"error", err, "poll_interval", w.poll.String())

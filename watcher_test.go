@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -163,5 +166,35 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatcherWithoutFSNotify: when inotify cannot be had (the host's limits reached), the
+// service says so and the poll still finds changes.
+func TestWatcherWithoutFSNotify(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "")
+	st, _ := newTestStore(t, f, time.Minute, nil)
+	logs := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	w := &watcher{
+		paths:        []string{f.htpasswd},
+		poll:         50 * time.Millisecond,
+		reload:       st.reload,
+		logger:       slog.New(slog.NewTextHandler(logs, nil)),
+		newFSWatcher: func() (*fsnotify.Watcher, error) { return nil, errors.New("too many open files") },
+	}
+	go func() { done <- w.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watcher: %v", err)
+		}
+	})
+	writeFile(t, f.htpasswd, htpasswdLines(t, "bob", "bob-secret", "ivan", "ivan-secret"))
+	waitFor(t, reloadDeadline, "ivan to be loaded by the poll", hasUser(st, "ivan"))
+	if !strings.Contains(logs.String(), "relying on --poll-interval and SIGHUP") {
+		t.Errorf("no warning about the missing file watch in: %s", logs)
 	}
 }

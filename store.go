@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -29,11 +28,9 @@ import (
 type snapshot struct {
 	users      map[string]htpasswdEntry
 	groups     map[string]map[string]bool
-	pushGroup  string
 	dummyHash  string // compared against for unknown users, so they cost what known ones do
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
 	contentSum string // sha256 of both files, to skip reloads that change nothing
-	loadedAt   time.Time
 	cache      *verifyCache
 }
 
@@ -218,17 +215,14 @@ func buildSnapshot(htpasswdData, groupsData []byte, htpasswdName, groupsName, pu
 			}
 		}
 	}
-	groups := foldGroupNames(gf.members)
-	if len(groups[strings.ToLower(pushGroup)]) == 0 {
-		res.problems = append(res.problems, lineProblem{file: cmp.Or(groupsName, "(no groups file)"), severity: severityWarning,
-			message: fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)})
-	}
 	res.snap = &snapshot{
 		users:     hf.users,
-		groups:    groups,
-		pushGroup: pushGroup,
+		groups:    foldGroupNames(gf.members),
 		dummyCost: typicalBcryptCost(hf.users),
-		loadedAt:  time.Now(),
+	}
+	if res.snap.groupSize(pushGroup) == 0 {
+		res.problems = append(res.problems, lineProblem{file: cmp.Or(groupsName, "(no groups file)"), severity: severityWarning,
+			message: fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)})
 	}
 	return res, nil
 }
@@ -311,9 +305,6 @@ func (s *store) credentialKey(c credential, storedHash string) cacheKey {
 	m.Sum(k[:0])
 	return k
 }
-
-// errNoSnapshot is returned by verify before the first good load.
-var errNoSnapshot = errors.New("no users loaded yet")
 
 // verification is the outcome of checking one credential.
 type verification struct {

@@ -20,7 +20,7 @@ type verifyCache struct {
 	now     func() time.Time
 	entries sync.Map // cacheKey -> *cacheEntry
 	count   atomic.Int64
-	waits   atomic.Int64 // lookups that found an entry, ready or not (tests read it)
+	waits   atomic.Int64 // lookups that waited for another's computation (tests read it)
 }
 
 // cacheEntry is one verdict, or one being computed until ready is closed.
@@ -47,20 +47,27 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 		return ok, false, err
 	}
 	for {
-		fresh := &cacheEntry{ready: make(chan struct{})}
-		v, loaded := c.entries.LoadOrStore(key, fresh)
-		if !loaded {
-			c.count.Add(1)
-			c.fill(fresh, compute)
-			if fresh.err != nil {
-				c.remove(key, fresh)
+		// Load first: a hit, the common case, allocates nothing.
+		v, found := c.entries.Load(key)
+		if !found {
+			fresh := &cacheEntry{ready: make(chan struct{})}
+			if v, found = c.entries.LoadOrStore(key, fresh); !found {
+				c.count.Add(1)
+				c.fill(fresh, compute)
+				if fresh.err != nil {
+					c.remove(key, fresh)
+				}
+				c.evictIfFull()
+				return fresh.ok, false, fresh.err
 			}
-			c.evictIfFull()
-			return fresh.ok, false, fresh.err
 		}
 		e := v.(*cacheEntry)
-		c.waits.Add(1)
-		<-e.ready
+		select {
+		case <-e.ready:
+		default: // another request is hashing this credential: wait for its verdict
+			c.waits.Add(1)
+			<-e.ready
+		}
 		if e.err == nil && c.now().Before(e.expires) {
 			return e.ok, true, nil
 		}

@@ -12,6 +12,8 @@ type metrics struct {
 	decisions        *prometheus.CounterVec
 	verifyDuration   prometheus.Histogram
 	cache            *prometheus.CounterVec
+	cacheHits        prometheus.Counter // cache's "hit" child, resolved once: it is counted per request
+	cacheMisses      prometheus.Counter
 	throttled        prometheus.Counter
 	reloads          *prometheus.CounterVec
 	lastReload       prometheus.Gauge
@@ -61,8 +63,8 @@ func newMetrics() *metrics {
 			Help: "Members of the push group.",
 		}),
 	}
-	m.cache.WithLabelValues("hit")
-	m.cache.WithLabelValues("miss")
+	m.cacheHits = m.cache.WithLabelValues("hit")
+	m.cacheMisses = m.cache.WithLabelValues("miss")
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.registry.MustRegister(

@@ -334,9 +334,9 @@ func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verif
 	}
 	ok, hit, err := snap.cache.get(s.credentialKey(c, hash), compute)
 	if hit {
-		s.metrics.cache.WithLabelValues("hit").Inc()
+		s.metrics.cacheHits.Inc()
 	} else {
-		s.metrics.cache.WithLabelValues("miss").Inc()
+		s.metrics.cacheMisses.Inc()
 	}
 	return verification{ok: ok, known: known, cacheHit: hit}, err
 }

@@ -26,19 +26,6 @@ func loopbackOnly(rawURL string) error {
 	return nil
 }
 
-// loopbackAddr returns a free TCP address on 127.0.0.1. The port is free
-// when this returns; a program started right after binds it (a race with
-// other programs is possible but harmless on a test machine: the start fails
-// loudly).
-func loopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // newClient returns an HTTP client for the harness's own requests (warm-up,
 // checks, polls): it trusts roots (nil: the system's), keeps up to conns
 // idle connections per host, and dials loopback only.
@@ -92,29 +79,4 @@ func get(ctx context.Context, client *http.Client, rawURL, authorization string,
 		return 0, err
 	}
 	return resp.StatusCode, nil
-}
-
-// waitStatus polls rawURL until it answers want, for at most timeout.
-func waitStatus(ctx context.Context, client *http.Client, rawURL, authorization string, want int, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var last string
-	for {
-		status, err := get(ctx, client, rawURL, authorization, nil)
-		if err == nil && status == want {
-			return nil
-		}
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = fmt.Sprintf("status %d", status)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer %d within %s (last: %s)", rawURL, want, timeout, last)
-		case <-tick.C:
-		}
-	}
 }

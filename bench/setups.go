@@ -140,10 +140,15 @@ func (l *lab) startRegistry(ctx context.Context) error {
 	}
 	l.registry, l.registryAddr = p, addr
 	url := "http://" + addr + "/v2/"
+	return l.waitStatus(ctx, p, url, http.StatusOK)
+}
+
+// waitStatus waits until p is running and GET url (without credentials) answers want.
+func (l *lab) waitStatus(ctx context.Context, p *harness.Process, url string, want int) error {
 	return p.WaitReady(ctx, startTimeout, func() error {
 		status, err := get(ctx, l.client, url, "", nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET %s: status %d", url, status)
+		if err == nil && status != want {
+			err = fmt.Errorf("GET %s: status %d, want %d", url, status, want)
 		}
 		return err
 	})
@@ -242,13 +247,7 @@ func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *
 		want = http.StatusOK
 	}
 	url := s.proxyURL("/v2/")
-	if err := s.proxy.WaitReady(ctx, startTimeout, func() error {
-		status, err := get(ctx, l.client, url, "", nil)
-		if err == nil && status != want {
-			err = fmt.Errorf("GET %s: status %d, want %d", url, status, want)
-		}
-		return err
-	}); err != nil {
+	if err := l.waitStatus(ctx, s.proxy, url, want); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -311,13 +310,7 @@ func (l *lab) startCeiling(ctx context.Context, s *stack) error {
 	}
 	s.auth, s.authAddr, s.authName = p, addr, "200-at-once server"
 	url := "http://" + addr + "/auth"
-	return p.WaitReady(ctx, startTimeout, func() error {
-		status, err := get(ctx, l.client, url, "", nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET %s: status %d", url, status)
-		}
-		return err
-	})
+	return l.waitStatus(ctx, p, url, http.StatusOK)
 }
 
 // startRegistryAuth starts registry-auth on files with the settings of
@@ -340,13 +333,7 @@ func (l *lab) startRegistryAuth(ctx context.Context, s *stack, files *userFiles,
 	}
 	s.auth, s.authAddr, s.authName = p, addr, "registry-auth"
 	url := "http://" + addr + "/readyz"
-	return p.WaitReady(ctx, startTimeout, func() error {
-		status, err := get(ctx, l.client, url, "", nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET %s: status %d", url, status)
-		}
-		return err
-	})
+	return l.waitStatus(ctx, p, url, http.StatusOK)
 }
 
 // startTraefik derives Traefik's configuration from the repository (the

@@ -1,56 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
-
-// memStat is a process's resident memory as /proc/PID/status reports it, in
-// bytes: VmRSS now, VmHWM the peak since start or since resetPeak.
-type memStat struct {
-	RSS, HWM int64
-}
-
-// readMem reads VmRSS and VmHWM of pid.
-func readMem(pid int) (memStat, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memStat{}, err
-	}
-	defer f.Close()
-	var m memStat
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
-			continue
-		}
-		fields := strings.Fields(rest) // "1234 kB"
-		if len(fields) != 2 || fields[1] != "kB" {
-			return memStat{}, fmt.Errorf("/proc/%d/status: unexpected %s line %q", pid, key, rest)
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return memStat{}, fmt.Errorf("/proc/%d/status: %s: %w", pid, key, err)
-		}
-		if key == "VmRSS" {
-			m.RSS = kb * 1024
-		} else {
-			m.HWM = kb * 1024
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return memStat{}, err
-	}
-	if m.RSS == 0 && m.HWM == 0 {
-		return memStat{}, fmt.Errorf("/proc/%d/status: no VmRSS/VmHWM (process gone or a kernel thread)", pid)
-	}
-	return m, nil
-}
 
 // resetPeak sets pid's VmHWM back to its current VmRSS (Linux >= 4.0,
 // clear_refs value 5), so that a later VmHWM is the peak of what ran in
@@ -94,14 +52,14 @@ func processTree(pid int) []int {
 	return tree
 }
 
-// treeMem sums readMem over pid and its descendants. The sum counts pages
+// treeMem sums harness.ReadMemory over pid and its descendants. The sum counts pages
 // shared between the processes once per process, so for a multi-process
 // server it is an upper bound.
-func treeMem(pid int) (memStat, error) {
-	var sum memStat
+func treeMem(pid int) (harness.Memory, error) {
+	var sum harness.Memory
 	var firstErr error
 	for _, p := range processTree(pid) {
-		m, err := readMem(p)
+		m, err := harness.ReadMemory(p)
 		if err != nil {
 			if p == pid && firstErr == nil {
 				firstErr = err

@@ -3,6 +3,8 @@ package main
 import (
 	"slices"
 	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
 // setupID names the six setups of issue 5, in the issue's order.
@@ -119,9 +121,9 @@ type memoryResult struct {
 	Users       int
 	Cost        int
 	Load        time.Duration // from start to /readyz answering 200
-	AfterLoad   memStat
+	AfterLoad   harness.Memory
 	Logins      int
-	AfterLogins memStat
+	AfterLogins harness.Memory
 }
 
 // results is one run of the harness.

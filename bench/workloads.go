@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
 // authHeaders are the headers Traefik's forwardAuth sends with a GET of
@@ -117,7 +119,7 @@ func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResul
 	var authPid int
 	if s.auth != nil {
 		authPid = s.auth.Pid()
-		m, err := readMem(authPid)
+		m, err := harness.ReadMemory(authPid)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +143,7 @@ func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResul
 				sampledProxy = max(sampledProxy, m.RSS)
 			}
 			if authPid != 0 {
-				if m, err := readMem(authPid); err == nil {
+				if m, err := harness.ReadMemory(authPid); err == nil {
 					sampledAuth = max(sampledAuth, m.RSS)
 				}
 			}
@@ -174,7 +176,7 @@ func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResul
 	}
 	res.ProxyPeak = pm.HWM
 	if authPid != 0 {
-		am, err := readMem(authPid)
+		am, err := harness.ReadMemory(authPid)
 		if err != nil {
 			return nil, err
 		}
@@ -316,7 +318,7 @@ func (l *lab) measureMemory(ctx context.Context, files *userFiles, logins int) (
 	defer stop(s.auth)
 	res := &memoryResult{Users: len(files.Users), Cost: files.Cost, Load: time.Since(start)}
 	var err error
-	if res.AfterLoad, err = readMem(s.auth.Pid()); err != nil {
+	if res.AfterLoad, err = harness.ReadMemory(s.auth.Pid()); err != nil {
 		return nil, err
 	}
 	logins = min(logins, len(files.Users))
@@ -324,7 +326,7 @@ func (l *lab) measureMemory(ctx context.Context, files *userFiles, logins int) (
 		return nil, err
 	}
 	res.Logins = logins
-	if res.AfterLogins, err = readMem(s.auth.Pid()); err != nil {
+	if res.AfterLogins, err = harness.ReadMemory(s.auth.Pid()); err != nil {
 		return nil, err
 	}
 	return res, nil

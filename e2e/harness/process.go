@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -167,19 +166,52 @@ func (p *Process) LogTail(max int) string {
 // RSS returns the process's resident set size in bytes (VmRSS in
 // /proc/PID/status).
 func (p *Process) RSS() (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	m, err := ReadMemory(p.Pid())
+	return m.RSS, err
+}
+
+// Memory is a process's resident memory as /proc/PID/status reports it, in
+// bytes: VmRSS now, VmHWM the peak since start (or since the peak was reset
+// through /proc/PID/clear_refs).
+type Memory struct {
+	RSS, HWM int64
+}
+
+// ReadMemory reads VmRSS and VmHWM of pid.
+func ReadMemory(pid int) (Memory, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return Memory{}, err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	defer f.Close()
+	var m Memory
+	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[0] == "VmRSS:" && fields[2] == "kB" {
-			kb, err := strconv.ParseInt(fields[1], 10, 64)
-			return kb * 1024, err
+		key, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "VmRSS" && key != "VmHWM") {
+			continue
+		}
+		fields := strings.Fields(rest) // "1234 kB"
+		if len(fields) != 2 || fields[1] != "kB" {
+			return Memory{}, fmt.Errorf("/proc/%d/status: unexpected %s line %q", pid, key, rest)
+		}
+		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			return Memory{}, fmt.Errorf("/proc/%d/status: %s: %w", pid, key, err)
+		}
+		if key == "VmRSS" {
+			m.RSS = kb * 1024
+		} else {
+			m.HWM = kb * 1024
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", p.Pid())
+	if err := sc.Err(); err != nil {
+		return Memory{}, err
+	}
+	if m.RSS == 0 && m.HWM == 0 {
+		return Memory{}, fmt.Errorf("/proc/%d/status: no VmRSS/VmHWM (process gone or a kernel thread)", pid)
+	}
+	return m, nil
 }
 
 // WaitReady polls check until it succeeds, the timeout passes, ctx ends or

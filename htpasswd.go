@@ -228,6 +228,14 @@ func (p lineProblem) String() string {
 	return fmt.Sprintf("%s:%d: %s: %s", p.file, p.line, p.severity, p.message)
 }
 
+// lineProblems collects the problems of one file as it is parsed.
+type lineProblems []lineProblem
+
+// add records a problem on line n.
+func (ps *lineProblems) add(n int, s severity, format string, args ...any) {
+	*ps = append(*ps, lineProblem{line: n, severity: s, message: fmt.Sprintf(format, args...)})
+}
+
 // htpasswdEntry is one user of an htpasswd file.
 type htpasswdEntry struct {
 	hash string
@@ -238,16 +246,16 @@ type htpasswdEntry struct {
 // htpasswdFile is a parsed htpasswd file. The zero value has no users.
 type htpasswdFile struct {
 	users    map[string]htpasswdEntry
-	problems []lineProblem
+	problems lineProblems
 }
 
 // readLines calls fn with each logical line of r as Apache's ap_cfg_getline makes them,
 // numbered by its first physical line: a line ending in a backslash (before its LF or CRLF)
 // continues on the next one, without the backslash and line end, even a comment; white space
 // is trimmed at both ends; blank and comment lines are skipped. Each continued line is
-// reported to warn, as it may hide a user. A logical line longer than max bytes (not counting
+// added to problems as a warning, as it may hide a user. A logical line longer than max bytes (not counting
 // its final LF) is an error, as Apache stops reading there.
-func readLines(r io.Reader, max int, warn func(lineProblem), fn func(n int, line string)) error {
+func readLines(r io.Reader, max int, problems *lineProblems, fn func(n int, line string)) error {
 	br := bufio.NewReader(r)
 	var line []byte // the logical line read so far
 	first := 1
@@ -275,8 +283,8 @@ func readLines(r io.Reader, max int, warn func(lineProblem), fn func(n int, line
 			}
 		}
 		if n != first {
-			warn(lineProblem{line: first, severity: severityWarning, message: fmt.Sprintf(
-				"lines %d to %d are read as one line, as Apache does: a line that ends in a backslash continues on the next", first, n)})
+			problems.add(first, severityWarning,
+				"lines %d to %d are read as one line, as Apache does: a line that ends in a backslash continues on the next", first, n)
 		}
 		if text := strings.Trim(string(body), confSpace); text != "" && text[0] != '#' {
 			fn(first, text)
@@ -294,12 +302,9 @@ func readLines(r io.Reader, max int, warn func(lineProblem), fn func(n int, line
 // at all (unreadable, or a line Apache would cut).
 func parseHTPasswd(r io.Reader) (htpasswdFile, error) {
 	f := htpasswdFile{users: make(map[string]htpasswdEntry)}
-	problem := func(n int, s severity, format string, args ...any) {
-		f.problems = append(f.problems, lineProblem{line: n, severity: s, message: fmt.Sprintf(format, args...)})
-	}
-	warn := func(p lineProblem) { f.problems = append(f.problems, p) }
+	problem := f.problems.add
 	firstLine := make(map[string]int) // of each user, loaded or refused
-	err := readLines(r, maxHTPasswdLine, warn, func(n int, line string) {
+	err := readLines(r, maxHTPasswdLine, &f.problems, func(n int, line string) {
 		user, rest, found := strings.Cut(line, ":")
 		if !found {
 			problem(n, severityError, "no colon: want user:hash")
@@ -339,7 +344,7 @@ func parseHTPasswd(r io.Reader) (htpasswdFile, error) {
 // groupsFile is a parsed groups file: members by group. The zero value has no groups.
 type groupsFile struct {
 	members  map[string]map[string]bool
-	problems []lineProblem
+	problems lineProblems
 }
 
 // parseGroups reads a groups file with mod_authz_groupfile's rules (Apache 2.4):
@@ -347,11 +352,8 @@ type groupsFile struct {
 // by white space and optionally quoted, a group's lines adding up.
 func parseGroups(r io.Reader) (groupsFile, error) {
 	f := groupsFile{members: make(map[string]map[string]bool)}
-	problem := func(n int, s severity, format string, args ...any) {
-		f.problems = append(f.problems, lineProblem{line: n, severity: s, message: fmt.Sprintf(format, args...)})
-	}
-	warn := func(p lineProblem) { f.problems = append(f.problems, p) }
-	err := readLines(r, maxGroupsLine, warn, func(n int, line string) {
+	problem := f.problems.add
+	err := readLines(r, maxGroupsLine, &f.problems, func(n int, line string) {
 		group, rest, found := strings.Cut(line, ":")
 		if !found {
 			problem(n, severityError, "no colon: want group: user1 user2 ...")

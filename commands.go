@@ -140,12 +140,8 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 		fmt.Fprintln(stdout, "error:", err)
 		return errReported
 	}
-	groups := 0
-	if res.snap.groups != nil {
-		groups = len(res.snap.groups)
-	}
 	fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
-		len(res.snap.users), groups, res.snap.groupSize(pushGroup), pushGroup, errorsFound, warningsFound)
+		len(res.snap.users), len(res.snap.groups), res.snap.groupSize(pushGroup), pushGroup, errorsFound, warningsFound)
 	if errorsFound > 0 {
 		return errReported
 	}

@@ -1,11 +1,10 @@
 package main
 
-// Fuzz targets for the two file parsers and for Basic credentials. `go test` runs their seeds;
-// CI fuzzes each briefly, one target per command:
+// Fuzz targets for the two file parsers, Basic credentials and registry requests. `go test`
+// runs their seeds; scripts/test.sh fuzzes each for a number of inputs, one target per
+// command (a count, not a duration: see the script for why):
 //
-//	go test -run='^$' -fuzz='^FuzzParseHTPasswd$' -fuzztime=15s .
-//	go test -run='^$' -fuzz='^FuzzParseGroups$' -fuzztime=15s .
-//	go test -run='^$' -fuzz='^FuzzBasicCredentials$' -fuzztime=15s .
+//	go test -run='^$' -fuzz='^FuzzParseHTPasswd$' -fuzztime=50000x .
 //
 // A failing input is written to testdata/fuzz/<target>/; check it in, it becomes a seed.
 

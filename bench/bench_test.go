@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
 // TestMain lets the test binary play the ceiling server, as the bench
@@ -34,17 +35,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// needTools skips when a program the harness drives is not installed (the
-// project's machines have them all; see docs/BENCHMARKS.md).
+// needTools stops the test when a program the harness drives is not installed:
+// a failure in CI, a skip elsewhere (harness.Unavailable).
 func needTools(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts Traefik, Apache and the registry: skipped in -short mode")
 	}
-	for _, tool := range []string{"wrk", "apache2", "htpasswd", "gnuplot", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed: %v", tool, err)
-		}
+	for _, tool := range []struct{ name, pkg string }{
+		{"wrk", "wrk"}, {"apache2", "apache2"}, {"htpasswd", "apache2-utils"}, {"gnuplot", "gnuplot-nox"}, {"go", "golang-go"},
+	} {
+		harness.RequireTool(t, tool.name, tool.pkg)
 	}
 }
 

@@ -18,13 +18,11 @@ import (
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// skopeoBin is Debian's skopeo (containers/image, the stack behind podman).
-const skopeoBin = "/usr/bin/skopeo"
-
 // skopeoCLI runs skopeo against a stack with a private HOME and runtime
 // directory, so no credentials or configuration of the machine leak in.
 type skopeoCLI struct {
 	t      testing.TB
+	bin    string // Debian's skopeo (containers/image, the stack behind podman)
 	home   string
 	certs  string // directory with the CA as ca.crt
 	policy string // signature policy accepting anything, for copies
@@ -32,15 +30,13 @@ type skopeoCLI struct {
 
 func newSkopeo(t testing.TB, s *harness.Stack) *skopeoCLI {
 	t.Helper()
-	if _, err := os.Stat(skopeoBin); err != nil {
-		t.Fatalf("skopeo is required (apt-get install skopeo): %v", err)
-	}
+	bin := harness.RequireTool(t, "skopeo", "skopeo")
 	home := t.TempDir()
 	policy := filepath.Join(home, "policy.json")
 	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &skopeoCLI{t: t, home: home, certs: s.Certs.CADir, policy: policy}
+	return &skopeoCLI{t: t, bin: bin, home: home, certs: s.Certs.CADir, policy: policy}
 }
 
 // run runs skopeo with args and returns its combined output. Passwords are
@@ -48,7 +44,7 @@ func newSkopeo(t testing.TB, s *harness.Stack) *skopeoCLI {
 func (k *skopeoCLI) run(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, skopeoBin, append([]string{"--policy", k.policy}, args...)...)
+	cmd := exec.CommandContext(ctx, k.bin, append([]string{"--policy", k.policy}, args...)...)
 	cmd.Env = []string{
 		"HOME=" + k.home,
 		"XDG_RUNTIME_DIR=" + k.home,

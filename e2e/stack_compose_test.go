@@ -16,19 +16,22 @@ import (
 )
 
 // composeStack drives one Compose project made from the repository's own
-// docker-compose.yml with docker-compose and the docker CLI.
+// docker-compose.yml with Compose and the docker CLI.
 type composeStack struct {
 	t            *testing.T
-	dir          string // the project directory: a copy of the repo's stack files plus test-made auth/ and certs/
-	project      string // unique Compose project name
-	dockerConfig string // DOCKER_CONFIG for the docker CLI, so logins never touch ~/.docker
+	dir          string   // the project directory: a copy of the repo's stack files plus test-made auth/ and certs/
+	project      string   // unique Compose project name
+	composeCmd   []string // `docker compose` or docker-compose (harness.ComposeCommand)
+	dockerConfig string   // DOCKER_CONFIG for the docker CLI, so logins never touch ~/.docker
 	logsPrinted  bool
 }
 
-// compose runs docker-compose on the stack's project and returns its combined output.
+// compose runs Compose on the stack's project and returns its combined output.
 func (s *composeStack) compose(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"-p", s.project, "-f", filepath.Join(s.dir, "docker-compose.yml")}, args...)
-	return run(ctx, s.dir, nil, nil, "docker-compose", full...)
+	full := append([]string{}, s.composeCmd[1:]...)
+	full = append(full, "-p", s.project, "-f", filepath.Join(s.dir, "docker-compose.yml"))
+	full = append(full, args...)
+	return run(ctx, s.dir, nil, nil, s.composeCmd[0], full...)
 }
 
 // docker runs the docker CLI with the stack's DOCKER_CONFIG and stdin (may be
@@ -67,9 +70,9 @@ func (s *composeStack) printLogsOnFailure(ctx context.Context) {
 	}
 	s.logsPrinted = true
 	out, err := s.compose(ctx, "logs", "--no-color", "--timestamps", "--tail=200")
-	s.t.Logf("a step failed; service logs, last 200 lines each (docker-compose logs, err=%v):\n%s", err, out)
+	s.t.Logf("a step failed; service logs, last 200 lines each (compose logs, err=%v):\n%s", err, out)
 	ps, _ := s.compose(ctx, "ps")
-	s.t.Logf("docker-compose ps:\n%s", ps)
+	s.t.Logf("compose ps:\n%s", ps)
 }
 
 // down stops and removes the project's containers, networks and volumes.

@@ -41,23 +41,19 @@ const (
 // registry:3.1.2 FROM scratch from static binaries (kept if the engine already
 // has them), registry-auth:local from the repository's Dockerfile (its
 // binary-less "runtime" stage plus a binary built from this checkout).
-// No override file is used: "docker-compose up --no-build" starts the compose
+// No override file is used: "docker compose up --no-build" starts the compose
 // file as it is, and --no-build only stops Compose from building the auth
 // image from source, which would pull the golang image.
 //
-// It needs the docker and docker-compose CLIs, a reachable engine, port 5043
+// It needs the docker CLI, Compose (the plugin or docker-compose), a reachable engine, port 5043
 // free, and write access to /etc/docker/certs.d (it installs the stack's CA
 // for 127.0.0.1:5043 and restores what was there afterwards).
 func TestStack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stack test: starts containers on the Docker engine; skipped in -short mode")
 	}
-	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
-		t.Skipf("stack test: no Docker engine reachable (docker version: %v: %s)", err, out)
-	}
-	if out, err := exec.Command("docker-compose", "version", "--short").CombinedOutput(); err != nil {
-		t.Skipf("stack test: docker-compose not usable (%v: %s)", err, out)
-	}
+	harness.RequireDocker(t)
+	composeCmd := harness.RequireCompose(t)
 	ln, err := net.Listen("tcp", ":5043")
 	if err != nil {
 		t.Fatalf("port 5043 is busy, the stack publishes Traefik there: %v", err)
@@ -81,6 +77,7 @@ func TestStack(t *testing.T) {
 		t:            t,
 		dir:          dir,
 		project:      "rastack" + randomHex(4),
+		composeCmd:   composeCmd,
 		dockerConfig: t.TempDir(),
 	}
 	t.Cleanup(func() {
@@ -93,9 +90,9 @@ func TestStack(t *testing.T) {
 	})
 	start := time.Now()
 	if out, err := s.compose(ctx, "up", "-d", "--no-build"); err != nil {
-		t.Fatalf("docker-compose up: %v", err)
+		t.Fatalf("compose up: %v", err)
 	} else {
-		t.Logf("docker-compose up -d --no-build (%v):\n%s", time.Since(start).Round(time.Millisecond), out)
+		t.Logf("compose up -d --no-build (%v):\n%s", time.Since(start).Round(time.Millisecond), out)
 	}
 	client := tlsClient(t, filepath.Join(dir, "certs", "domain.crt"))
 	waitForChallenge(ctx, t, client)
@@ -313,17 +310,17 @@ func TestStack(t *testing.T) {
 		}
 	})
 
-	t.Run("6 docker-compose down leaves nothing running", func(t *testing.T) {
+	t.Run("6 compose down leaves nothing running", func(t *testing.T) {
 		s.printLogsOnFailure(ctx)
 		if out, err := s.down(ctx); err != nil {
-			t.Fatalf("docker-compose down: %v\n%s", err, out)
+			t.Fatalf("compose down: %v\n%s", err, out)
 		}
 		left, err := s.leftovers(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(left) > 0 {
-			t.Errorf("after docker-compose down -v the engine still has: %v", left)
+			t.Errorf("after compose down -v the engine still has: %v", left)
 		}
 		if _, err := net.DialTimeout("tcp", registryHost, time.Second); err == nil {
 			t.Errorf("%s still accepts connections after down", registryHost)

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// cacheKey identifies a credential: an HMAC over user, password and stored hash.
+// cacheKey identifies a credential: an HMAC over client address, user, password and stored hash.
 type cacheKey [32]byte
 
 // verifyCache remembers verdicts of password checks for ttl, at most size of them, and runs

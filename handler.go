@@ -271,15 +271,18 @@ func healthz() http.Handler {
 	})
 }
 
-// readyz answers 200 once a valid snapshot is loaded, 503 before.
+// readyz answers 200 with the SHA-256 of the loaded files (so a script that edited them can
+// tell when its edit is in force), or 503 while no snapshot is loaded. serve loads one before
+// it listens and a failed reload keeps it, so a serving process always answers 200 today.
 func readyz(st *store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if st.snapshot() == nil {
+		snap := st.snapshot()
+		if snap == nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte("no users loaded\n"))
 			return
 		}
-		w.Write([]byte("ready\n"))
+		w.Write([]byte("ready sha256=" + snap.contentSum + "\n"))
 	})
 }

@@ -187,7 +187,7 @@ func TestHealthEndpoints(t *testing.T) {
 		path, want string
 	}{
 		{"/healthz", "ok"},
-		{"/readyz", "ready"},
+		{"/readyz", "ready sha256=" + h.store.snapshot().contentSum + "\n"}, // what the loaded files are
 		{"/metrics", "registry_auth_users 2"},
 	} {
 		resp, err := http.Get(srv.URL + tt.path)

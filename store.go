@@ -67,7 +67,7 @@ type loadResult struct {
 	problems []lineProblem // for the log and `check`
 }
 
-// store holds the current snapshot and reloads it. Requests call current, which loads an
+// store holds the current snapshot and reloads it. Requests call snapshot, which loads an
 // atomic pointer; reload is serialised by a mutex that never sits on the request path.
 type store struct {
 	htpasswdPath string
@@ -113,7 +113,11 @@ func (s *store) reload(reason string) error {
 	htpasswdData, groupsData, sum, err := s.readFiles()
 	if err == nil && old != nil && sum == old.contentSum {
 		s.lastFailure = "" // back to the loaded content: a new failure is news again
-		return nil         // an event or a poll tick that changed nothing
+		if reason == "signal" {
+			// An operator's SIGHUP deserves an answer; an event or a poll tick does not.
+			s.logger.Info("reload found no change", "trigger", reason, "sha256", sum)
+		}
+		return nil
 	}
 	var res loadResult
 	if err == nil {

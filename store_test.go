@@ -50,38 +50,44 @@ func TestReloadKeepsLastGood(t *testing.T) {
 }
 
 // TestSwapDropsCache: a changed password takes effect at the reload even though the old one
-// was cached, and a removed user is refused.
+// was cached, a removed user is refused, and even a credential that did not change is
+// verified afresh: the new snapshot starts with an empty cache.
 func TestSwapDropsCache(t *testing.T) {
 	t.Parallel()
-	f := newTestFiles(t, htpasswdLines(t, "bob", "old-secret", "carol", "carol-secret"), "pusher: carol\n")
+	f := newTestFiles(t, htpasswdLines(t, "bob", "old-secret", "carol", "carol-secret", "dave", "dave-secret"), "pusher: carol\n")
 	st, _ := newTestStore(t, f, time.Hour, nil)
-	check := func(user, password string) bool {
+	check := func(user, password string) verification {
 		v, err := st.verify(st.snapshot(), credential{client: "192.0.2.1", user: user, password: []byte(password)}, alwaysHash)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v.ok
+		return v
 	}
-	// bob twice: the second answer comes from the cache, which the reload must drop.
-	for _, c := range [][2]string{{"bob", "old-secret"}, {"bob", "old-secret"}, {"carol", "carol-secret"}} {
-		if !check(c[0], c[1]) {
-			t.Fatalf("%s refused before the change", c[0])
+	// Each twice: the second answer comes from the cache, which the reload must drop.
+	for _, c := range [][2]string{{"bob", "old-secret"}, {"carol", "carol-secret"}, {"dave", "dave-secret"}} {
+		for i := range 2 {
+			if v := check(c[0], c[1]); !v.ok || v.cacheHit != (i == 1) {
+				t.Fatalf("%s before the change, check %d: got ok %v cache hit %v, want ok, hit %v", c[0], i+1, v.ok, v.cacheHit, i == 1)
+			}
 		}
 	}
-	writeFile(t, f.htpasswd, htpasswdLines(t, "bob", "new-secret"))
+	// dave's line stays as it was (testHash memoises), so only a new cache makes him a miss.
+	writeFile(t, f.htpasswd, htpasswdLines(t, "bob", "new-secret", "dave", "dave-secret"))
 	if err := st.reload("test"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
 		user, password string
-		want           bool
+		want, hit      bool
 	}{
-		{"bob", "old-secret", false},
-		{"bob", "new-secret", true},
-		{"carol", "carol-secret", false},
+		{"bob", "old-secret", false, false},
+		{"bob", "new-secret", true, false},
+		{"carol", "carol-secret", false, false},
+		{"dave", "dave-secret", true, false},
+		{"dave", "dave-secret", true, true}, // the new cache remembers
 	} {
-		if got := check(tt.user, tt.password); got != tt.want {
-			t.Errorf("%s/%s after reload: got %v, want %v", tt.user, tt.password, got, tt.want)
+		if v := check(tt.user, tt.password); v.ok != tt.want || v.cacheHit != tt.hit {
+			t.Errorf("%s/%s after reload: got ok %v cache hit %v, want ok %v cache hit %v", tt.user, tt.password, v.ok, v.cacheHit, tt.want, tt.hit)
 		}
 	}
 }
@@ -100,6 +106,26 @@ func TestReloadUnchangedIsFree(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.reloads.WithLabelValues("success")); got != 1 {
 		t.Errorf("got %v successful reloads, want 1 (the first load)", got)
+	}
+}
+
+// TestSignalWithoutChangeIsLogged: SIGHUP on unchanged files still answers in the log (an
+// operator waits for a sign of life); a poll tick that changed nothing stays quiet.
+func TestSignalWithoutChangeIsLogged(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "")
+	logs := &lockedBuffer{}
+	st, _ := newTestStore(t, f, time.Minute, logs)
+	for _, trigger := range []string{"poll", "file-change", "signal"} {
+		if err := st.reload(trigger); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Count(logs.String(), "reload found no change"); got != 1 {
+		t.Errorf("got %d \"reload found no change\" lines, want 1 (for the signal only):\n%s", got, logs)
+	}
+	if !strings.Contains(logs.String(), `"trigger":"signal"`) {
+		t.Errorf("the no-change line does not name its trigger:\n%s", logs)
 	}
 }
 

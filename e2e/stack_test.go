@@ -337,22 +337,9 @@ const (
 // buildImages makes sure the engine has the three images docker-compose.yml names.
 func buildImages(ctx context.Context, t *testing.T) {
 	t.Helper()
-	for _, ensure := range []func(context.Context) (string, error){harness.EnsureTraefikImage, harness.EnsureRegistryImage} {
-		what, err := ensure(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Log(what)
-	}
-	bin, err := harness.BuildRegistryAuth(ctx)
-	if err != nil {
+	if err := harness.BuildStackImages(ctx, func(what string) { t.Log(what) }); err != nil {
 		t.Fatal(err)
 	}
-	what, err := harness.BuildRegistryAuthImage(ctx, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Log(what)
 }
 
 // prepareProjectDir copies the repository's stack files into dir and makes

@@ -7,8 +7,8 @@
 # localhost, 127.0.0.1, ::1 and HOSTNAME if given. The certificate is its own CA
 # (basicConstraints CA:TRUE), so docker can trust it directly:
 #
-#   sudo mkdir -p /etc/docker/certs.d/127.0.0.1:5043
-#   sudo cp certs/domain.crt /etc/docker/certs.d/127.0.0.1:5043/ca.crt
+#   mkdir -p /etc/docker/certs.d/127.0.0.1:5043                       (as root)
+#   cp certs/domain.crt /etc/docker/certs.d/127.0.0.1:5043/ca.crt
 #
 # For anything but a test machine, use a certificate from a real CA.
 set -eu

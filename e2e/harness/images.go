@@ -19,32 +19,6 @@ const (
 	RegistryAuthImage = "registry-auth:local"
 )
 
-// RegistryImageConfig is the configuration the official registry image ships at
-// /etc/distribution/config.yml (distribution-library-image), which the compose file relies
-// on, with its storage directory and listen address replaced (the image's own values are
-// /var/lib/registry and :5000). The bench harness runs its registry with it too.
-func RegistryImageConfig(rootDir, addr string) string {
-	return fmt.Sprintf(`version: 0.1
-log:
-  fields:
-    service: registry
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: %s
-http:
-  addr: %s
-  headers:
-    X-Content-Type-Options: [nosniff]
-health:
-  storagedriver:
-    enabled: true
-    interval: 10s
-    threshold: 3
-`, rootDir, addr)
-}
-
 // ImageExists reports whether the Docker engine has an image called ref.
 func ImageExists(ctx context.Context, ref string) bool {
 	return imageID(ctx, ref) != ""
@@ -148,7 +122,7 @@ func EnsureRegistryImage(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer os.Remove(cfg.Name())
-	if _, err := cfg.WriteString(RegistryImageConfig("/var/lib/registry", ":5000")); err != nil {
+	if _, err := cfg.WriteString(RegistryImageConfig("/var/lib/registry", ":5000", "")); err != nil {
 		cfg.Close()
 		return "", err
 	}
@@ -206,5 +180,29 @@ func docker(ctx context.Context, env []string, args ...string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("docker %s: %w\n%s", strings.Join(args, " "), err, out.Bytes())
 	}
+	return nil
+}
+
+// BuildStackImages makes sure the engine has the three images docker-compose.yml names,
+// without pulling anything: Traefik and the registry built FROM scratch from their Go
+// modules (kept when the engine already has them), registry-auth:local from this
+// checkout. progress gets one line per image.
+func BuildStackImages(ctx context.Context, progress func(string)) error {
+	for _, ensure := range []func(context.Context) (string, error){EnsureTraefikImage, EnsureRegistryImage} {
+		what, err := ensure(ctx)
+		if err != nil {
+			return err
+		}
+		progress(what)
+	}
+	bin, err := BuildRegistryAuth(ctx)
+	if err != nil {
+		return err
+	}
+	what, err := BuildRegistryAuthImage(ctx, bin)
+	if err != nil {
+		return err
+	}
+	progress(what)
 	return nil
 }

@@ -324,31 +324,27 @@ func decisionLines(s *runningService) []map[string]any {
 func TestTrustedProxies(t *testing.T) {
 	t.Parallel()
 	const xff = "X-Forwarded-For: 198.51.100.1, 203.0.113.9"
-	ask := func(addr, password string) (*http.Response, string) {
+	ask := func(t *testing.T, addr, password string) (*http.Response, string) {
 		return rawExchange(t, addr, authRequest("X-Forwarded-Method: GET", "X-Forwarded-Uri: /v2/", xff, basicLine("alice:"+password)))
 	}
 
-	t.Run("outside the list", func(t *testing.T) {
-		t.Parallel()
-		s, addr := startHostileTarget(t, "--trusted-proxies", "192.0.2.0/24, 2001:db8::/32")
-		for _, password := range []string{"alice-secret", "wrong"} {
-			resp, body := ask(addr, password)
-			if resp.StatusCode != 403 {
-				t.Fatalf("untrusted peer: got %d %q, want 403", resp.StatusCode, body)
-			}
-			checkRegistryError(t, resp, body, "Hostile")
-		}
-		waitFor(t, 5*time.Second, "two decision lines", func() bool { return len(decisionLines(s)) == 2 })
-		for _, l := range decisionLines(s) {
-			if l["level"] != "WARN" || l["reason"] != "untrusted_peer" || l["client"] != "127.0.0.1" {
-				t.Errorf("got log line %v, want a WARN with reason untrusted_peer and client 127.0.0.1", l)
-			}
-		}
-		if got := serviceMetric(t, s, "registry_auth_verify_duration_seconds_count"); got != 0 {
-			t.Errorf("got %v hashes for untrusted peers, want 0", got)
-		}
-		stillServing(t, s) // health checks come from inside the container and are not gated
-	})
+	// Both ways of giving the list: a list that is not in effect would pass every case below
+	// the same as no list, since all these requests come from 127.0.0.1.
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"outside the list (flag)", []string{"--trusted-proxies", "192.0.2.0/24, 2001:db8::/32"}, nil},
+		{"outside the list (variable)", nil, map[string]string{"REGISTRY_AUTH_TRUSTED_PROXIES": "192.0.2.0/24"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newTestFiles(t, htpasswdLines(t, "alice", "alice-secret"), "pusher: alice\n")
+			s := startService(t, tc.env, append([]string{"--htpasswd", f.htpasswd, "--groups", f.groups, "--realm", "Hostile"}, tc.args...)...)
+			testUntrustedPeer(t, s, ask)
+		})
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -364,14 +360,14 @@ func TestTrustedProxies(t *testing.T) {
 			f := newTestFiles(t, htpasswdLines(t, "alice", "alice-secret"), "pusher: alice\n")
 			s := startService(t, tc.env, append([]string{"--htpasswd", f.htpasswd, "--groups", f.groups, "--throttle-per-client", "2"}, tc.args...)...)
 			addr := strings.TrimPrefix(s.url, "http://")
-			if resp, body := ask(addr, "alice-secret"); resp.StatusCode != 200 {
+			if resp, body := ask(t, addr, "alice-secret"); resp.StatusCode != 200 {
 				t.Fatalf("trusted peer: got %d %q, want 200", resp.StatusCode, body)
 			}
 			// Two failures from 203.0.113.9 use up its limit; 192.0.2.1 is another client.
 			for _, password := range []string{"guess-1", "guess-2"} {
-				ask(addr, password)
+				ask(t, addr, password)
 			}
-			if resp, _ := ask(addr, "guess-3"); resp.StatusCode != 429 {
+			if resp, _ := ask(t, addr, "guess-3"); resp.StatusCode != 429 {
 				t.Errorf("third failure from 203.0.113.9: got %d, want 429", resp.StatusCode)
 			}
 			other := authRequest("X-Forwarded-Method: GET", "X-Forwarded-Uri: /v2/", "X-Forwarded-For: 192.0.2.1", basicLine("alice:guess-4"))
@@ -397,19 +393,49 @@ func TestTrustedProxies(t *testing.T) {
 	})
 }
 
+// testUntrustedPeer checks what a peer outside --trusted-proxies gets: 403 and a warning
+// naming it, no hash, and its X-Forwarded-For not believed.
+func testUntrustedPeer(t *testing.T, s *runningService, ask func(t *testing.T, addr, password string) (*http.Response, string)) {
+	t.Helper()
+	addr := strings.TrimPrefix(s.url, "http://")
+	for _, password := range []string{"alice-secret", "wrong"} {
+		resp, body := ask(t, addr, password)
+		if resp.StatusCode != 403 {
+			t.Fatalf("untrusted peer: got %d %q, want 403", resp.StatusCode, body)
+		}
+		checkRegistryError(t, resp, body, "Hostile")
+	}
+	waitFor(t, 5*time.Second, "two decision lines", func() bool { return len(decisionLines(s)) == 2 })
+	for _, l := range decisionLines(s) {
+		if l["level"] != "WARN" || l["reason"] != "untrusted_peer" || l["client"] != "127.0.0.1" {
+			t.Errorf("got log line %v, want a WARN with reason untrusted_peer and client 127.0.0.1", l)
+		}
+	}
+	if got := serviceMetric(t, s, "registry_auth_verify_duration_seconds_count"); got != 0 {
+		t.Errorf("got %v hashes for untrusted peers, want 0", got)
+	}
+	stillServing(t, s) // health checks come from inside the container and are not gated
+}
+
 // TestSlowHeadersAreCut: a client that sends its headers slower than --read-header-timeout
-// (slowloris) has its connection closed by the server, while one that is quick is served.
-// The connection's own deadline, far beyond the timeout, only bounds the test.
+// (slowloris) has its connection closed by the server once that timeout has passed, well
+// before the whole request's read timeout (maxReadHeaderTimeout) would close it anyway, while
+// one that is quick is served.
 func TestSlowHeadersAreCut(t *testing.T) {
 	t.Parallel()
-	s, addr := startHostileTarget(t, "--read-header-timeout", "300ms")
+	const headerTimeout = 300 * time.Millisecond
+	// Cut by then, or the connection was closed by something other than the header timeout;
+	// half the whole-request timeout leaves a loaded machine seconds of margin either way.
+	cutBy := maxReadHeaderTimeout / 2
+	s, addr := startHostileTarget(t, "--read-header-timeout", headerTimeout.String())
 
+	start := time.Now() // before the dial: the server's clock starts after it accepts
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	conn.SetDeadline(start.Add(cutBy))
 	if _, err := io.WriteString(conn, "GET /auth HTTP/1.1\r\nHost: auth\r\nX-Forwarded-Method: GET\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -431,15 +457,17 @@ func TestSlowHeadersAreCut(t *testing.T) {
 			}
 		}
 	}()
-	start := time.Now()
 	got, err := io.ReadAll(conn)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("the server kept a slow client for %v", time.Since(start))
-	}
-	if len(got) > 0 && strings.HasPrefix(string(got), "HTTP/1.1 200") {
+	took := time.Since(start)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		t.Fatalf("slow client still connected after %v: got no cut, want one soon after --read-header-timeout %v (the whole-request timeout is %v)", took, headerTimeout, maxReadHeaderTimeout)
+	case took < headerTimeout:
+		t.Fatalf("slow client cut after %v (err %v, %q): want the cut no sooner than --read-header-timeout %v", took, err, got, headerTimeout)
+	case strings.HasPrefix(string(got), "HTTP/1.1 200"):
 		t.Fatalf("slow client served: %q", got)
 	}
-	t.Logf("slow client cut after %v (err %v, %d bytes)", time.Since(start), err, len(got))
+	t.Logf("slow client cut after %v (err %v, %d bytes)", took, err, len(got))
 
 	// The same request, sent at once, is answered.
 	resp, _ := rawExchange(t, addr, authRequest("X-Forwarded-Method: GET", "X-Forwarded-Uri: /v2/", basicLine("alice:alice-secret")))

@@ -248,10 +248,11 @@ type rssSampler struct {
 // background until stop.
 func startRSSSampler(t testing.TB, p *harness.Process) *rssSampler {
 	t.Helper()
-	base, err := p.RSS()
+	m, err := p.Memory()
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := m.RSS
 	r := &rssSampler{base: base, peak: base, samples: 1, done: make(chan struct{})}
 	r.wg.Add(1)
 	go func() {
@@ -264,12 +265,12 @@ func startRSSSampler(t testing.TB, p *harness.Process) *rssSampler {
 				return
 			case <-tick.C:
 			}
-			v, err := p.RSS()
+			m, err := p.Memory()
 			if err != nil {
 				continue // the process is gone; the test reports that elsewhere
 			}
 			r.mu.Lock()
-			r.peak = max(r.peak, v)
+			r.peak = max(r.peak, m.RSS)
 			r.samples++
 			r.mu.Unlock()
 		}

@@ -76,8 +76,8 @@ func modulePath(path string) string {
 	return ""
 }
 
-// CacheDir returns the binary cache shared by the e2e tests, the benchmarks
-// and the stack scripts: $REGISTRY_AUTH_CACHE, or else
+// CacheDir returns the binary cache shared by the e2e tests and the
+// benchmarks: $REGISTRY_AUTH_CACHE, or else
 // $HOME/.cache/registry-auth-e2e. It creates the directory if needed.
 func CacheDir() (string, error) {
 	dir := os.Getenv("REGISTRY_AUTH_CACHE")

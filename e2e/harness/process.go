@@ -1,42 +1,55 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// stopGrace is how long Stop waits after SIGTERM before it sends SIGKILL.
-const stopGrace = 10 * time.Second
+// stopGrace is how long Stop waits after SIGTERM before it kills a process
+// group: more than Traefik's default graceTimeOut (10 s) and Go's
+// http.Server.Shutdown wait for new connections (5 s).
+const stopGrace = 15 * time.Second
 
-// Process is a program started by the harness. Its standard output and error
-// both go to LogFile. If the test binary dies, the kernel kills the process
-// (Pdeathsig), so no program outlives a crashed or timed-out test.
+// startTimeout bounds how long a program may take to become ready.
+const startTimeout = 30 * time.Second
+
+// ErrKilled marks a process group that had to be killed: its leader did not
+// exit within the grace period after SIGTERM, or processes of its group
+// outlived the leader.
+var ErrKilled = errors.New("did not exit after SIGTERM and was killed")
+
+// Process is a program started by Processes.Start, the leader of a process
+// group of its own (its children, such as Apache's workers, stay in that
+// group). Its standard output and error both go to LogFile. If the harness
+// dies, the kernel kills the process (Pdeathsig), so no program outlives a
+// crashed or timed-out test. Its methods are safe for concurrent use.
 type Process struct {
-	Name    string // a short label used in messages, e.g. "traefik"
+	Name    string // a short label used in messages and for the log, e.g. "traefik" or "registry-auth-2"
 	LogFile string
 
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
 	waitErr  error         // the exit status; read only after done is closed
-	stopping atomic.Bool   // set by Stop and Kill: an exit after it is expected
-	stopErr  error         // Stop's error, kept by Stack for its report
+	stopping atomic.Bool   // set by Stop: an exit after it is expected
+	stopOnce sync.Once
+	stopErr  error // Stop's result; read only after stopOnce has run
 }
 
-// StartProcess starts bin with args, its output appended to
+// startProcess starts bin with args, its output appended to
 // logDir/<name>.log. The environment holds only PATH, HOME and TMPDIR from
-// the test's environment plus env, so a developer's REGISTRY_AUTH_* or
+// the harness's environment plus env, so a developer's REGISTRY_AUTH_* or
 // TRAEFIK_* variables cannot change what is tested.
-func StartProcess(name, logDir, bin string, args, env []string) (*Process, error) {
+func startProcess(name, logDir, bin string, args, env []string) (*Process, error) {
 	logFile := filepath.Join(logDir, name+".log")
 	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -70,14 +83,11 @@ func baseEnv() []string {
 	return env
 }
 
-// Pid returns the process id.
+// Pid returns the process id, which is also its process group's id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Done is closed when the process has exited, for whatever reason.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
 // Unexpected reports whether the process exited without being asked to by
-// Stop or Kill: the sign of a program that misbehaved.
+// Stop: the sign of a program that misbehaved.
 func (p *Process) Unexpected() bool {
 	select {
 	case <-p.done:
@@ -98,33 +108,58 @@ func (p *Process) ExitErr() error {
 	}
 }
 
-// Stop sends SIGTERM, waits up to 10 seconds for the process to exit, then
-// kills it. It returns an error if the process had to be killed or exited
-// with a failure of its own (not the SIGTERM). Calling Stop again is safe.
+// Stop sends SIGTERM to the process's whole group, waits up to 15 seconds
+// for the process to exit, then kills the group; once the process has
+// exited it also kills whatever of its group is left. The whole group gets
+// the signal because Apache's parent otherwise waits for a busy worker for
+// 11 s before it kills it. Stop returns an error wrapping ErrKilled if it
+// had to kill anything, or else the process's own failure (death by the
+// SIGTERM is none). Stop does nothing on a nil *Process; calling it again,
+// from any goroutine, waits for the first call and returns its result.
 func (p *Process) Stop() error {
-	p.stopping.Store(true)
-	select {
-	case <-p.done:
-		return p.exitError()
-	default:
+	if p == nil {
+		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(stopGrace)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return p.exitError()
-	case <-timer.C:
-		p.Kill()
-		return fmt.Errorf("%s (pid %d) ignored SIGTERM for %v and was killed", p.Name, p.Pid(), stopGrace)
-	}
+	_, err := p.stop()
+	return err
 }
 
-// Kill sends SIGKILL to the process and waits for it to exit.
-func (p *Process) Kill() {
-	p.stopping.Store(true)
-	_ = p.cmd.Process.Kill()
-	<-p.done
+// stop is Stop, and reports whether this call was the one that stopped the
+// process.
+func (p *Process) stop() (first bool, err error) {
+	p.stopOnce.Do(func() {
+		first = true
+		p.stopping.Store(true)
+		p.stopErr = p.stopGroup()
+	})
+	return first, p.stopErr
+}
+
+func (p *Process) stopGroup() error {
+	pgid := p.Pid()
+	var killed error
+	select {
+	case <-p.done:
+	default:
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		timer := time.NewTimer(stopGrace)
+		select {
+		case <-p.done:
+		case <-timer.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-p.done
+			killed = fmt.Errorf("%s (pid %d) %w after %v", p.Name, pgid, ErrKilled, stopGrace)
+		}
+		timer.Stop()
+	}
+	if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
+		// Something of the group outlived its leader.
+		return errors.Join(killed, fmt.Errorf("%s (pid %d): leftover processes of its group %w", p.Name, pgid, ErrKilled))
+	}
+	if killed != nil {
+		return killed
+	}
+	return p.exitError()
 }
 
 // exitError reports a failing exit status, ignoring death by SIGTERM or
@@ -139,6 +174,29 @@ func (p *Process) exitError() error {
 		return nil
 	}
 	return fmt.Errorf("%s exited: %w", p.Name, p.waitErr)
+}
+
+// StopTogether stops procs (nil ones are skipped) at the same time and
+// waits until all have exited: Traefik's graceful shutdown waits for its
+// connections to the auth server, which stopping the auth server ends. It
+// returns the errors of those it stopped that did not stop cleanly; a
+// process some earlier call had stopped is waited for, and its error not
+// reported again (that call returned it).
+func StopTogether(procs ...*Process) error {
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		if p == nil {
+			continue
+		}
+		wg.Go(func() {
+			if first, err := p.stop(); first && err != nil {
+				errs[i] = fmt.Errorf("stop %s: %w", p.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Logs returns everything the process has written so far.
@@ -163,61 +221,10 @@ func (p *Process) LogTail(max int) string {
 	return "[...]\n" + logs
 }
 
-// RSS returns the process's resident set size in bytes (VmRSS in
-// /proc/PID/status).
-func (p *Process) RSS() (int64, error) {
-	m, err := ReadMemory(p.Pid())
-	return m.RSS, err
-}
-
-// Memory is a process's resident memory as /proc/PID/status reports it, in
-// bytes: VmRSS now, VmHWM the peak since start (or since the peak was reset
-// through /proc/PID/clear_refs).
-type Memory struct {
-	RSS, HWM int64
-}
-
-// ReadMemory reads VmRSS and VmHWM of pid.
-func ReadMemory(pid int) (Memory, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return Memory{}, err
-	}
-	defer f.Close()
-	var m Memory
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
-			continue
-		}
-		fields := strings.Fields(rest) // "1234 kB"
-		if len(fields) != 2 || fields[1] != "kB" {
-			return Memory{}, fmt.Errorf("/proc/%d/status: unexpected %s line %q", pid, key, rest)
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return Memory{}, fmt.Errorf("/proc/%d/status: %s: %w", pid, key, err)
-		}
-		if key == "VmRSS" {
-			m.RSS = kb * 1024
-		} else {
-			m.HWM = kb * 1024
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return Memory{}, err
-	}
-	if m.RSS == 0 && m.HWM == 0 {
-		return Memory{}, fmt.Errorf("/proc/%d/status: no VmRSS/VmHWM (process gone or a kernel thread)", pid)
-	}
-	return m, nil
-}
-
-// WaitReady polls check until it succeeds, the timeout passes, ctx ends or
-// the process exits; in the last three cases the error includes the tail of
-// the process's log.
-func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, check func() error) error {
+// WaitHTTP waits until a GET of url (no credentials) through client answers
+// want. It gives up after 30 seconds, when ctx ends or when the process
+// exits; the error then includes the tail of the process's log.
+func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string, want int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -227,7 +234,21 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, check fu
 		case <-ctx.Done():
 		}
 	}()
-	err := WaitFor(ctx, timeout, check)
+	err := WaitFor(ctx, startTimeout, func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			return fmt.Errorf("GET %s: got %s, want %d", url, resp.Status, want)
+		}
+		return nil
+	})
 	if err == nil {
 		return nil
 	}

@@ -12,13 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/compose-spec/compose-go/v2/types"
 )
-
-// startTimeout bounds how long each program may take to become ready.
-const startTimeout = 30 * time.Second
 
 // StackOptions configures a Stack.
 type StackOptions struct {
@@ -29,9 +23,6 @@ type StackOptions struct {
 	HTPasswd, Groups string
 	// AuthArgs are extra flags for "registry-auth serve", e.g. "--cache-ttl", "0".
 	AuthArgs []string
-	// Traefik, if set, edits Traefik's configuration before it is written
-	// (the benchmarks swap the middleware this way).
-	Traefik func(*TraefikConfig) error
 }
 
 // Stack is the repository's docker-compose stack played by plain processes
@@ -51,14 +42,13 @@ type Stack struct {
 
 	Registry, Traefik *Process
 
+	procs    *Processes // every process started, for logs and Close
 	authBin  string
 	authArgs []string
-	authEnv  []string
-	logDir   string
+	authSvc  AuthService
 
 	mu         sync.Mutex
-	auth       *Process   // the current registry-auth process, nil while stopped
-	procs      []*Process // every process started, for logs and Close
+	auth       *Process // the current registry-auth process, nil while stopped
 	transports []*http.Transport
 }
 
@@ -82,21 +72,22 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 }
 
 func (s *Stack) cleanup(t testing.TB) {
-	s.mu.Lock()
-	procs := append([]*Process(nil), s.procs...)
-	s.mu.Unlock()
-	var bad []*Process
+	procs := s.procs.all()
+	unexpected := map[*Process]bool{}
 	for _, p := range procs {
-		if p.Unexpected() {
-			bad = append(bad, p)
-		}
+		unexpected[p] = p.Unexpected()
 	}
-	for _, p := range s.stopAll() {
-		t.Errorf("stop %s: %v", p.Name, p.stopErr)
-		bad = append(bad, p)
+	if err := s.Close(); err != nil {
+		t.Error(err)
 	}
 	if !t.Failed() {
 		return
+	}
+	var bad []*Process
+	for _, p := range procs {
+		if unexpected[p] || p.Stop() != nil { // Stop returns how Close's stop went
+			bad = append(bad, p)
+		}
 	}
 	if len(bad) == 0 {
 		for _, p := range procs {
@@ -129,8 +120,8 @@ func NewStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Dir: opts.Dir, authBin: authBin, authArgs: opts.AuthArgs, logDir: filepath.Join(opts.Dir, "logs")}
-	for _, d := range []string{s.logDir, filepath.Join(opts.Dir, "certs"), filepath.Join(opts.Dir, "auth")} {
+	s := &Stack{Dir: opts.Dir, procs: NewProcesses(filepath.Join(opts.Dir, "logs")), authBin: authBin, authArgs: opts.AuthArgs}
+	for _, d := range []string{filepath.Join(opts.Dir, "certs"), filepath.Join(opts.Dir, "auth")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -138,20 +129,20 @@ func NewStack(ctx context.Context, opts StackOptions) (*Stack, error) {
 	if s.Certs, err = NewCerts(filepath.Join(opts.Dir, "certs")); err != nil {
 		return nil, err
 	}
-	project, err := LoadCompose(ctx, root)
-	if err != nil {
-		return nil, err
+	reg, err := StartRegistry(ctx, s.procs, RegistryOptions{Bin: registryBin, RepoRoot: root, Dir: opts.Dir, Debug: true})
+	if reg != nil {
+		s.Registry, s.RegistryAddr, s.RegistryDebugAddr = reg.Process, reg.Addr, reg.DebugAddr
 	}
-	if err := s.startRegistry(ctx, project, root, registryBin); err != nil {
+	if err != nil {
 		return s, s.closeAfter(err)
 	}
-	if err := s.configureAuth(project, root, opts); err != nil {
+	if err := s.configureAuth(ctx, root, opts); err != nil {
 		return s, s.closeAfter(err)
 	}
 	if err := s.StartAuth(ctx); err != nil {
 		return s, s.closeAfter(err)
 	}
-	if err := s.startTraefik(ctx, root, traefikBin, opts.Traefik); err != nil {
+	if err := s.startTraefik(ctx, root, traefikBin); err != nil {
 		return s, s.closeAfter(err)
 	}
 	return s, nil
@@ -165,79 +156,15 @@ func (s *Stack) closeAfter(err error) error {
 	return err
 }
 
-// startRegistry starts the registry on loopback with the environment the
-// compose file gives it, filesystem storage under Dir, and its debug server
-// (Prometheus metrics) on another loopback port.
-func (s *Stack) startRegistry(ctx context.Context, project *types.Project, root, bin string) error {
-	svc, err := composeService(project, "registry")
-	if err != nil {
-		return err
-	}
-	if s.RegistryAddr, err = FreeAddr(); err != nil {
-		return err
-	}
-	if s.RegistryDebugAddr, err = FreeAddr(); err != nil {
-		return err
-	}
-	config := filepath.Join(s.Dir, "registry.yml")
-	if err := os.WriteFile(config, []byte(registryLoopbackConfig(s.RegistryAddr, s.RegistryDebugAddr, filepath.Join(s.Dir, "registry-data"))), 0o644); err != nil {
-		return err
-	}
-	env := append(serviceEnv(svc, newMountMap(svc, root, nil)), "OTEL_TRACES_EXPORTER=none")
-	p, err := StartProcess("registry", s.logDir, bin, []string{"serve", config}, env)
-	if err != nil {
-		return err
-	}
-	s.track(p)
-	s.Registry = p
-	return p.WaitReady(ctx, startTimeout, func() error {
-		return expectStatus(http.DefaultClient, "http://"+s.RegistryAddr+"/v2/", http.StatusOK)
-	})
-}
-
-// registryLoopbackConfig is a registry configuration like the one the
-// official image ships, on loopback addresses and a local directory.
-func registryLoopbackConfig(addr, debugAddr, dataDir string) string {
-	return fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  formatter: text
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  debug:
-    addr: %s
-    prometheus:
-      enabled: true
-      path: /metrics
-`, dataDir, addr, debugAddr)
-}
-
 // configureAuth takes registry-auth's environment from the compose file,
 // with the container's /auth mount replaced by Dir/auth, and writes the
 // initial htpasswd and groups files where that environment says.
-func (s *Stack) configureAuth(project *types.Project, root string, opts StackOptions) error {
-	svc, err := composeService(project, "auth")
-	if err != nil {
+func (s *Stack) configureAuth(ctx context.Context, root string, opts StackOptions) error {
+	var err error
+	if s.authSvc, err = ComposeAuthService(ctx, root, filepath.Join(s.Dir, "auth")); err != nil {
 		return err
 	}
-	s.authEnv = serviceEnv(svc, newMountMap(svc, root, map[string]string{"auth": filepath.Join(s.Dir, "auth")}))
-	for _, kv := range s.authEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "REGISTRY_AUTH_HTPASSWD":
-			s.HTPasswdFile = v
-		case "REGISTRY_AUTH_GROUPS":
-			s.GroupsFile = v
-		}
-	}
-	if s.HTPasswdFile == "" || s.GroupsFile == "" {
-		return errors.New("docker-compose.yml: the auth service sets no REGISTRY_AUTH_HTPASSWD or REGISTRY_AUTH_GROUPS")
-	}
+	s.HTPasswdFile, s.GroupsFile = s.authSvc.HTPasswdFile, s.authSvc.GroupsFile
 	if s.AuthAddr, err = FreeAddr(); err != nil {
 		return err
 	}
@@ -255,20 +182,9 @@ func (s *Stack) StartAuth(ctx context.Context) error {
 	if s.auth != nil {
 		return errors.New("registry-auth is already running")
 	}
-	name := "registry-auth"
-	if n := s.countNamed(name); n > 0 {
-		name += "-" + strconv.Itoa(n+1)
-	}
-	args := append([]string{"serve", "--listen", s.AuthAddr}, s.authArgs...)
-	p, err := StartProcess(name, s.logDir, s.authBin, args, s.authEnv)
-	if err != nil {
-		return err
-	}
-	s.procs = append(s.procs, p)
-	s.auth = p
-	return p.WaitReady(ctx, startTimeout, func() error {
-		return expectStatus(http.DefaultClient, "http://"+s.AuthAddr+"/readyz", http.StatusOK)
-	})
+	p, err := StartRegistryAuth(ctx, s.procs, s.authBin, s.authSvc, s.AuthAddr, s.authArgs...)
+	s.auth = p // also when it never got ready: its log says why, Close stops it
+	return err
 }
 
 // StopAuth stops registry-auth (SIGTERM) and waits until it has exited.
@@ -290,26 +206,11 @@ func (s *Stack) Auth() *Process {
 	return s.auth
 }
 
-func (s *Stack) countNamed(prefix string) int {
-	n := 0
-	for _, p := range s.procs {
-		if strings.HasPrefix(p.Name, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *Stack) track(p *Process) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.procs = append(s.procs, p)
-}
-
-// startTraefik derives Traefik's configuration (LoadTraefikConfig), lets
-// edit change it, starts Traefik and waits until the registry route answers
-// through it (any status but 404 and 5xx: a 401 from the auth service).
-func (s *Stack) startTraefik(ctx context.Context, root, bin string, edit func(*TraefikConfig) error) error {
+// startTraefik derives Traefik's configuration (LoadTraefikConfig), starts
+// Traefik and waits until the registry route answers through it: 401 from
+// registry-auth to a request without credentials (404 while Traefik has not
+// loaded the routes yet).
+func (s *Stack) startTraefik(ctx context.Context, root, bin string) error {
 	cfg, err := LoadTraefikConfig(ctx, TraefikInputs{
 		RepoRoot: root,
 		Dir:      filepath.Join(s.Dir, "traefik"),
@@ -319,37 +220,14 @@ func (s *Stack) startTraefik(ctx context.Context, root, bin string, edit func(*T
 	if err != nil {
 		return err
 	}
-	if edit != nil {
-		if err := edit(cfg); err != nil {
-			return err
-		}
-	}
 	s.TraefikConfig = cfg
 	if s.Addr, err = cfg.RouterAddr(); err != nil {
 		return err
 	}
-	static, err := cfg.Write()
-	if err != nil {
+	if s.Traefik, err = StartTraefik(s.procs, bin, cfg); err != nil {
 		return err
 	}
-	p, err := StartProcess("traefik", s.logDir, bin, []string{"--configFile=" + static}, nil)
-	if err != nil {
-		return err
-	}
-	s.track(p)
-	s.Traefik = p
-	client := s.HTTPClient()
-	return p.WaitReady(ctx, startTimeout, func() error {
-		resp, err := client.Get(s.URL() + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500 {
-			return fmt.Errorf("GET /v2/ through Traefik: %s", resp.Status)
-		}
-		return nil
-	})
+	return s.Traefik.WaitHTTP(ctx, s.HTTPClient(), s.URL()+"/v2/", http.StatusUnauthorized)
 }
 
 // URL returns the base URL clients use: https://127.0.0.1:PORT.
@@ -423,56 +301,18 @@ func (s *Stack) RegistryRequests() (RequestCounts, error) {
 	return counts, sc.Err()
 }
 
-// Close stops every process the stack started, Traefik first, and returns
-// the errors of those that did not stop cleanly.
+// Close closes the idle client connections the stack handed out (Traefik
+// waits up to its grace period for open connections before it exits), then
+// stops every process the stack started, all at once, and returns the
+// errors of those that did not stop cleanly. It may be called more than
+// once.
 func (s *Stack) Close() error {
-	var errs []error
-	for _, p := range s.stopAll() {
-		errs = append(errs, fmt.Errorf("stop %s: %w", p.Name, p.stopErr))
-	}
-	return errors.Join(errs...)
-}
-
-// stopAll closes the idle client connections the stack handed out (Traefik
-// waits up to its grace period for open connections before it exits), stops
-// Traefik, then the other processes, newest first, and returns those that
-// did not stop cleanly.
-func (s *Stack) stopAll() []*Process {
 	s.mu.Lock()
-	procs := append([]*Process(nil), s.procs...)
 	transports := append([]*http.Transport(nil), s.transports...)
 	s.auth = nil
 	s.mu.Unlock()
 	for _, tr := range transports {
 		tr.CloseIdleConnections()
 	}
-	order := make([]*Process, 0, len(procs))
-	if s.Traefik != nil {
-		order = append(order, s.Traefik)
-	}
-	for i := len(procs) - 1; i >= 0; i-- {
-		if procs[i] != s.Traefik {
-			order = append(order, procs[i])
-		}
-	}
-	var failed []*Process
-	for _, p := range order {
-		if p.stopErr = p.Stop(); p.stopErr != nil {
-			failed = append(failed, p)
-		}
-	}
-	return failed
-}
-
-// expectStatus GETs url and returns an error unless the status is want.
-func expectStatus(client *http.Client, url string, want int) error {
-	resp, err := client.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != want {
-		return fmt.Errorf("GET %s: got %s, want %d", url, resp.Status, want)
-	}
-	return nil
+	return s.procs.StopAll()
 }

@@ -38,8 +38,9 @@ type TraefikInputs struct {
 // the static configuration of traefik/traefik.yml with only addresses and
 // paths changed, and a dynamic configuration made of the files in
 // traefik/dynamic/ plus the tree that the docker provider would build from
-// the traefik.* labels of docker-compose.yml. Callers (the benchmarks) may
-// edit the trees before Write.
+// the traefik.* labels of docker-compose.yml. Callers may change a
+// middleware (SetMiddleware: the benchmarks swap registry-auth for others)
+// before Write.
 type TraefikConfig struct {
 	Dir         string
 	Static      map[string]any            // traefik.yml
@@ -307,6 +308,82 @@ func merge(dst, src map[string]any) {
 			continue
 		}
 		dst[k] = v
+	}
+}
+
+// MiddlewareKind returns the type of the HTTP middleware name as the
+// dynamic configuration declares it, in lower case ("forwardauth",
+// "basicauth"...), or "" if nothing declares it.
+func (c *TraefikConfig) MiddlewareKind(name string) string {
+	for _, tree := range c.Dynamic {
+		for kind := range childMap(childMap(childMap(tree, "http"), "middlewares"), name) {
+			return strings.ToLower(kind)
+		}
+	}
+	return ""
+}
+
+// SetMiddleware replaces the definition of the HTTP middleware name by def,
+// e.g. {"basicAuth": {"usersFile": ...}}, where the dynamic configuration
+// declares it. With a nil def it removes the middleware, every router's use
+// of it, and a middlewares section left empty (which Traefik refuses). It
+// fails if nothing declares the middleware.
+func (c *TraefikConfig) SetMiddleware(name string, def map[string]any) error {
+	found := false
+	for _, tree := range c.Dynamic {
+		http := childMap(tree, "http")
+		middlewares := childMap(http, "middlewares")
+		if childMap(middlewares, name) == nil {
+			continue
+		}
+		found = true
+		deleteKey(middlewares, name)
+		if def != nil {
+			middlewares[name] = def
+		} else if len(middlewares) == 0 {
+			deleteKey(http, "middlewares")
+		}
+	}
+	if !found {
+		return fmt.Errorf("the Traefik configuration declares no middleware %q", name)
+	}
+	if def != nil {
+		return nil
+	}
+	for _, tree := range c.Dynamic {
+		for _, r := range childMap(childMap(tree, "http"), "routers") {
+			if r, ok := r.(map[string]any); ok {
+				dropRouterMiddleware(r, name)
+			}
+		}
+	}
+	return nil
+}
+
+// dropRouterMiddleware removes name from a router's middlewares: a
+// comma-separated string in labels, a list in YAML files. A router left with
+// none loses the key.
+func dropRouterMiddleware(router map[string]any, name string) {
+	var kept []string
+	switch v := childValue(router, "middlewares").(type) {
+	case string:
+		for _, m := range strings.Split(v, ",") {
+			if m = strings.TrimSpace(m); m != name && m != "" {
+				kept = append(kept, m)
+			}
+		}
+	case []any:
+		for _, m := range v {
+			if m, _ := m.(string); m != name && m != "" {
+				kept = append(kept, m)
+			}
+		}
+	default:
+		return
+	}
+	deleteKey(router, "middlewares")
+	if len(kept) > 0 {
+		router["middlewares"] = strings.Join(kept, ",")
 	}
 }
 

@@ -90,3 +90,87 @@ func TestLoadTraefikConfig(t *testing.T) {
 		t.Errorf("RouterAddr: got %q, %v; want websecure's %s", addr, err, c.EntryPoints["websecure"])
 	}
 }
+
+// TestSetMiddleware swaps and removes the labels' forwardAuth middleware,
+// as the benchmarks do, on the configuration derived from the repository.
+func TestSetMiddleware(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(t *testing.T) *TraefikConfig {
+		t.Helper()
+		c, err := LoadTraefikConfig(context.Background(), TraefikInputs{
+			RepoRoot: root,
+			Dir:      t.TempDir(),
+			Backends: map[string]string{"registry": "127.0.0.1:1111", "auth": "127.0.0.1:2222"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	router := func(c *TraefikConfig) map[string]any {
+		return childMap(childMap(childMap(c.Dynamic[labelsFile], "http"), "routers"), "registry")
+	}
+
+	t.Run("replace", func(t *testing.T) {
+		c := load(t)
+		if got := c.MiddlewareKind("registry-auth"); got != "forwardauth" {
+			t.Fatalf("MiddlewareKind before: got %q, want forwardauth", got)
+		}
+		if err := c.SetMiddleware("registry-auth", map[string]any{"basicAuth": map[string]any{"usersFile": "/x"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.MiddlewareKind("registry-auth"); got != "basicauth" {
+			t.Errorf("MiddlewareKind after: got %q, want basicauth", got)
+		}
+		if got := childValue(router(c), "middlewares"); got != "registry-auth" {
+			t.Errorf("router middlewares: got %v, want registry-auth still", got)
+		}
+	})
+	t.Run("remove", func(t *testing.T) {
+		c := load(t)
+		if err := c.SetMiddleware("registry-auth", nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.MiddlewareKind("registry-auth"); got != "" {
+			t.Errorf("MiddlewareKind: got %q, want none", got)
+		}
+		http := childMap(c.Dynamic[labelsFile], "http")
+		if v := childValue(http, "middlewares"); v != nil {
+			t.Errorf("middlewares section: got %v, want it gone (it was the only middleware)", v)
+		}
+		if r := router(c); r == nil || childValue(r, "middlewares") != nil {
+			t.Errorf("registry router: got %v, want it without middlewares", r)
+		}
+	})
+	t.Run("unknown", func(t *testing.T) {
+		if err := load(t).SetMiddleware("no-such", nil); err == nil {
+			t.Error("got no error, want one for a middleware nothing declares")
+		}
+	})
+}
+
+// TestDropRouterMiddleware covers both forms of a router's middlewares.
+func TestDropRouterMiddleware(t *testing.T) {
+	tests := []struct {
+		name string
+		in   any
+		want any // nil: the key is gone
+	}{
+		{"label string, alone", "registry-auth", nil},
+		{"label string, among others", "a, registry-auth,b", "a,b"},
+		{"YAML list", []any{"registry-auth", "a"}, "a"},
+		{"not used", "a", "a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := map[string]any{"Middlewares": tt.in}
+			dropRouterMiddleware(r, "registry-auth")
+			if got := childValue(r, "middlewares"); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

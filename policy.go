@@ -17,7 +17,8 @@ const (
 	actionDelete action = "delete"
 )
 
-// routeKind names a route of the registry API (PROTOCOL.md section 2).
+// routeKind names a route of the registry API (docs/registry-protocol.md, "Registry routes
+// and actions").
 type routeKind string
 
 const (
@@ -56,7 +57,8 @@ const (
 )
 
 // routeTable lists the registry's routes in the order distribution matches them, with the
-// methods each one serves (PROTOCOL.md section 2; distribution answers 405 to the others). A
+// methods each one serves (docs/registry-protocol.md, "Registry routes and actions";
+// distribution answers 405 to the others, but its base route takes any method). A
 // path matching none is refused. Our name grammar is distribution's without its optional
 // registry-host component (upper case, ports): such names are refused, never mapped to a
 // different route, because every pattern anchors the name right after /v2/.

@@ -21,8 +21,9 @@ var allMethods = []string{
 	"get", "Get", "put", "delete", "GET ", " GET", "GET\x00", "GET,PUT", "", "G\xc3\x89T",
 }
 
-// TestRouteMethodMatrix: every route of PROTOCOL.md section 2 with every method. The table
-// is written from PROTOCOL.md, not from routeTable, so that the two are checked against each
+// TestRouteMethodMatrix: every route of docs/registry-protocol.md ("Registry routes and
+// actions") with every method. The table is written from that page, not from routeTable, so
+// that the two are checked against each
 // other.
 func TestRouteMethodMatrix(t *testing.T) {
 	t.Parallel()
@@ -30,7 +31,7 @@ func TestRouteMethodMatrix(t *testing.T) {
 		uri       string
 		kind      routeKind
 		repo, ref string
-		methods   string // the methods PROTOCOL.md lists for the route
+		methods   string // the methods docs/registry-protocol.md lists for the route
 	}{
 		{"/v2/", routeBase, "", "", "GET HEAD"},
 		{"/v2", routeBase, "", "", "GET HEAD"},

@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Bodies registry clients parse (PROTOCOL.md section 2). They are constants so that no
+// Bodies registry clients parse (docs/registry-protocol.md, "Error bodies and how clients
+// react"). They are constants so that no
 // request data can ever reach them. The 401 and 403 bodies carry a "detail": when the message
 // is the code's default text and there is no detail, the docker engine decodes the error as a
 // bare code, retries a refused push five times (about 50 s) and prints only "denied"; with a

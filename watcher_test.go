@@ -43,7 +43,8 @@ func hasUser(st *store, user string) func() bool {
 	return func() bool { _, ok := st.snapshot().users[user]; return ok }
 }
 
-// TestWatcherSeesEveryKindOfChange covers the ways files really change (PROTOCOL.md §4).
+// TestWatcherSeesEveryKindOfChange covers the ways files really change
+// (docs/registry-protocol.md, "How files change on disk").
 func TestWatcherSeesEveryKindOfChange(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -49,7 +49,8 @@ var stableUsers = []account{
 }
 
 // TestReloadUnderLoad rewrites the htpasswd and groups files a few hundred
-// times, in every way PROTOCOL.md section 4 lists, while 32 clients pull
+// times, in every way docs/registry-protocol.md ("How files change on
+// disk") lists, while 32 clients pull
 // through Traefik as several users for 30 seconds (longer if the machine
 // is too slow for 100 changes in that time). Each change removes the
 // previous "churn" user and adds a new one (every other one in the push
@@ -256,8 +257,8 @@ func ggcrPuller(ctx context.Context, s *harness.Stack, id int, st *loadStats) {
 	})
 }
 
-// rewriteMethod is one way of replacing the files' content (PROTOCOL.md
-// section 4).
+// rewriteMethod is one way of replacing the files' content
+// (docs/registry-protocol.md, "How files change on disk").
 type rewriteMethod struct {
 	name  string
 	write func(w *fileRewriter, htpasswd, groups string, added, removed account) error

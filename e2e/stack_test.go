@@ -160,7 +160,8 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("2b the refused push is final, with the registry's message", func(t *testing.T) {
-		// PROTOCOL.md section 2: DENIED is not retried and docker prints
+		// docs/registry-protocol.md, "Error bodies and how clients react":
+		// DENIED is not retried and docker prints
 		// "denied: requested access to the resource is denied". The docker
 		// engine decodes an error whose message is exactly the code's default
 		// text, with no detail, into a bare error code: it then retries the

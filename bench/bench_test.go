@@ -171,7 +171,7 @@ func TestSmoke(t *testing.T) {
 	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("1 Apache")) || !bytes.Contains(svg, []byte("registry-auth")) {
 		t.Errorf("%s is not an SVG bar chart naming the setups:\n%.300s", chartName, svg)
 	}
-	if left := processTree(os.Getpid())[1:]; len(left) > 0 {
+	if left := harness.Descendants(os.Getpid()); len(left) > 0 {
 		t.Errorf("processes left running after the harness returned: %v", left)
 	}
 }
@@ -220,7 +220,7 @@ func TestInterruptStopsEverything(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Minute {
 		t.Errorf("bench took %v to return after the interrupt", d)
 	}
-	if left := processTree(os.Getpid())[1:]; len(left) > 0 {
+	if left := harness.Descendants(os.Getpid()); len(left) > 0 {
 		t.Errorf("processes left running after the interrupt: %v", left)
 	}
 	if _, err := os.Stat(filepath.Join(o.docsDir, "BENCHMARKS.md")); !errors.Is(err, os.ErrNotExist) {

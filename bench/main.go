@@ -1,7 +1,7 @@
 // Command bench measures registry-auth side by side with the Apache recipe
 // of the registry's documentation and with Traefik's own basicAuth, on one
 // machine, on loopback, in one run, and writes docs/BENCHMARKS.md and
-// docs/bench-manifest-64users.svg (issue 5).
+// docs/bench-manifest-64users.svg.
 //
 //	cd bench && go run . --quick   # under 3 minutes once the programs are built
 //	cd bench && go run . --full    # longer runs, 1 GiB push

@@ -60,6 +60,12 @@ func ratio(a, b float64) string {
 	}
 }
 
+// mib formats bytes as MiB with one decimal.
+func mib(b int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// rps formats requests per second, with a decimal below 100.
 func rps(v float64) string {
 	if v >= 100 {
 		return fmt.Sprintf("%.0f", v)
@@ -415,10 +421,11 @@ func renderMemory(b *strings.Builder, r *results) {
 	fmt.Fprintf(b, "| %d | %s | %s | %s | %s |\n\n", m.Users, ms(m.Load), mib(m.AfterLoad.RSS), mib(m.AfterLogins.RSS), mib(m.AfterLogins.HWM))
 }
 
-// renderTargets compares the run with issue 5's targets. It states what was
-// measured; the harness never adjusts anything to meet them.
+// renderTargets compares the run with the project's performance targets.
+// It states what was measured; the harness never adjusts anything to meet
+// them.
 func renderTargets(b *strings.Builder, r *results) {
-	fmt.Fprintf(b, "## Issue 5's targets against this run\n\n")
+	fmt.Fprintf(b, "## Performance targets against this run\n\n")
 	fmt.Fprintf(b, "| target | measured | met |\n|---|---|---|\n")
 	row := func(target, measured string, ok, known bool) {
 		verdict := "no"

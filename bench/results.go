@@ -7,7 +7,7 @@ import (
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// setupID names the six setups of issue 5, in the issue's order.
+// setupID names the six setups, in the order the report lists them.
 type setupID int
 
 const (

@@ -180,9 +180,9 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	if err := os.Chmod(dir, 0o755); err != nil { // Apache's workers read files in here
 		return res, err
 	}
-	l := &lab{dir: dir, logDir: filepath.Join(dir, "logs"), repoRoot: repoRoot, bins: bins, out: stdout, started: started}
+	l := &lab{dir: dir, repoRoot: repoRoot, bins: bins, procs: harness.NewProcesses(filepath.Join(dir, "logs")), out: stdout, started: started}
 	defer func() {
-		if serr := l.stopAll(); serr != nil {
+		if serr := l.procs.StopAll(); serr != nil {
 			err = errors.Join(err, serr)
 		}
 		if err != nil || o.keep {
@@ -192,10 +192,8 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 		}
 	}()
 	say("run directory %s", dir)
-	for _, d := range []string{l.logDir, filepath.Join(dir, "certs")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return res, err
-		}
+	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o755); err != nil {
+		return res, err
 	}
 	if l.certs, err = harness.NewCerts(filepath.Join(dir, "certs")); err != nil {
 		return res, err
@@ -221,13 +219,15 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 		return res, err
 	}
 
-	if err := l.startRegistry(ctx); err != nil {
+	// The registry:3 image's configuration and docker-compose.yml's
+	// environment, as e2e's Stack runs it (without its debug server).
+	if l.registry, err = harness.StartRegistry(ctx, l.procs, harness.RegistryOptions{Bin: bins["registry"], RepoRoot: repoRoot, Dir: dir}); err != nil {
 		return res, err
 	}
-	if err := seedRegistry(ctx, l.registryAddr); err != nil {
+	if err := seedRegistry(ctx, l.registry.Addr); err != nil {
 		return res, err
 	}
-	say("registry on %s, seeded with %s:%s and the %d-layer %s:%s", l.registryAddr, manifestRepo, manifestTag, pullLayers, pullRepo, pullTag)
+	say("registry on %s, seeded with %s:%s and the %d-layer %s:%s", l.registry.Addr, manifestRepo, manifestTag, pullLayers, pullRepo, pullTag)
 
 	var failures int
 	setupWork := o.Workloads["manifest"] || o.Workloads["pull"] || o.Workloads["push"] || o.Workloads["reload"]
@@ -277,7 +277,7 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	res.LoadAfter = loadAvg()
 	// Every program of the lab has exited and been waited for: their CPU
 	// time is now counted in the harness's own.
-	if serr := l.stopAll(); serr != nil {
+	if serr := l.procs.StopAll(); serr != nil {
 		failures++
 		res.Notes = append(res.Notes, "Stopping the programs failed: "+serr.Error())
 	}
@@ -354,7 +354,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 			Connections: o.Connections,
 			Threads:     o.Threads,
 			Duration:    max(o.Duration, sessionDuration),
-		}, o, l.pids(s))
+		}, o, l.procsOf(s))
 		if err != nil {
 			return fmt.Errorf("%s: %w", w, err)
 		}
@@ -379,7 +379,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 				}
 			}
 			// Let the proxy finish what the last load left queued.
-			if err := waitIdle(ctx, time.Minute, l.pids(s)...); err != nil {
+			if err := waitIdle(ctx, time.Minute, l.procsOf(s)...); err != nil {
 				say("(going on anyway: %v)", err)
 			}
 			if o.Workloads["pull"] {
@@ -476,7 +476,7 @@ func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([
 				Connections: o.Connections,
 				Threads:     o.Threads,
 				Duration:    o.Duration,
-			}, o, []int{s.auth.Pid()})
+			}, o, []*harness.Process{s.auth})
 			if err == nil {
 				out = append(out, authAloneResult{Name: srv.name, Connections: o.Connections, Res: res})
 				fmt.Fprintf(l.out, "  %-28s wrk, %d conns  %8s decisions/s  p50 %-9s p99 %-9s failed %s\n", srv.name+":", o.Connections, rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures())
@@ -484,7 +484,7 @@ func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([
 		}
 		if err == nil {
 			var res loadResult
-			if err = waitIdle(ctx, time.Minute, s.auth.Pid()); err == nil {
+			if err = waitIdle(ctx, time.Minute, s.auth); err == nil {
 				res, err = l.runPaced(ctx, paced{
 					URL:      url,
 					Headers:  authHeaders(),
@@ -502,7 +502,7 @@ func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([
 		if s.auth != nil && s.auth.Unexpected() {
 			err = errors.Join(err, fmt.Errorf("%s exited:\n%s", s.auth.Name, s.auth.LogTail(4<<10)))
 		}
-		err = errors.Join(err, stop(s.auth))
+		err = errors.Join(err, harness.StopTogether(s.auth))
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", srv.name, err)
 		}
@@ -510,14 +510,14 @@ func (l *lab) runAuthAlone(ctx context.Context, files *userFiles, o *options) ([
 	return out, nil
 }
 
-// measureLoad runs wrk once the processes in pids are idle. A run in which
+// measureLoad runs wrk once procs are idle. A run in which
 // each connection completed fewer than o.MinCycles requests (a setup whose
 // answers take seconds: the Apache recipe at bcrypt cost 10) counts too few
 // request cycles to be a rate, so it is repeated, long enough for
 // o.MinCycles cycles at the rate just seen, up to o.MaxDuration.
-func (l *lab) measureLoad(ctx context.Context, dir string, spec loadSpec, o *options, pids []int) (loadResult, error) {
+func (l *lab) measureLoad(ctx context.Context, dir string, spec loadSpec, o *options, procs []*harness.Process) (loadResult, error) {
 	idle := func() {
-		if err := waitIdle(ctx, time.Minute, pids...); err != nil {
+		if err := waitIdle(ctx, time.Minute, procs...); err != nil {
 			fmt.Fprintf(l.out, "  (measuring anyway: %v)\n", err)
 		}
 	}

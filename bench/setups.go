@@ -9,149 +9,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// startTimeout bounds how long any program may take to answer after start.
-const startTimeout = 30 * time.Second
-
 // lab is what every setup of a run shares: the programs, the certificate,
-// the registry, and the list of processes to stop on the way out.
+// the registry, and the processes to stop on the way out.
 type lab struct {
 	dir      string // the run's private directory
-	logDir   string
 	repoRoot string
 	bins     map[string]string // "traefik", "registry", "registry-auth", "self"
+	procs    *harness.Processes
 	certs    *harness.Certs
 	client   *http.Client // trusts certs; loopback only
 	out      io.Writer    // progress lines
 	started  time.Time
-
-	registry     *harness.Process
-	registryAddr string
-	registryRoot string
-
-	mu    sync.Mutex
-	procs []*harness.Process
-	seq   int
-}
-
-// start starts a program and remembers it, so stopAll can stop it whatever
-// happens. Log file names get a sequence number: setups start the same
-// program many times.
-func (l *lab) start(name, bin string, args, env []string) (*harness.Process, error) {
-	l.mu.Lock()
-	l.seq++
-	logName := fmt.Sprintf("%02d-%s", l.seq, name)
-	l.mu.Unlock()
-	p, err := harness.StartProcess(logName, l.logDir, bin, args, env)
-	if err != nil {
-		return nil, err
-	}
-	p.Name = name
-	l.mu.Lock()
-	l.procs = append(l.procs, p)
-	l.mu.Unlock()
-	return p, nil
-}
-
-// stopGrace is how long a stopped process group may take to exit after
-// SIGTERM before it is killed: more than Traefik's default graceTimeOut
-// (10 s) and Go's http.Server.Shutdown wait for new connections (5 s).
-const stopGrace = 15 * time.Second
-
-// errKilled marks a process group that had to be killed.
-var errKilled = errors.New("did not exit after SIGTERM and was killed")
-
-// stop sends SIGTERM to p's whole process group, kills the group if it has
-// not exited after stopGrace, and returns errKilled (wrapped) if it had to.
-// The whole group gets the signal because Apache's parent otherwise waits
-// for a busy worker for 11 s before it kills it.
-func stop(p *harness.Process) error {
-	if p == nil {
-		return nil
-	}
-	var killed error
-	select {
-	case <-p.Done():
-	default:
-		_ = syscall.Kill(-p.Pid(), syscall.SIGTERM)
-		timer := time.NewTimer(stopGrace)
-		select {
-		case <-p.Done():
-		case <-timer.C:
-			_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
-			<-p.Done()
-			killed = fmt.Errorf("%s (pid %d) %w", p.Name, p.Pid(), errKilled)
-		}
-		timer.Stop()
-	}
-	err := errors.Join(killed, p.Stop()) // p has exited: Stop only records that it was asked to
-	if kerr := syscall.Kill(-p.Pid(), syscall.SIGKILL); kerr == nil {
-		// Something of the group outlived its leader.
-		err = errors.Join(err, fmt.Errorf("%s (pid %d): leftover processes of its group %w", p.Name, p.Pid(), errKilled))
-	}
-	return err
-}
-
-// stopAll stops every process the lab started that still runs. It is safe
-// to call more than once.
-func (l *lab) stopAll() error {
-	l.mu.Lock()
-	procs := l.procs
-	l.procs = nil
-	l.mu.Unlock()
-	var errs []error
-	for i := len(procs) - 1; i >= 0; i-- { // reverse order: proxies before the registry
-		select {
-		case <-procs[i].Done():
-			continue
-		default:
-		}
-		if err := stop(procs[i]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// startRegistry starts the distribution registry with the configuration of
-// the registry:3 image (file storage, in-memory blob descriptor cache) and
-// the environment docker-compose.yml gives it.
-func (l *lab) startRegistry(ctx context.Context) error {
-	addr, err := harness.FreeAddr()
-	if err != nil {
-		return err
-	}
-	l.registryRoot = filepath.Join(l.dir, "registry-data")
-	cfg := harness.RegistryImageConfig(l.registryRoot, addr)
-	cfgFile := filepath.Join(l.dir, "registry.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	p, err := l.start("registry", l.bins["registry"], []string{"serve", cfgFile},
-		[]string{"REGISTRY_HTTP_RELATIVEURLS=true", "OTEL_TRACES_EXPORTER=none"})
-	if err != nil {
-		return err
-	}
-	l.registry, l.registryAddr = p, addr
-	url := "http://" + addr + "/v2/"
-	return l.waitStatus(ctx, p, url, http.StatusOK)
-}
-
-// waitStatus waits until p is running and GET url (without credentials) answers want.
-func (l *lab) waitStatus(ctx context.Context, p *harness.Process, url string, want int) error {
-	return p.WaitReady(ctx, startTimeout, func() error {
-		status, err := get(ctx, l.client, url, "", nil)
-		if err == nil && status != want {
-			err = fmt.Errorf("GET %s: status %d, want %d", url, status, want)
-		}
-		return err
-	})
+	registry *harness.Registry
 }
 
 // deleteBlob removes a pushed blob's data from the registry's storage, to
@@ -160,7 +34,7 @@ func (l *lab) deleteBlob(hex string) error {
 	if len(hex) < 2 || strings.ContainsAny(hex, "/.") {
 		return fmt.Errorf("bad digest %q", hex)
 	}
-	return os.RemoveAll(filepath.Join(l.registryRoot, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex))
+	return os.RemoveAll(filepath.Join(l.registry.DataDir, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex))
 }
 
 // stack is one running setup.
@@ -178,21 +52,17 @@ type stack struct {
 // proxyURL returns the URL of path through the setup's TLS proxy.
 func (s *stack) proxyURL(path string) string { return "https://" + s.proxyAddr + path }
 
-// stop stops the setup's processes, proxy first. Apache's workers now and
-// then ignore SIGTERM after a load (its own log then shows "child process
-// still did not exit"); being killed is a fact about Apache, printed to out,
-// and no failure of the measurements.
+// stop stops the setup's processes together. Apache's workers now and then
+// ignore SIGTERM after a load (its own log then shows "child process still
+// did not exit"); being killed is a fact about Apache, printed to out, and
+// no failure of the measurements.
 func (s *stack) stop(out io.Writer) error {
-	// Both at once: Traefik's graceful shutdown waits for its connections
-	// to the auth server, which stopping the auth server ends.
-	authErr := make(chan error, 1)
-	go func() { authErr <- stop(s.auth) }()
-	perr := stop(s.proxy)
-	if s.id == apacheRecipe && errors.Is(perr, errKilled) {
-		fmt.Fprintf(out, "  (%v)\n", perr)
-		perr = nil
+	err := harness.StopTogether(s.proxy, s.auth)
+	if s.id == apacheRecipe && errors.Is(err, harness.ErrKilled) {
+		fmt.Fprintf(out, "  (%v)\n", err)
+		return nil
 	}
-	return errors.Join(perr, <-authErr)
+	return err
 }
 
 // startSetup starts setup id in front of the lab's registry, with its own
@@ -246,8 +116,7 @@ func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *
 	if !id.authenticates() {
 		want = http.StatusOK
 	}
-	url := s.proxyURL("/v2/")
-	if err := l.waitStatus(ctx, s.proxy, url, want); err != nil {
+	if err := s.proxy.WaitHTTP(ctx, l.client, s.proxyURL("/v2/"), want); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -289,12 +158,12 @@ func (l *lab) startApache(ctx context.Context, s *stack) error {
 		KeyFile:      l.certs.KeyFile,
 		Htpasswd:     s.files.Htpasswd,
 		Groups:       s.files.Groups,
-		RegistryAddr: l.registryAddr,
+		RegistryAddr: l.registry.Addr,
 	})
 	if err != nil {
 		return err
 	}
-	s.proxy, err = l.start("apache", "apache2", []string{"-f", conf, "-DFOREGROUND"}, nil)
+	s.proxy, err = l.procs.Start("apache", "apache2", []string{"-f", conf, "-DFOREGROUND"}, nil)
 	return err
 }
 
@@ -304,36 +173,33 @@ func (l *lab) startCeiling(ctx context.Context, s *stack) error {
 	if err != nil {
 		return err
 	}
-	p, err := l.start("ceiling", l.bins["self"], nil, []string{ceilingEnv + "=" + addr})
+	p, err := l.procs.Start("ceiling", l.bins["self"], nil, []string{ceilingEnv + "=" + addr})
 	if err != nil {
 		return err
 	}
 	s.auth, s.authAddr, s.authName = p, addr, "200-at-once server"
-	url := "http://" + addr + "/auth"
-	return l.waitStatus(ctx, p, url, http.StatusOK)
+	return p.WaitHTTP(ctx, l.client, "http://"+addr+"/auth", http.StatusOK)
 }
 
-// startRegistryAuth starts registry-auth on files with the settings of
-// docker-compose.yml's auth service plus extra flags, and waits for /readyz.
+// startRegistryAuth starts registry-auth as docker-compose.yml's auth
+// service runs it, its /auth directory being the one that holds files, plus
+// extra flags, and waits for /readyz.
 func (l *lab) startRegistryAuth(ctx context.Context, s *stack, files *userFiles, extra ...string) error {
+	svc, err := harness.ComposeAuthService(ctx, l.repoRoot, filepath.Dir(files.Htpasswd))
+	if err != nil {
+		return err
+	}
+	if svc.HTPasswdFile != files.Htpasswd || svc.GroupsFile != files.Groups {
+		return fmt.Errorf("docker-compose.yml's auth service reads %s and %s, the users are in %s and %s: update copyUserFiles",
+			svc.HTPasswdFile, svc.GroupsFile, files.Htpasswd, files.Groups)
+	}
 	addr, err := harness.FreeAddr()
 	if err != nil {
 		return err
 	}
-	args := append([]string{"serve",
-		"--listen", addr,
-		"--htpasswd", files.Htpasswd,
-		"--groups", files.Groups,
-		"--push-group", pushGroup,
-		"--log-format", "json",
-	}, extra...)
-	p, err := l.start("registry-auth", l.bins["registry-auth"], args, nil)
-	if err != nil {
-		return err
-	}
-	s.auth, s.authAddr, s.authName = p, addr, "registry-auth"
-	url := "http://" + addr + "/readyz"
-	return l.waitStatus(ctx, p, url, http.StatusOK)
+	s.auth, err = harness.StartRegistryAuth(ctx, l.procs, l.bins["registry-auth"], svc, addr, extra...)
+	s.authAddr, s.authName = addr, "registry-auth"
+	return err
 }
 
 // startTraefik derives Traefik's configuration from the repository (the
@@ -350,7 +216,7 @@ func (l *lab) startTraefik(ctx context.Context, s *stack) error {
 	cfg, err := harness.LoadTraefikConfig(ctx, harness.TraefikInputs{
 		RepoRoot:    l.repoRoot,
 		Dir:         filepath.Join(s.dir, "traefik"),
-		Backends:    map[string]string{"registry": l.registryAddr, "auth": authAddr},
+		Backends:    map[string]string{"registry": l.registry.Addr, "auth": authAddr},
 		Mounts:      map[string]string{"certs": l.certs.Dir},
 		EntryPoints: map[string]string{"websecure": s.proxyAddr},
 	})
@@ -360,85 +226,32 @@ func (l *lab) startTraefik(ctx context.Context, s *stack) error {
 	if err := setMiddleware(cfg, s); err != nil {
 		return err
 	}
-	static, err := cfg.Write()
-	if err != nil {
-		return err
-	}
-	s.proxy, err = l.start("traefik", l.bins["traefik"], []string{"--configFile=" + static}, nil)
+	s.proxy, err = harness.StartTraefik(l.procs, l.bins["traefik"], cfg)
 	return err
 }
 
-// Names in docker-compose.yml's labels.
-const (
-	composeRouter     = "registry"
-	composeMiddleware = "registry-auth"
-)
+// composeMiddleware is the forwardAuth middleware of docker-compose.yml's
+// labels, which the registry router uses.
+const composeMiddleware = "registry-auth"
 
-// setMiddleware changes the registry router's middleware for setups 2 to 4;
-// setups 5 and 6 keep the labels' forwardAuth middleware unchanged.
+// setMiddleware changes the registry router's middleware for setups 2 and
+// 3; setups 4 to 6 keep the labels' forwardAuth middleware, pointed at
+// s.authAddr through Backends.
 func setMiddleware(cfg *harness.TraefikConfig, s *stack) error {
-	var tree map[string]any
-	for _, t := range cfg.Dynamic {
-		if lookup(t, "http", "routers", composeRouter) != nil {
-			tree = t
-		}
-	}
-	if tree == nil {
-		return fmt.Errorf("no router %q in the configuration derived from docker-compose.yml", composeRouter)
-	}
-	router, _ := lookup(tree, "http", "routers", composeRouter).(map[string]any)
-	middlewares, _ := lookup(tree, "http", "middlewares").(map[string]any)
-	if router == nil || middlewares == nil || lookup(middlewares, composeMiddleware, "forwardauth") == nil {
-		return fmt.Errorf("docker-compose.yml's labels no longer declare router %q with forwardAuth middleware %q: update bench/setups.go", composeRouter, composeMiddleware)
+	if kind := cfg.MiddlewareKind(composeMiddleware); kind != "forwardauth" {
+		return fmt.Errorf("docker-compose.yml's labels no longer declare the forwardAuth middleware %q (found %q): update bench/setups.go", composeMiddleware, kind)
 	}
 	switch s.id {
 	case traefikBasicAuth:
-		middlewares[composeMiddleware] = map[string]any{"basicAuth": map[string]any{
+		return cfg.SetMiddleware(composeMiddleware, map[string]any{"basicAuth": map[string]any{
 			"usersFile": s.files.Htpasswd,
 			"realm":     "Registry Authentication",
-		}}
+		}})
 	case traefikNoAuth:
-		delete(middlewares, composeMiddleware)
-		if len(middlewares) == 0 {
-			// Traefik refuses an empty "middlewares:" section.
-			http, _ := lookup(tree, "http").(map[string]any)
-			for k := range http {
-				if strings.EqualFold(k, "middlewares") {
-					delete(http, k)
-				}
-			}
-		}
-		for k := range router {
-			if strings.EqualFold(k, "middlewares") {
-				delete(router, k)
-			}
-		}
+		return cfg.SetMiddleware(composeMiddleware, nil)
 	case traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL:
-		// The labels' forwardAuth, pointed at s.authAddr through Backends.
+		return nil
 	default:
 		return fmt.Errorf("setup %d is not a Traefik setup", s.id)
 	}
-	return nil
-}
-
-// lookup follows keys (matched without regard to case, as Traefik does)
-// through nested maps.
-func lookup(tree map[string]any, keys ...string) any {
-	var cur any = tree
-	for _, key := range keys {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = nil
-		for k, v := range m {
-			if strings.EqualFold(k, key) {
-				cur = v
-			}
-		}
-		if cur == nil {
-			return nil
-		}
-	}
-	return cur
 }

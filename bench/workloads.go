@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -116,19 +117,16 @@ func basics(users []credential) []string {
 // proxy and of the separate auth process around it.
 func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResult, error) {
 	res := &pushResult{Size: size, AuthName: s.authName}
-	var authPid int
 	if s.auth != nil {
-		authPid = s.auth.Pid()
-		m, err := harness.ReadMemory(authPid)
+		m, err := s.auth.Memory()
 		if err != nil {
 			return nil, err
 		}
 		res.AuthBefore = m.RSS
 	}
-	proxyPid := s.proxy.Pid()
-	resetErr := resetTreePeak(proxyPid)
-	if authPid != 0 {
-		resetErr = errors.Join(resetErr, resetPeak(authPid))
+	resetErr := s.proxy.ResetPeak()
+	if s.auth != nil {
+		resetErr = errors.Join(resetErr, s.auth.ResetPeak())
 	}
 	// Sampled peaks, in case clear_refs is not allowed here.
 	var sampledProxy, sampledAuth int64
@@ -139,11 +137,11 @@ func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResul
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if m, err := treeMem(proxyPid); err == nil {
+			if m, err := s.proxy.Memory(); err == nil {
 				sampledProxy = max(sampledProxy, m.RSS)
 			}
-			if authPid != 0 {
-				if m, err := harness.ReadMemory(authPid); err == nil {
+			if s.auth != nil {
+				if m, err := s.auth.Memory(); err == nil {
 					sampledAuth = max(sampledAuth, m.RSS)
 				}
 			}
@@ -170,13 +168,13 @@ func (l *lab) measurePush(ctx context.Context, s *stack, size int64) (*pushResul
 		res.ProxyPeak, res.AuthPeak = sampledProxy, sampledAuth
 		return res, nil
 	}
-	pm, err := treeMem(proxyPid)
+	pm, err := s.proxy.Memory()
 	if err != nil {
 		return nil, err
 	}
 	res.ProxyPeak = pm.HWM
-	if authPid != 0 {
-		am, err := harness.ReadMemory(authPid)
+	if s.auth != nil {
+		am, err := s.auth.Memory()
 		if err != nil {
 			return nil, err
 		}
@@ -309,16 +307,22 @@ func (l *lab) reloadOnce(ctx context.Context, s *stack, c credential, method str
 
 // measureMemory starts registry-auth on an htpasswd file of many users and
 // reads its resident memory once loaded and after logins distinct logins.
-func (l *lab) measureMemory(ctx context.Context, files *userFiles, logins int) (*memoryResult, error) {
-	s := &stack{dir: l.dir}
-	start := time.Now()
-	if err := l.startRegistryAuth(ctx, s, files); err != nil {
-		return nil, errors.Join(err, stop(s.auth))
+func (l *lab) measureMemory(ctx context.Context, files *userFiles, logins int) (_ *memoryResult, err error) {
+	dir, err := os.MkdirTemp(l.dir, "memory-")
+	if err != nil {
+		return nil, err
 	}
-	defer stop(s.auth)
+	s := &stack{dir: dir}
+	if s.files, err = copyUserFiles(files, filepath.Join(dir, "auth")); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	defer func() { err = errors.Join(err, harness.StopTogether(s.auth)) }()
+	if err := l.startRegistryAuth(ctx, s, s.files); err != nil {
+		return nil, err
+	}
 	res := &memoryResult{Users: len(files.Users), Cost: files.Cost, Load: time.Since(start)}
-	var err error
-	if res.AfterLoad, err = harness.ReadMemory(s.auth.Pid()); err != nil {
+	if res.AfterLoad, err = s.auth.Memory(); err != nil {
 		return nil, err
 	}
 	logins = min(logins, len(files.Users))
@@ -326,53 +330,59 @@ func (l *lab) measureMemory(ctx context.Context, files *userFiles, logins int) (
 		return nil, err
 	}
 	res.Logins = logins
-	if res.AfterLogins, err = harness.ReadMemory(s.auth.Pid()); err != nil {
+	if res.AfterLogins, err = s.auth.Memory(); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// idleWindow and idleTicks define "idle": less than idleTicks clock ticks
-// (1/100 s each) of CPU used in idleWindow, i.e. under 10% of one core.
+// idleWindow and idleCPU define "idle": less than idleCPU of CPU time used
+// in idleWindow, i.e. under 10% of one core.
 const (
 	idleWindow = 300 * time.Millisecond
-	idleTicks  = 3
+	idleCPU    = 30 * time.Millisecond
 )
 
-// waitIdle waits until the given processes (and their children) stop using
-// CPU: a proxy keeps working on requests queued before wrk closed its
-// connections (Apache at bcrypt cost 10 has seconds of them), and the next
-// measurement must not pay for them. It gives up after timeout and says so.
-func waitIdle(ctx context.Context, timeout time.Duration, pids ...int) error {
+// waitIdle waits until procs (and their children) stop using CPU: a proxy
+// keeps working on requests queued before wrk closed its connections
+// (Apache at bcrypt cost 10 has seconds of them), and the next measurement
+// must not pay for them. It gives up after timeout and says so.
+func waitIdle(ctx context.Context, timeout time.Duration, procs ...*harness.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(idleWindow)
 	defer tick.Stop()
-	last := cpuTicks(pids...)
+	cpu := func() time.Duration {
+		var sum time.Duration
+		for _, p := range procs {
+			sum += p.CPUTime()
+		}
+		return sum
+	}
+	last := cpu()
 	for {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("still busy after %s: %w", timeout, ctx.Err())
 		case <-tick.C:
 		}
-		now := cpuTicks(pids...)
-		if now-last < idleTicks {
+		now := cpu()
+		if now-last < idleCPU {
 			return nil
 		}
 		last = now
 	}
 }
 
-// pids returns the processes of s and the registry behind it.
-func (l *lab) pids(s *stack) []int {
-	pids := []int{l.registry.Pid()}
-	if s.proxy != nil {
-		pids = append(pids, s.proxy.Pid())
+// procsOf returns the processes of s and the registry behind it.
+func (l *lab) procsOf(s *stack) []*harness.Process {
+	procs := []*harness.Process{l.registry.Process}
+	for _, p := range []*harness.Process{s.proxy, s.auth} {
+		if p != nil {
+			procs = append(procs, p)
+		}
 	}
-	if s.auth != nil {
-		pids = append(pids, s.auth.Pid())
-	}
-	return pids
+	return procs
 }
 
 // paced is a fixed-rate load: workers connections, each sending one

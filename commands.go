@@ -93,37 +93,32 @@ func readNewPassword(stdin io.Reader, prompt io.Writer) ([]byte, error) {
 
 const checkUsage = `Usage: registry-auth check [flags]
 
-Validates the htpasswd and groups files as the service would and lists every problem with its
-line number: unusable lines, refused hashes (plain text, DES), weak hashes (MD5, SHA-1),
-duplicate users (the first wins, as in Apache), group members missing from the htpasswd
-file, an empty push group, files other users can read or write.
+Validates the htpasswd and groups files and the policy as the service would (the same loader)
+and lists every problem with its line number: unusable lines, refused hashes (plain text,
+DES), weak hashes (MD5, SHA-1), duplicate users (the first wins, as in Apache), group members
+missing from the htpasswd file, an empty push group, files other users can read or write; in
+the policy, syntax and type errors, unknown keys, subjects and actions, groups no file defines
+and users the htpasswd file lacks, rules an earlier rule shadows, push granted without pull.
 Exit status 1 if the service would refuse the files or skip a line, 0 otherwise.
 `
 
 // checkCommand validates the files and reports problems on stdout.
 func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	var htpasswdPath, groupsPath, pushGroup string
 	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stderr)
-	fs.stringVar(&htpasswdPath, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
-	fs.stringVar(&groupsPath, "groups", "/auth/groups", "Apache groups file; empty means none")
-	fs.stringVar(&pushGroup, "push-group", "pusher", "group whose members may push")
+	var src sources
+	defineSourceFlags(fs, &src)
 	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: check takes flags only (see --help)", fs.Arg(0))
 	}
-	htpasswdData, err := os.ReadFile(htpasswdPath)
+	// loadSources in two steps: a file that cannot be read is an error of its own, not a report.
+	set, err := src.read()
 	if err != nil {
-		return fmt.Errorf("reading the htpasswd file: %w", err)
+		return err
 	}
-	var groupsData []byte
-	if groupsPath != "" {
-		if groupsData, err = os.ReadFile(groupsPath); err != nil {
-			return fmt.Errorf("reading the groups file: %w", err)
-		}
-	}
-	res, err := buildSnapshot(htpasswdData, groupsData, htpasswdPath, groupsPath, pushGroup)
+	res, err := buildSnapshot(set, src.pushGroup)
 	errorsFound := 0
 	for _, p := range res.problems {
 		fmt.Fprintln(stdout, p)
@@ -132,20 +127,35 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 		}
 	}
 	warningsFound := len(res.problems) - errorsFound
-	for _, w := range filePermissionWarnings(htpasswdPath) {
-		fmt.Fprintf(stdout, "%s: warning: %s\n", htpasswdPath, w)
+	for _, w := range filePermissionWarnings(src.htpasswd) {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", src.htpasswd, w)
 		warningsFound++
 	}
 	if err != nil {
 		fmt.Fprintln(stdout, "error:", err)
 		return errReported
 	}
-	fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
-		len(res.snap.users), len(res.snap.groups), res.snap.groupSize(pushGroup), pushGroup, errorsFound, warningsFound)
+	snap := res.snap
+	if snap.policy.file == "" {
+		fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
+			len(snap.users), len(snap.groups), snap.groupSize(src.pushGroup), src.pushGroup, errorsFound, warningsFound)
+	} else {
+		fmt.Fprintf(stdout, "%d users, %d groups, %d policy rules; %d errors, %d warnings\n",
+			len(snap.users), len(snap.groups), len(snap.policy.rules), errorsFound, warningsFound)
+	}
 	if errorsFound > 0 {
 		return errReported
 	}
 	return nil
+}
+
+// defineSourceFlags defines the flags naming the files the service loads into s, for every
+// command that loads them as serve does (serve, check, explain).
+func defineSourceFlags(fs *envFlagSet, s *sources) {
+	fs.stringVar(&s.htpasswd, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
+	fs.stringVar(&s.groups, "groups", "/auth/groups", "Apache groups file (lines \"group: user1 user2\"); empty means none")
+	fs.stringVar(&s.policy, "policy", "", "YAML access policy: who may pull, push and delete which repositories (README.md, \"Access policy\"); empty: any valid user may pull, the push group may push and delete")
+	fs.stringVar(&s.pushGroup, "push-group", "pusher", "without --policy, the group whose members may push and delete")
 }
 
 // filePermissionWarnings says what is wrong with the htpasswd file's permissions.

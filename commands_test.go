@@ -260,8 +260,8 @@ func TestCheckCommandCannotRead(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"htpasswd", []string{"--htpasswd", missing, "--groups", g}, "reading the htpasswd file: open " + missing},
-		{"groups", []string{"--htpasswd", h, "--groups", missing}, "reading the groups file: open " + missing},
+		{"htpasswd", []string{"--htpasswd", missing, "--groups", g}, "reading the htpasswd file (check --htpasswd / REGISTRY_AUTH_HTPASSWD and that the service's user may read it): open " + missing},
+		{"groups", []string{"--htpasswd", h, "--groups", missing}, "reading the groups file (create it, or set --groups \"\" / REGISTRY_AUTH_GROUPS= to run without one, and then nobody can push): open " + missing},
 		{"argument", []string{"--htpasswd", h, "extra"}, `unexpected argument "extra": check takes flags only`},
 	}
 	for _, tt := range tests {
@@ -388,7 +388,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		{nil, serveNames, true},
 		{[]string{"serve"}, serveNames, true},
 		{[]string{"hash"}, []string{"cost"}, false},
-		{[]string{"check"}, []string{"htpasswd", "groups", "push-group"}, true},
+		{[]string{"check"}, []string{"htpasswd", "groups", "policy", "push-group"}, true},
 		{[]string{"healthcheck"}, []string{"url", "timeout"}, false},
 	}
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+)`)

@@ -16,9 +16,8 @@ import (
 // then REGISTRY_AUTH_* variables, then defaults.
 type config struct {
 	listen       string
-	htpasswdPath string
-	groupsPath   string // empty: no groups file, so nobody may push
-	pushGroup    string
+	files        sources
+	pushGroupSet bool // --push-group or its variable was given, not defaulted
 	realm        string
 	cacheTTL     time.Duration // 0 turns the verified-credential cache off
 	cacheSize    int
@@ -103,6 +102,16 @@ func (fs *envFlagSet) env(name string) (string, bool) {
 	return fs.lookupEnv(envName(name))
 }
 
+// given reports whether the flag name was set on the command line or by its variable.
+func (fs *envFlagSet) given(name string) bool {
+	if _, ok := fs.lookupEnv(envName(name)); ok {
+		return true
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // parse parses args and returns the first problem with them or with the variables.
 func (fs *envFlagSet) parse(args []string) error {
 	if err := fs.Parse(args); err != nil {
@@ -114,12 +123,14 @@ func (fs *envFlagSet) parse(args []string) error {
 const serveUsage = `Usage: registry-auth [serve] [flags]
 
 Answers Traefik's forwardAuth requests for a container registry: HTTP Basic credentials are
-checked against an Apache htpasswd file, any valid user may pull (GET, HEAD), members of the
-push group may push and delete (POST, PUT, PATCH, DELETE). The files are reloaded within a
-second of any change, on SIGHUP, and by a slow poll for file systems without change events.
+checked against an Apache htpasswd file. Without --policy, any valid user may pull (GET, HEAD)
+and members of the push group may push and delete (POST, PUT, PATCH, DELETE); with --policy,
+its rules decide who may pull, push and delete which repositories. The files are reloaded
+within a second of any change, on SIGHUP, and by a slow poll for file systems without change
+events.
 
 Endpoints: /auth (the decision), /healthz, /readyz, /metrics.
-Other commands: hash, check, healthcheck, version ('registry-auth help' lists them).
+Other commands: hash, check, explain, healthcheck, version ('registry-auth help' lists them).
 `
 
 // parseServeConfig builds the serve command's config. Every check lives here, and every
@@ -129,9 +140,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	var logLevel, trusted string
 	fs := newEnvFlagSet("registry-auth serve", serveUsage, lookupEnv, output)
 	fs.stringVar(&c.listen, "listen", ":8080", "address to listen on, host:port")
-	fs.stringVar(&c.htpasswdPath, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
-	fs.stringVar(&c.groupsPath, "groups", "/auth/groups", "Apache groups file (lines \"group: user1 user2\"); empty means none, and then nobody can push")
-	fs.stringVar(&c.pushGroup, "push-group", "pusher", "group whose members may push and delete")
+	defineSourceFlags(fs, &c.files)
 	fs.stringVar(&c.realm, "realm", "Registry Authentication", "realm of the Basic challenge sent with a 401")
 	fs.durationVar(&c.cacheTTL, "cache-ttl", 5*time.Minute, "how long a verified password is remembered; 0 turns the cache off (every request runs the hash)")
 	fs.intVar(&c.cacheSize, "cache-size", 10000, "most verified credentials remembered at once")
@@ -148,15 +157,16 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: serve takes flags only (see --help)", fs.Arg(0))
 	}
+	c.pushGroupSet = fs.given("push-group")
 
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: want host:port such as :8080 or 127.0.0.1:8080", c.listen))
 	}
-	if c.htpasswdPath == "" {
+	if c.files.htpasswd == "" {
 		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))
 	}
-	if c.pushGroup == "" {
+	if c.files.pushGroup == "" {
 		errs = append(errs, errors.New("--push-group is empty: give the group whose members may push (default pusher)"))
 	}
 	if strings.ContainsAny(c.realm, "\"\\") || strings.IndexFunc(c.realm, isControl) >= 0 {

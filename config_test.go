@@ -20,9 +20,10 @@ var serveFlags = []struct {
 	get                    func(c config) string
 }{
 	{name: "listen", def: ":8080", fromEnv: "127.0.0.1:9000", fromFlag: "[::1]:9001", get: func(c config) string { return c.listen }},
-	{name: "htpasswd", def: "/auth/htpasswd", fromEnv: "/env/htpasswd", fromFlag: "/flag/htpasswd", get: func(c config) string { return c.htpasswdPath }},
-	{name: "groups", def: "/auth/groups", fromEnv: "/env/groups", fromFlag: "/flag/groups", get: func(c config) string { return c.groupsPath }},
-	{name: "push-group", def: "pusher", fromEnv: "env-pushers", fromFlag: "flag-pushers", get: func(c config) string { return c.pushGroup }},
+	{name: "htpasswd", def: "/auth/htpasswd", fromEnv: "/env/htpasswd", fromFlag: "/flag/htpasswd", get: func(c config) string { return c.files.htpasswd }},
+	{name: "groups", def: "/auth/groups", fromEnv: "/env/groups", fromFlag: "/flag/groups", get: func(c config) string { return c.files.groups }},
+	{name: "policy", def: "", fromEnv: "/env/policy.yaml", fromFlag: "/flag/policy.yaml", get: func(c config) string { return c.files.policy }},
+	{name: "push-group", def: "pusher", fromEnv: "env-pushers", fromFlag: "flag-pushers", get: func(c config) string { return c.files.pushGroup }},
 	{name: "realm", def: "Registry Authentication", fromEnv: "Env Realm", fromFlag: "Flag Realm", get: func(c config) string { return c.realm }},
 	{name: "cache-ttl", def: "5m0s", fromEnv: "1m0s", fromFlag: "2h0m0s", envValue: "1m", flagValue: "2h", get: func(c config) string { return c.cacheTTL.String() }},
 	{name: "cache-size", def: "10000", fromEnv: "5", fromFlag: "7", get: func(c config) string { return strconv.Itoa(c.cacheSize) }},
@@ -127,8 +128,8 @@ func TestServeConfigEmptyGroups(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard)
-		if err != nil || c.groupsPath != tt.want {
-			t.Errorf("%s: got %q, %v, want %q, nil", tt.name, c.groupsPath, err, tt.want)
+		if err != nil || c.files.groups != tt.want {
+			t.Errorf("%s: got %q, %v, want %q, nil", tt.name, c.files.groups, err, tt.want)
 		}
 	}
 }

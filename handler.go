@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -16,10 +17,13 @@ type decision struct {
 	status int
 	result string // allowed, unauthorized, denied, throttled, bad_request
 	reason string
-	user   string
+	user   string // empty for an anonymous request
 	req    registryRequest
-	client string
-	cached bool
+	rules  string // the rules that decided, for the log
+	// byPolicyFile: a --policy file decided, not the built-in rule of --push-group.
+	byPolicyFile bool
+	client       string
+	cached       bool
 	// retryWait is how long a throttled client should wait.
 	retryWait time.Duration
 }
@@ -28,19 +32,22 @@ type decision struct {
 // loads one before it serves).
 type authHandler struct {
 	store    *store
-	policy   policy
 	realm    string
 	throttle *throttle
 	trusted  []*net.IPNet
 	logger   *slog.Logger
 	metrics  *metrics
+	// warnedNoContentType is set once an upload start without Content-Type was logged.
+	warnedNoContentType atomic.Bool
 }
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	d := h.decide(r)
 	if d.status == http.StatusOK {
-		w.Header().Set("X-Forwarded-User", d.user)
+		if d.user != "" {
+			w.Header().Set("X-Forwarded-User", d.user)
+		}
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 	} else {
@@ -60,7 +67,8 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("method", d.req.method),
 		slog.String("route", string(d.req.route)),
 		slog.String("repository", d.req.repository),
-		slog.String("action", string(d.req.action)),
+		slog.String("action", d.req.needs.String()),
+		slog.String("rule", d.rules),
 		slog.String("client", d.client),
 		slog.Bool("cached", d.cached),
 		slog.Duration("duration", elapsed),
@@ -76,7 +84,7 @@ func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 	case http.StatusBadRequest:
 		writeUnsupported(w)
 	default:
-		writeDenied(w)
+		writeDenied(w, d.byPolicyFile)
 	}
 }
 
@@ -113,17 +121,57 @@ func (h *authHandler) decide(r *http.Request) decision {
 	req.method = sanitizeForLog(methods[0], 16)
 	d.req = req
 
-	user, password, reason := basicCredentials(r.Header.Values("Authorization"))
-	if reason != "" {
-		return d.deny(http.StatusUnauthorized, "unauthorized", reason)
+	if routeErr == nil && req.route == routeUploadStart {
+		contentTypes := r.Header.Values("Content-Type")
+		routeErr = checkUploadStartBody(contentTypes)
+		if len(contentTypes) == 0 && h.warnedNoContentType.CompareAndSwap(false, true) {
+			h.logger.Warn("an upload start arrived without Content-Type: if Traefik's forwardAuth sets authRequestHeaders, add Content-Type to it, or a form body that overrides the mount source cannot be refused (logged once)", "client", d.client)
+		}
 	}
-	d.user = user
 
 	snap := h.store.snapshot()
+	d.byPolicyFile = snap.policy.file != ""
+	id, refused := h.authenticate(r, snap, &d)
+	if refused {
+		return d
+	}
+	if routeErr != nil {
+		if id.anonymous {
+			return d.deny(http.StatusUnauthorized, "unauthorized", "missing_credentials")
+		}
+		return d.deny(http.StatusForbidden, "denied", routeErr.Error())
+	}
+	v := snap.policy.decide(id, req)
+	d.rules = snap.policy.explainRulings(v)
+	switch {
+	case v.allowed:
+		d.status, d.result, d.reason = http.StatusOK, "allowed", v.reason
+		return d
+	case id.anonymous:
+		// A refused anonymous caller is asked to log in: docker sends credentials only
+		// after a challenge.
+		return d.deny(http.StatusUnauthorized, "unauthorized", "missing_credentials")
+	}
+	return d.deny(http.StatusForbidden, "denied", v.reason)
+}
+
+// authenticate returns who r comes from: anonymous when it has no Authorization header at
+// all, else the user its Basic credentials prove. When they prove nothing it fills d with the
+// refusal (401 or 429) and returns refused.
+func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision) (id identity, refused bool) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return identity{anonymous: true}, false
+	}
+	user, password, reason := basicCredentials(values)
+	if reason != "" {
+		*d = d.deny(http.StatusUnauthorized, "unauthorized", reason)
+		return id, true
+	}
+	d.user = user
 	client := d.client
 	mayHash := func() bool {
-		wait, blocked := h.throttle.blocked(client, user)
-		d.retryWait = wait
+		_, blocked := h.throttle.blocked(client, user)
 		return !blocked
 	}
 	v, err := h.store.verify(snap, credential{client: client, user: user, password: password}, mayHash)
@@ -133,29 +181,25 @@ func (h *authHandler) decide(r *http.Request) decision {
 		// Not counted as a failure: a 429 costs nothing and teaches nothing (a success cached
 		// for another address does not answer here), and Retry-After stays true.
 		h.metrics.throttled.Inc()
-		return d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
+		d.retryWait, _ = h.throttle.blocked(client, user) // also for a request that waited on another's hash
+		*d = d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
+		return id, true
 	case err != nil:
 		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
-		return d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
+		*d = d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
+		return id, true
 	case !v.ok:
 		if !v.cacheHit {
 			h.throttle.fail(client, user)
 		}
 		if !v.known {
-			return d.deny(http.StatusUnauthorized, "unauthorized", "unknown_user")
+			*d = d.deny(http.StatusUnauthorized, "unauthorized", "unknown_user")
+		} else {
+			*d = d.deny(http.StatusUnauthorized, "unauthorized", "wrong_password")
 		}
-		return d.deny(http.StatusUnauthorized, "unauthorized", "wrong_password")
+		return id, true
 	}
-
-	if routeErr != nil {
-		return d.deny(http.StatusForbidden, "denied", routeErr.Error())
-	}
-	ok, why := h.policy.allow(snap, user, req)
-	if !ok {
-		return d.deny(http.StatusForbidden, "denied", why)
-	}
-	d.status, d.result, d.reason = http.StatusOK, "allowed", why
-	return d
+	return snap.identityOf(user), false
 }
 
 func (d decision) deny(status int, result, reason string) decision {
@@ -271,9 +315,10 @@ func healthz() http.Handler {
 	})
 }
 
-// readyz answers 200 with the SHA-256 of the loaded files (so a script that edited them can
-// tell when its edit is in force), or 503 while no snapshot is loaded. serve loads one before
-// it listens and a failed reload keeps it, so a serving process always answers 200 today.
+// readyz answers 200 with a line "ROLE sha256=HEX" per loaded file (htpasswd, groups,
+// policy), so a script that edited one can tell when its edit is in force, or 503 while no
+// snapshot is loaded. serve loads one before it listens and a failed reload keeps it, so a
+// serving process always answers 200 today.
 func readyz(st *store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -283,6 +328,11 @@ func readyz(st *store) http.Handler {
 			w.Write([]byte("no users loaded\n"))
 			return
 		}
-		w.Write([]byte("ready sha256=" + snap.contentSum + "\n"))
+		var b strings.Builder
+		b.WriteString("ready\n")
+		for _, f := range snap.files {
+			b.WriteString(f.role + " sha256=" + f.sum + "\n")
+		}
+		w.Write([]byte(b.String()))
 	})
 }

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,9 +168,9 @@ func TestDecisionLogLine(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	line := logs.String()
 	for _, want := range []string{
-		`"msg":"decision"`, `"decision":"denied"`, `"status":403`, `"reason":"not_in_push_group"`,
+		`"msg":"decision"`, `"decision":"denied"`, `"status":403`, `"reason":"not_granted"`,
 		`"user":"bob"`, `"method":"PUT"`, `"route":"manifest"`, `"repository":"team/app"`,
-		`"action":"push"`, `"client":"203.0.113.9"`, `"duration":`,
+		`"action":"pull,push"`, `"rule":"team/app needs pull,push, granted pull by built-in rule 2 (--push-group)"`, `"client":"203.0.113.9"`, `"duration":`,
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log line lacks %s: %s", want, line)
@@ -187,7 +191,7 @@ func TestHealthEndpoints(t *testing.T) {
 		path, want string
 	}{
 		{"/healthz", "ok"},
-		{"/readyz", "ready sha256=" + h.store.snapshot().contentSum + "\n"}, // what the loaded files are
+		{"/readyz", "ready\nhtpasswd sha256=" + h.store.snapshot().files[0].sum + "\ngroups sha256=" + h.store.snapshot().files[1].sum + "\n"},
 		{"/metrics", "registry_auth_users 2"},
 	} {
 		resp, err := http.Get(srv.URL + tt.path)
@@ -223,5 +227,95 @@ func TestLoggedUserIsBounded(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), strings.Repeat("é", 32)+"…") {
 		t.Errorf("log lacks the cut name: %s", logs)
+	}
+}
+
+// newPolicyHandler returns the /auth handler over testdata/policy.yaml with alice (admins),
+// bob (payments), carol and mallory, and the files it loaded.
+func newPolicyHandler(t *testing.T) (*authHandler, testFiles, *lockedBuffer) {
+	t.Helper()
+	f := newTestFiles(t,
+		htpasswdLines(t, "alice", "alice-secret", "bob", "bob-secret", "carol", "carol-secret", "mallory", "mallory-secret"),
+		"admins: alice\npayments: bob\n")
+	policy, err := os.ReadFile("testdata/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.policy = filepath.Join(f.dir, "policy.yaml")
+	writeFile(t, f.policy, string(policy))
+	logs := &lockedBuffer{}
+	st, m := newTestStore(t, f, time.Minute, logs)
+	return testAuthHandler(st, m, logs), f, logs
+}
+
+// TestPolicyAnswers: what /auth answers with a policy file: anonymous callers get 200 where
+// the policy lets them (without X-Forwarded-User) and a challenge elsewhere; wrong credentials
+// are never anonymous; a refusal's detail points at the policy; the upload-start holes are
+// closed.
+func TestPolicyAnswers(t *testing.T) {
+	t.Parallel()
+	h, f, _ := newPolicyHandler(t)
+	const m = "/manifests/latest"
+	upload := "/v2/payments/api/blobs/uploads/"
+	for _, tt := range []struct {
+		name        string
+		headers     map[string][]string
+		status      int
+		user        string
+		contentType string // of the original request, when set
+	}{
+		{"anonymous pulls public", hdr("GET", "/v2/public/base"+m, ""), 200, "", ""},
+		{"anonymous is challenged elsewhere", hdr("GET", "/v2/team/app"+m, ""), 401, "", ""},
+		{"anonymous is challenged at /v2/", hdr("GET", "/v2/", ""), 401, "", ""},
+		{"anonymous is challenged to push public", hdr("PUT", "/v2/public/base"+m, ""), 401, "", ""},
+		{"anonymous is challenged on a bad path", hdr("GET", "/v2/public/../x"+m, ""), 401, "", ""},
+		{"a wrong password is not anonymous, even on public", hdr("GET", "/v2/public/base"+m, basic("carol", "nope")), 401, "", ""},
+		{"a user pushes to their namespace", hdr("PUT", "/v2/carol/app"+m, basic("carol", "carol-secret")), 200, "carol", ""},
+		{"and is refused elsewhere", hdr("PUT", "/v2/dave/app"+m, basic("carol", "carol-secret")), 403, "", ""},
+		{"an explicit deny", hdr("GET", "/v2/public/base"+m, basic("mallory", "mallory-secret")), 403, "", ""},
+		{"a team pushes", hdr("POST", upload, basic("bob", "bob-secret")), 200, "bob", ""},
+		{"with a Content-Type clients send", hdr("POST", upload, basic("bob", "bob-secret")), 200, "bob", "application/octet-stream"},
+		{"a form body could override the mount source", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "application/x-www-form-urlencoded"},
+		{"with parameters and upper case too", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "Application/X-WWW-Form-Urlencoded; charset=utf-8"},
+		{"a multipart body too", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "multipart/form-data; boundary=x"},
+		{"a repeated from", hdr("POST", upload+"?mount="+testDigest+"&from=public/a&from=secret/b", basic("bob", "bob-secret")), 403, "", ""},
+		{"the catalog for an admin", hdr("GET", "/v2/_catalog", basic("alice", "alice-secret")), 200, "alice", ""},
+		{"not for others", hdr("GET", "/v2/_catalog", basic("carol", "carol-secret")), 403, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/auth", nil)
+			for k, vs := range tt.headers {
+				r.Header[k] = vs
+			}
+			if tt.contentType != "" {
+				r.Header.Set("Content-Type", tt.contentType)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			resp := w.Result()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %s, want %d", resp.StatusCode, body, tt.status)
+			}
+			if got := resp.Header.Get("X-Forwarded-User"); got != tt.user || (tt.user == "" && resp.Header.Values("X-Forwarded-User") != nil) {
+				t.Errorf("got X-Forwarded-User %q, want %q", got, tt.user)
+			}
+			want := map[int]string{200: "", 401: wantUnauthorizedBody, 403: bodyDeniedPolicy}[tt.status]
+			if string(body) != want {
+				t.Errorf("got body %q, want %q", body, want)
+			}
+			if challenge := resp.Header.Get("WWW-Authenticate"); (tt.status == 401) != (challenge != "") {
+				t.Errorf("status %d with WWW-Authenticate %q", tt.status, challenge)
+			}
+		})
+	}
+
+	// /readyz names the policy as loaded, so a script can wait for its edit.
+	policy, _ := os.ReadFile(f.policy)
+	sum := sha256.Sum256(policy)
+	w := httptest.NewRecorder()
+	readyz(h.store).ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if want := "policy sha256=" + hex.EncodeToString(sum[:]) + "\n"; !strings.HasSuffix(w.Body.String(), want) {
+		t.Errorf("readyz: got %q, want it to end with %q", w.Body, want)
 	}
 }

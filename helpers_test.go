@@ -85,9 +85,10 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// testFiles is an htpasswd and groups pair in a temp directory.
+// testFiles is an htpasswd and groups pair in a temp directory, and a policy file when
+// policy is set.
 type testFiles struct {
-	dir, htpasswd, groups string
+	dir, htpasswd, groups, policy string
 }
 
 func newTestFiles(t testing.TB, htpasswd, groups string) testFiles {
@@ -102,15 +103,13 @@ func newTestFiles(t testing.TB, htpasswd, groups string) testFiles {
 // testConfig is a serve config for files f with the given cache TTL.
 func testConfig(f testFiles, cacheTTL time.Duration) config {
 	return config{
-		listen:       "127.0.0.1:0",
-		htpasswdPath: f.htpasswd,
-		groupsPath:   f.groups,
-		pushGroup:    "pusher",
-		realm:        "Test Realm",
-		cacheTTL:     cacheTTL,
-		cacheSize:    1000,
-		logFormat:    "json",
-		throttle:     throttleConfig{window: time.Minute, maxKeys: 100},
+		listen:    "127.0.0.1:0",
+		files:     sources{htpasswd: f.htpasswd, groups: f.groups, policy: f.policy, pushGroup: "pusher"},
+		realm:     "Test Realm",
+		cacheTTL:  cacheTTL,
+		cacheSize: 1000,
+		logFormat: "json",
+		throttle:  throttleConfig{window: time.Minute, maxKeys: 100},
 	}
 }
 
@@ -128,7 +127,17 @@ func newTestStore(t testing.TB, f testFiles, cacheTTL time.Duration, logs io.Wri
 	return st, m
 }
 
-// testAuthHandler is the /auth handler over st with the push group "pusher", the realm
+// testFileSet is what the loader reads from an htpasswd file and a groups file (no groups
+// file when groupsName is empty), for buildSnapshot.
+func testFileSet(htpasswdName string, htpasswd []byte, groupsName string, groups []byte) fileSet {
+	set := fileSet{files: []loadedFile{{role: roleHTPasswd, path: htpasswdName, data: htpasswd}}}
+	if groupsName != "" {
+		set.files = append(set.files, loadedFile{role: roleGroups, path: groupsName, data: groups})
+	}
+	return set
+}
+
+// testAuthHandler is the /auth handler over st (whose policy is the push group "pusher"), the realm
 // "Test Realm", no throttle, and its log going to logs (nowhere when nil).
 func testAuthHandler(st *store, m *metrics, logs io.Writer) *authHandler {
 	if logs == nil {
@@ -136,7 +145,6 @@ func testAuthHandler(st *store, m *metrics, logs io.Writer) *authHandler {
 	}
 	return &authHandler{
 		store:   st,
-		policy:  pushGroupPolicy{group: "pusher"},
 		realm:   "Test Realm",
 		logger:  slog.New(slog.NewJSONHandler(logs, nil)),
 		metrics: m,

@@ -293,7 +293,7 @@ func TestLegacy2xWithNonASCIIPassword(t *testing.T) {
 func TestRefusedLinesSkipped(t *testing.T) {
 	t.Parallel()
 	data := readTestdata(t, "refused.htpasswd")
-	res, err := buildSnapshot(data, nil, "testdata/refused.htpasswd", "", "pusher")
+	res, err := buildSnapshot(testFileSet("testdata/refused.htpasswd", data, "", nil), "pusher")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestEmptyFile(t *testing.T) {
 			if err != nil || len(f.users) != 0 {
 				t.Fatalf("got %d users, error %v, want 0 users, no error", len(f.users), err)
 			}
-			_, err = buildSnapshot([]byte(tt.data), nil, "users.htpasswd", "", "pusher")
+			_, err = buildSnapshot(testFileSet("users.htpasswd", []byte(tt.data), "", nil), "pusher")
 			want := "users.htpasswd: no usable users: add one with `registry-auth hash USER >> users.htpasswd`"
 			if err == nil || err.Error() != want {
 				t.Errorf("got %v, want %q", err, want)

@@ -24,7 +24,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
+	var status exitStatus
 	switch {
+	case errors.As(err, &status):
+		os.Exit(int(status))
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errReported):
 		os.Exit(1)
@@ -42,7 +45,9 @@ const mainUsage = `Usage: registry-auth [command] [flags]
 Commands:
   serve        answer Traefik's forwardAuth requests (the default)
   hash USER    print an htpasswd line for USER; the password is read from standard input
-  check        validate the htpasswd and groups files as the service would
+  check        validate the htpasswd and groups files and the policy as the service would
+  explain USER METHOD URI
+               say what the service would answer to USER (- for anonymous) and which rule decides
   healthcheck  exit 0 if the service answers /healthz (for container health checks)
   version      print the version
 
@@ -62,6 +67,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return hashCommand(args, lookupEnv, stdin, stdout, stderr)
 	case "check":
 		return checkCommand(args, lookupEnv, stdout, stderr)
+	case "explain":
+		return explainCommand(args, lookupEnv, stdout, stderr)
 	case "healthcheck":
 		return healthcheckCommand(ctx, args, lookupEnv, stdout, stderr)
 	case "version":
@@ -88,13 +95,16 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	logger := newLogger(cfg, stderr)
 	m := newMetrics()
 	st := newStore(cfg, logger, m)
-	if cfg.groupsPath == "" {
+	switch {
+	case cfg.files.policy != "" && cfg.pushGroupSet:
+		logger.Warn("--push-group plays no part with --policy: the policy alone decides who may push; remove one of them", "push_group", cfg.files.pushGroup, "policy", cfg.files.policy)
+	case cfg.files.policy == "" && cfg.files.groups == "":
 		logger.Warn("no groups file (--groups is empty): nobody can push")
 	}
 	if err := st.reload("start"); err != nil {
 		return fmt.Errorf("cannot start without users: %w", err)
 	}
-	for _, w := range filePermissionWarnings(cfg.htpasswdPath) {
+	for _, w := range filePermissionWarnings(cfg.files.htpasswd) {
 		logger.Warn(w)
 	}
 
@@ -105,7 +115,6 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}
 	auth := &authHandler{
 		store:    st,
-		policy:   pushGroupPolicy{group: cfg.pushGroup},
 		realm:    cfg.realm,
 		throttle: newThrottle(cfg.throttle),
 		trusted:  cfg.trusted,
@@ -125,10 +134,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	watched := make(chan error, 1)
-	paths := []string{cfg.htpasswdPath}
-	if cfg.groupsPath != "" {
-		paths = append(paths, cfg.groupsPath)
-	}
+	paths := st.sources.paths()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -140,7 +146,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version,
-		"htpasswd", cfg.htpasswdPath, "groups", cfg.groupsPath, "push_group", cfg.pushGroup,
+		"htpasswd", cfg.files.htpasswd, "groups", cfg.files.groups, "policy", cfg.files.policy, "push_group", cfg.files.pushGroup,
 		"cache_ttl", cfg.cacheTTL.String())
 
 	select {

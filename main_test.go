@@ -124,7 +124,7 @@ func TestServeEndToEnd(t *testing.T) {
 	for path, want := range map[string]string{
 		"/healthz": "ok",
 		"/readyz":  "ready",
-		"/metrics": `registry_auth_decisions_total{reason="push_group_member",result="allowed"} 1`,
+		"/metrics": `registry_auth_decisions_total{reason="granted",result="allowed"} 1`,
 	} {
 		resp, err := http.Get(s.url + path)
 		if err != nil {

@@ -1,32 +1,251 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"strings"
+	"testing"
+)
 
-// TestPushGroupPolicy: any valid user pulls; only the push group pushes and deletes; an
-// action the policy does not know is denied.
-func TestPushGroupPolicy(t *testing.T) {
-	t.Parallel()
-	snap := &snapshot{groups: map[string]map[string]bool{"pusher": {"alice": true}, "other": {"bob": true}}}
-	p := pushGroupPolicy{group: "pusher"}
-	tests := []struct {
-		user   string
-		action action
-		ok     bool
-		reason string
-	}{
-		{"alice", actionPull, true, "valid_user"},
-		{"alice", actionPush, true, "push_group_member"},
-		{"alice", actionDelete, true, "push_group_member"},
-		{"bob", actionPull, true, "valid_user"},
-		{"bob", actionPush, false, "not_in_push_group"},
-		{"bob", actionDelete, false, "not_in_push_group"},
-		{"alice", "", false, "unknown_action_"},
-		{"alice", "admin", false, "unknown_action_admin"},
+// loadTestPolicy compiles testdata/policy.yaml.
+func loadTestPolicy(t *testing.T) *accessPolicy {
+	t.Helper()
+	data, err := os.ReadFile("testdata/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		ok, reason := p.allow(snap, tt.user, registryRequest{action: tt.action})
-		if ok != tt.ok || reason != tt.reason {
-			t.Errorf("%s %q: got %v %q, want %v %q", tt.user, tt.action, ok, reason, tt.ok, tt.reason)
+	p, _, err := parsePolicy(data, "testdata/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// policyCase is one request of a decision table: who, what, and the answer.
+type policyCase struct {
+	why     string
+	id      identity
+	method  string
+	uri     string
+	allowed bool
+	rule    int // position of the rule deciding the first refused access (or the main one); 0: none
+}
+
+func user(name string, groups ...string) identity { return identity{user: name, groups: groups} }
+
+var anonymous = identity{anonymous: true}
+
+// TestPolicyDecisionTable: every kind of rule in testdata/policy.yaml, each case naming why.
+func TestPolicyDecisionTable(t *testing.T) {
+	t.Parallel()
+	p := loadTestPolicy(t)
+	const m = "/manifests/latest"
+	mount := func(to, from string) string {
+		return "/v2/" + to + "/blobs/uploads/?mount=" + testDigest + "&from=" + from
+	}
+	for _, tt := range []policyCase{
+		{"an admin pushes anywhere", user("alice", "admins"), "PUT", "/v2/any/thing" + m, true, 1},
+		{"an admin deletes anywhere", user("alice", "admins"), "DELETE", "/v2/payments/api" + m, true, 1},
+		{"an explicit deny stops later rules, even the public one", user("mallory"), "GET", "/v2/public/base" + m, false, 2},
+		{"an explicit deny covers her own namespace too", user("mallory"), "GET", "/v2/mallory/app" + m, false, 2},
+		{"a user pushes to their personal namespace", user("carol"), "PUT", "/v2/carol/app" + m, true, 3},
+		{"and deletes there", user("carol"), "DELETE", "/v2/carol/app/sub" + m, true, 3},
+		{"but not to someone else's", user("carol"), "PUT", "/v2/dave/app" + m, false, 7},
+		{"${user} is the whole component, not a prefix", user("carol"), "PUT", "/v2/carolyn/app" + m, false, 7},
+		{"${user}/** needs something after the name", user("carol"), "PUT", "/v2/carol" + m, false, 7},
+		{"a user whose name is no path component gets no personal namespace", user("Carol"), "PUT", "/v2/carol/app" + m, false, 7},
+		{"a team member pushes to the team repository", user("bob", "payments"), "PUT", "/v2/payments" + m, true, 4},
+		{"and below it", user("bob", "payments"), "POST", "/v2/payments/api/blobs/uploads/", true, 4},
+		{"but may not delete there", user("bob", "payments"), "DELETE", "/v2/payments/api" + m, false, 4},
+		{"a named robot pushes to the team repositories", user("ci-bot"), "PATCH", "/v2/payments/api/blobs/uploads/u-1", true, 4},
+		{"a team member only reads elsewhere", user("bob", "payments"), "PUT", "/v2/other" + m, false, 7},
+		{"a read-only robot reads team/* one level deep", user("robot"), "GET", "/v2/team/app" + m, true, 5},
+		{"its rule grants no push", user("robot"), "PUT", "/v2/team/app" + m, false, 5},
+		{"two levels down another rule decides", user("robot"), "GET", "/v2/team/app/x" + m, true, 7},
+		{"anonymous pulls a public repository", anonymous, "GET", "/v2/public/base" + m, true, 6},
+		{"anonymous heads a public blob", anonymous, "HEAD", "/v2/public/base/blobs/" + testDigest, true, 6},
+		{"anonymous may not push there", anonymous, "PUT", "/v2/public/base" + m, false, 6},
+		{"anonymous reads nothing else", anonymous, "GET", "/v2/team/app" + m, false, 0},
+		{"anonymous never gets /v2/", anonymous, "GET", "/v2/", false, 0},
+		{"a user lists tags by the catch-all", user("carol"), "GET", "/v2/team/app/tags/list", true, 7},
+		{"a user gets /v2/", user("carol"), "GET", "/v2/", true, 0},
+		{"an admin lists the catalog", user("alice", "admins"), "GET", "/v2/_catalog", true, 0},
+		{"nobody else does", user("carol"), "GET", "/v2/_catalog", false, 0},
+		{"nor anonymous", anonymous, "GET", "/v2/_catalog", false, 0},
+		{"cancelling an upload is push", user("carol"), "DELETE", "/v2/carol/app/blobs/uploads/u-1", true, 3},
+		{"which a reader lacks", user("carol"), "DELETE", "/v2/other/blobs/uploads/u-1", false, 7},
+		{"a mount needs pull on the source", user("bob", "payments"), "POST", mount("payments/api", "team/base"), true, 4},
+		{"a mount from a source the catch-all lets him read", user("bob", "payments"), "POST", mount("payments/api", "mallory-only/x"), true, 4},
+		{"mallory's mount is refused at the target", user("mallory"), "POST", mount("mallory/x", "public/base"), false, 2},
+	} {
+		req, err := parseRegistryRequest(tt.method, tt.uri)
+		if err != nil {
+			t.Fatalf("%s: %s %s: %v", tt.why, tt.method, tt.uri, err)
+		}
+		v := p.decide(tt.id, req)
+		if v.allowed != tt.allowed {
+			t.Errorf("%s: %s %s as %+v: got allowed %v (%s; %s), want %v", tt.why, tt.method, tt.uri, tt.id, v.allowed, v.reason, p.explainRulings(v), tt.allowed)
+			continue
+		}
+		if got := decidingRule(v); got != tt.rule {
+			t.Errorf("%s: %s %s: got rule %d deciding (%s), want %d", tt.why, tt.method, tt.uri, got, p.explainRulings(v), tt.rule)
 		}
 	}
+}
+
+// decidingRule is the position of the rule that decided the first refused access, or the
+// first access when all were granted; 0 when no rule did.
+func decidingRule(v verdict) int {
+	for _, r := range v.rulings[:v.n] {
+		if !v.allowed && r.access.needs&^r.granted == 0 {
+			continue
+		}
+		if r.rule == nil {
+			return 0
+		}
+		return r.rule.position
+	}
+	return 0
+}
+
+// TestMountFromUnreadableSource: a mount from a repository the pusher may not read is refused
+// for the source alone, with a reason of its own (the handler answers it apart).
+func TestMountFromUnreadableSource(t *testing.T) {
+	t.Parallel()
+	data := []byte(`rules:
+  - subjects: [group:payments]
+    repositories: ["payments/**"]
+    actions: [pull, push]
+`)
+	p, _, err := parsePolicy(data, "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := parseRegistryRequest("POST", "/v2/payments/api/blobs/uploads/?mount="+testDigest+"&from=secret/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.decide(user("bob", "payments"), req)
+	if v.allowed || v.reason != "mount_source_not_readable" {
+		t.Errorf("got allowed %v reason %q, want refused for mount_source_not_readable", v.allowed, v.reason)
+	}
+}
+
+// TestBuiltinPolicyIsTheApacheRecipe: without --policy, any valid user pulls and lists the
+// catalog, only the push group pushes and deletes, and nobody anonymous gets anything.
+func TestBuiltinPolicyIsTheApacheRecipe(t *testing.T) {
+	t.Parallel()
+	p := builtinPolicy("Pusher")
+	pusher, reader := user("alice", "pusher"), user("bob", "readers")
+	for _, tt := range []policyCase{
+		{"a reader pulls", reader, "GET", "/v2/a/b/manifests/x", true, 2},
+		{"a reader may not push", reader, "PUT", "/v2/a/manifests/x", false, 2},
+		{"nor delete", reader, "DELETE", "/v2/a/manifests/x", false, 2},
+		{"nor cancel an upload", reader, "DELETE", "/v2/a/blobs/uploads/u", false, 2},
+		{"a reader mounts nothing", reader, "POST", "/v2/a/blobs/uploads/?mount=" + testDigest + "&from=b", false, 2},
+		{"a reader lists the catalog", reader, "GET", "/v2/_catalog", true, 0},
+		{"the push group pushes", pusher, "PUT", "/v2/a/manifests/x", true, 1},
+		{"and deletes", pusher, "DELETE", "/v2/a/blobs/" + testDigest, true, 1},
+		{"and mounts from anywhere", pusher, "POST", "/v2/a/blobs/uploads/?mount=" + testDigest + "&from=b", true, 1},
+		{"anonymous gets nothing", anonymous, "GET", "/v2/a/manifests/x", false, 0},
+	} {
+		req, err := parseRegistryRequest(tt.method, tt.uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := p.decide(tt.id, req)
+		if v.allowed != tt.allowed || decidingRule(v) != tt.rule {
+			t.Errorf("%s: got allowed %v by rule %d (%s), want %v by %d", tt.why, v.allowed, decidingRule(v), p.explainRulings(v), tt.allowed, tt.rule)
+		}
+	}
+}
+
+// TestPolicyFileErrors: every mistake is an error naming its line, and says how to fix it.
+func TestPolicyFileErrors(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, data string
+		want       []string // each must appear in the error
+	}{
+		{"empty file", "", []string{"p.yaml: the file is empty", "rules: []"}},
+		{"only a comment", "# nothing\n", []string{"the file is empty"}},
+		{"no rules key", "catalog: [authenticated]\n", []string{`no "rules:" key`}},
+		{"unknown top key", "rules: []\nadmins: [x]\n", []string{"line 2", `field admins not found at the top of the policy`}},
+		{"unknown rule key", "rules:\n  - subjects: [authenticated]\n    repos: [x]\n    actions: []\n", []string{"line 3", "field repos not found in a rule"}},
+		{"wrong type", "rules:\n  - subjects: authenticated\n    repositories: [x]\n    actions: []\n", []string{"line 2", "cannot unmarshal"}},
+		{"duplicate key", "rules:\n  - subjects: [a]\n    subjects: [b]\n", []string{"line 3", `"subjects" already defined`}},
+		{"not YAML", "rules: [\n", []string{"p.yaml"}},
+		{"unknown subject", "rules:\n  - subjects: [everyone]\n    repositories: [x]\n    actions: []\n", []string{"p.yaml:2:", `unknown subject "everyone"`, "user:NAME"}},
+		{"empty user", "rules:\n  - subjects:\n      - \"user:\"\n    repositories: [x]\n    actions: []\n", []string{"p.yaml:3:", `unknown subject "user:"`}},
+		{"unknown action", "rules:\n  - subjects: [authenticated]\n    repositories: [x]\n    actions:\n      - pull\n      - write\n", []string{"p.yaml:6:", `unknown action "write"`, "pull, push and delete"}},
+		{"bad pattern", "rules:\n  - subjects: [authenticated]\n    repositories: [\"team/[ab]\"]\n    actions: [pull]\n", []string{"p.yaml:3:", "team/[ab]"}},
+		{"no actions", "rules:\n  - subjects: [authenticated]\n    repositories: [x]\n", []string{"p.yaml:2:", "no actions", "actions: []"}},
+		{"no subjects", "rules:\n  - repositories: [x]\n    actions: [pull]\n", []string{"p.yaml:2:", "no subjects"}},
+		{"no repositories", "rules:\n  - subjects: [anonymous]\n    actions: [pull]\n", []string{"p.yaml:2:", "no repositories"}},
+		{"bad catalog subject", "rules: []\ncatalog: [admins]\n", []string{"p.yaml:2:", `catalog: unknown subject "admins"`}},
+		{"every error at once", "rules:\n  - subjects: [x]\n    repositories: [\"A\"]\n    actions: [y]\n", []string{"p.yaml:2:", "p.yaml:3:", "p.yaml:4:"}},
+	} {
+		_, _, err := parsePolicy([]byte(tt.data), "p.yaml")
+		if err == nil {
+			t.Errorf("%s: got no error", tt.name)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not contain %q", tt.name, err, w)
+			}
+		}
+	}
+}
+
+// TestPolicyWarnings: what check reports about a policy that loads but does not do what its
+// author meant.
+func TestPolicyWarnings(t *testing.T) {
+	t.Parallel()
+	policy := []byte(`rules:
+  - subjects: [group:ops]
+    repositories: ["team/**"]
+    actions: [pull, push]
+  - subjects: [group:OPS]
+    repositories: ["team/app", "team/*"]
+    actions: [delete]
+  - subjects: [user:ghost]
+    repositories: ["**"]
+    actions: [push]
+  - subjects: [group:nobody-here]
+    repositories: ["x"]
+    actions: [pull]
+catalog: [user:alice]
+`)
+	set := testFileSet("users", []byte(htpasswdLines(t, "alice", "a")), "groups", []byte("ops: alice\n"))
+	set.files = append(set.files, loadedFile{role: rolePolicy, path: "p.yaml", data: policy})
+	res, err := buildSnapshot(set, "pusher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range res.problems {
+		got = append(got, p.String())
+	}
+	for _, want := range []string{
+		"p.yaml:5: warning: rule 2 can never match: rule 1 (line 2) has the same subjects and covers all of its repositories",
+		"p.yaml:8: warning: rule 3 grants push without pull",
+		`p.yaml:8: warning: user "ghost" is not in users`,
+		`p.yaml:11: warning: group "nobody-here" has no members in groups`,
+	} {
+		if !containsPrefix(got, want) {
+			t.Errorf("no problem starting %q in:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("got %d problems, want 4:\n%s", len(got), strings.Join(got, "\n"))
+	}
+}
+
+func containsPrefix(lines []string, prefix string) bool {
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,19 +2,40 @@ package main
 
 import (
 	"errors"
+	"mime"
 	"net/url"
 	"regexp"
 	"strings"
 )
 
-// action is what a request does to a repository, in distribution's own terms.
-type action string
+// actionSet is a set of the actions distribution knows on a repository, as bits.
+type actionSet uint8
 
 const (
-	actionPull   action = "pull"
-	actionPush   action = "push"
-	actionDelete action = "delete"
+	actionPull actionSet = 1 << iota
+	actionPush
+	actionDelete
 )
+
+// actionNames are the actions' names, in the policy file and in logs.
+var actionNames = []struct {
+	action actionSet
+	name   string
+}{{actionPull, "pull"}, {actionPush, "push"}, {actionDelete, "delete"}}
+
+// String lists the actions as "pull,push"; the empty set is "none".
+func (s actionSet) String() string {
+	var names []string
+	for _, a := range actionNames {
+		if s&a.action != 0 {
+			names = append(names, a.name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ",")
+}
 
 // routeKind names a route of the registry API (docs/registry-protocol.md, "Registry routes
 // and actions").
@@ -37,8 +58,31 @@ type registryRequest struct {
 	route      routeKind
 	repository string // empty for base and catalog
 	reference  string // tag, digest or upload id, where the route has one
-	action     action
-	mountFrom  string // source repository of a cross-repository mount, which needs pull there
+	// needs is what the request does to repository: distribution's own mapping of route and
+	// method (registry/handlers/app.go; docs/registry-protocol.md, "Registry routes and
+	// actions"). Empty for base and catalog, which the policy decides apart.
+	needs     actionSet
+	mountFrom string // source repository of a cross-repository mount, which needs pull there
+}
+
+// access is one repository a request touches and what it does there.
+type access struct {
+	repository string
+	needs      actionSet
+}
+
+// accesses lists every repository req touches with what it needs there: its own, and the
+// source of a cross-repository mount. The array keeps the hot path free of allocations.
+func (req registryRequest) accesses() (list [2]access, n int) {
+	if req.repository == "" {
+		return list, 0
+	}
+	list[0] = access{req.repository, req.needs}
+	if req.mountFrom == "" {
+		return list, 1
+	}
+	list[1] = access{req.mountFrom, actionPull}
+	return list, 2
 }
 
 // Grammar from distribution's reference package, anchored by the route patterns below.
@@ -83,18 +127,31 @@ var (
 	errUnsupportedMethod = errors.New("unsupported_method")
 )
 
-// actionForMethod is distribution's mapping of HTTP methods to actions. Methods are
+// isRegistryMethod reports whether distribution serves method on some route. Methods are
 // case-sensitive, as in HTTP: "get" is not GET.
-func actionForMethod(method string) (action, bool) {
+func isRegistryMethod(method string) bool {
 	switch method {
-	case "GET", "HEAD":
-		return actionPull, true
-	case "POST", "PUT", "PATCH":
-		return actionPush, true
-	case "DELETE":
-		return actionDelete, true
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE":
+		return true
 	}
-	return "", false
+	return false
+}
+
+// routeNeeds is distribution's mapping of a route's methods to actions: reading is pull;
+// writing a manifest or a blob upload is pull and push; deleting a manifest or blob is
+// delete, cancelling one's own upload is push.
+func routeNeeds(route routeKind, method string) actionSet {
+	switch {
+	case route == routeBase || route == routeCatalog:
+		return 0
+	case method == "GET" || method == "HEAD":
+		return actionPull
+	case method == "DELETE" && route == routeUpload:
+		return actionPush
+	case method == "DELETE":
+		return actionDelete
+	}
+	return actionPull | actionPush // POST, PUT, PATCH
 }
 
 // parseRegistryRequest maps the original method and request URI (as Traefik forwards them in
@@ -102,11 +159,9 @@ func actionForMethod(method string) (action, bool) {
 // that does not name a registry route exactly is an error, never a broader permission.
 func parseRegistryRequest(method, uri string) (registryRequest, error) {
 	req := registryRequest{method: method}
-	act, ok := actionForMethod(method)
-	if !ok {
+	if !isRegistryMethod(method) {
 		return req, errUnsupportedMethod
 	}
-	req.action = act
 	path, err := decodeRequestPath(uri)
 	if err != nil {
 		return req, err
@@ -126,6 +181,7 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 			return req, errUnsupportedMethod
 		}
 		req.route = r.kind
+		req.needs = routeNeeds(r.kind, method)
 		if len(m) > 1 {
 			req.repository = m[1]
 		}
@@ -172,7 +228,8 @@ func decodeRequestPath(uri string) (string, error) {
 }
 
 // mountSource returns the `from` repository of a cross-repository mount, checked against the
-// name grammar, or "" when the upload is not a mount.
+// name grammar, or "" when the upload is not a mount. A repeated `mount` or `from` is refused:
+// which copy the registry would act on is not ours to guess.
 func mountSource(uri string) (string, error) {
 	_, rawQuery, _ := strings.Cut(uri, "?")
 	q, err := url.ParseQuery(rawQuery)
@@ -181,12 +238,49 @@ func mountSource(uri string) (string, error) {
 	}
 	from := q["from"]
 	switch {
+	case len(from) > 1 || len(q["mount"]) > 1:
+		return "", errRepeatedMountParameter
 	case len(from) == 0:
 		return "", nil
-	case len(from) > 1 || len(from[0]) > maxNameLength || !fullName.MatchString(from[0]):
+	case len(from[0]) > maxNameLength || !fullName.MatchString(from[0]):
 		return "", errUnknownRoute
 	}
 	return from[0], nil
 }
 
-var fullName = regexp.MustCompile(`^` + namePattern + `$`)
+var fullName = mustAnchored(namePattern)
+
+// mustAnchored compiles a pattern of the name grammar to match whole strings only.
+func mustAnchored(pattern string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + pattern + `)$`) }
+
+// errRepeatedMountParameter and errFormBody refuse upload starts whose mount source we could
+// misread.
+var (
+	errRepeatedMountParameter = errors.New("repeated_mount_parameter")
+	errFormBody               = errors.New("form_body_on_upload_start")
+)
+
+// checkUploadStartBody refuses an upload start whose body the registry would read as a form:
+// distribution reads `mount` and `from` with r.FormValue, so a form-encoded body overrides
+// the query that we checked, and forwardAuth never shows us the body
+// (docs/registry-protocol.md, "Registry routes and actions"). No client sends a form there.
+// contentTypes are the request's Content-Type headers; none is fine (clients send none).
+func checkUploadStartBody(contentTypes []string) error {
+	switch len(contentTypes) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		return errFormBody // which one would Go's ParseForm read? Refuse rather than guess.
+	}
+	ct := strings.ToLower(contentTypes[0])
+	if mediaType, _, err := mime.ParseMediaType(ct); err == nil {
+		ct = mediaType
+	}
+	// Substrings, not equality: an unparsable value the registry might still read as a form
+	// is refused too.
+	if strings.Contains(ct, "form-urlencoded") || strings.Contains(ct, "multipart/") {
+		return errFormBody
+	}
+	return nil
+}

@@ -56,14 +56,28 @@ func TestRouteMethodMatrix(t *testing.T) {
 		// Percent-encoded letters are the letters, as the registry decodes them.
 		{"/v2/%61pp/manifests/%6Catest", routeManifest, "app", "latest", "GET HEAD PUT DELETE"},
 	}
-	wantAction := map[string]action{"GET": actionPull, "HEAD": actionPull, "POST": actionPush, "PUT": actionPush, "PATCH": actionPush, "DELETE": actionDelete}
+	// What each request needs, from distribution's registry/handlers/app.go: reads pull,
+	// writes pull and push, deletes delete, but cancelling an upload is push.
+	wantNeeds := func(kind routeKind, method string) actionSet {
+		switch {
+		case kind == routeBase || kind == routeCatalog:
+			return 0
+		case method == "GET" || method == "HEAD":
+			return actionPull
+		case method == "DELETE" && kind == routeUpload:
+			return actionPush
+		case method == "DELETE":
+			return actionDelete
+		}
+		return actionPull | actionPush
+	}
 	for _, rt := range routes {
 		for _, method := range allMethods {
 			req, err := parseRegistryRequest(method, rt.uri)
 			allowed := method != "" && !strings.ContainsAny(method, " ") && strings.Contains(" "+rt.methods+" ", " "+method+" ")
 			if !allowed {
 				if err == nil {
-					t.Errorf("%q %s: got %s on %s, want an error", method, rt.uri, req.action, req.route)
+					t.Errorf("%q %s: got %s on %s, want an error", method, rt.uri, req.needs, req.route)
 				}
 				continue
 			}
@@ -71,9 +85,9 @@ func TestRouteMethodMatrix(t *testing.T) {
 				t.Errorf("%s %s: got error %v, want route %s", method, rt.uri, err, rt.kind)
 				continue
 			}
-			if req.route != rt.kind || req.repository != rt.repo || req.reference != rt.ref || req.action != wantAction[method] {
-				t.Errorf("%s %s: got route %s repo %q ref %q action %s, want %s %q %q %s",
-					method, rt.uri, req.route, req.repository, req.reference, req.action, rt.kind, rt.repo, rt.ref, wantAction[method])
+			if want := wantNeeds(rt.kind, method); req.route != rt.kind || req.repository != rt.repo || req.reference != rt.ref || req.needs != want {
+				t.Errorf("%s %s: got route %s repo %q ref %q needs %s, want %s %q %q %s",
+					method, rt.uri, req.route, req.repository, req.reference, req.needs, rt.kind, rt.repo, rt.ref, want)
 			}
 		}
 	}
@@ -88,6 +102,10 @@ var hostileURIs = []struct{ name, uri string }{
 	{"dot-dot between names", "/v2/app/../other/manifests/latest"},
 	{"dot-dot after a route", "/v2/app/manifests/latest/../../../_catalog"},
 	{"dot segment", "/v2/app/./manifests/latest"},
+	// An upload id may hold dots, so only the dot-segment check refuses these.
+	{"dot-dot as the upload id", "/v2/app/blobs/uploads/.."},
+	{"dot as the upload id", "/v2/app/blobs/uploads/."},
+	{"encoded dot-dot as the upload id", "/v2/app/blobs/uploads/%2E%2e"},
 	{"encoded dot-dot", "/v2/app/%2e%2e/other/manifests/latest"},
 	{"encoded dot-dot upper case", "/v2/app/%2E%2E/other/manifests/latest"},
 	{"half encoded dot-dot", "/v2/app/.%2e/other/manifests/latest"},
@@ -154,6 +172,7 @@ var hostileQueries = []struct{ name, uri string }{
 	{"mount from upper case", "/v2/app/blobs/uploads/?mount=" + testDigest + "&from=Secret"},
 	{"mount from empty", "/v2/app/blobs/uploads/?mount=" + testDigest + "&from="},
 	{"mount from twice", "/v2/app/blobs/uploads/?mount=" + testDigest + "&from=a&from=b"},
+	{"mount twice", "/v2/app/blobs/uploads/?mount=" + testDigest + "&mount=" + testDigest + "&from=a"},
 	{"mount from 256 characters", "/v2/app/blobs/uploads/?mount=" + testDigest + "&from=" + strings.Repeat("a", 256)},
 	{"mount from bad escape", "/v2/app/blobs/uploads/?mount=" + testDigest + "&from=%zz"},
 	{"mount from with NUL", "/v2/app/blobs/uploads/?mount=" + testDigest + "&from=a%00"},
@@ -169,16 +188,16 @@ func TestHostileURIsNeverParse(t *testing.T) {
 		for _, method := range allMethods {
 			req, err := parseRegistryRequest(method, tt.uri)
 			if err == nil {
-				t.Errorf("%s: %q %q parsed as %s %s on %q, want an error", tt.name, method, tt.uri, req.action, req.route, req.repository)
+				t.Errorf("%s: %q %q parsed as %s %s on %q, want an error", tt.name, method, tt.uri, req.needs, req.route, req.repository)
 				continue
 			}
-			if !errors.Is(err, errUnknownRoute) && !errors.Is(err, errUnsupportedMethod) {
-				t.Errorf("%s: got error %v, want unknown_route or unsupported_method", tt.name, err)
+			if !errors.Is(err, errUnknownRoute) && !errors.Is(err, errUnsupportedMethod) && !errors.Is(err, errRepeatedMountParameter) {
+				t.Errorf("%s: got error %v, want unknown_route, unsupported_method or repeated_mount_parameter", tt.name, err)
 			}
 		}
-		if _, err := parseRegistryRequest("POST", tt.uri); !errors.Is(err, errUnknownRoute) {
+		if _, err := parseRegistryRequest("POST", tt.uri); !errors.Is(err, errUnknownRoute) && !errors.Is(err, errRepeatedMountParameter) {
 			// POST is the one method an upload start allows, so this is the path's own fault.
-			t.Errorf("%s: POST got %v, want unknown_route", tt.name, err)
+			t.Errorf("%s: POST got %v, want unknown_route or repeated_mount_parameter", tt.name, err)
 		}
 	}
 }
@@ -194,15 +213,23 @@ func TestMountSource(t *testing.T) {
 		"/v2/app/blobs/uploads/?from=team/base&mount=" + testDigest + "&x=": "team/base",
 	} {
 		req, err := parseRegistryRequest("POST", uri)
-		if err != nil || req.mountFrom != want || req.action != actionPush {
-			t.Errorf("POST %s: got from %q action %s error %v, want from %q push", uri, req.mountFrom, req.action, err, want)
+		if err != nil || req.mountFrom != want || req.needs != actionPull|actionPush {
+			t.Errorf("POST %s: got from %q needs %s error %v, want from %q pull,push", uri, req.mountFrom, req.needs, err, want)
+		}
+		list, n := req.accesses()
+		wantN := 1
+		if want != "" {
+			wantN = 2
+		}
+		if n != wantN || list[0] != (access{"app", actionPull | actionPush}) || (n == 2 && list[1] != access{want, actionPull}) {
+			t.Errorf("POST %s: got accesses %v, want app pull,push and, for a mount, %q pull", uri, list[:n], want)
 		}
 	}
 }
 
 // FuzzParseRegistryRequest checks what must hold for any method and URI: no panic; an
-// error is one of the two reasons; a parsed request's action is exactly the method's (a path
-// never widens it), its route allows the method, its repository follows the name grammar,
+// error is one of the known reasons; a parsed request needs what its method does (a path
+// never turns a write into a read), its route allows the method, its repository follows the name grammar,
 // and its decoded path parses to the same request again.
 func FuzzParseRegistryRequest(f *testing.F) {
 	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "get", ""} {
@@ -215,14 +242,22 @@ func FuzzParseRegistryRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, method, uri string) {
 		req, err := parseRegistryRequest(method, uri)
 		if err != nil {
-			if !errors.Is(err, errUnknownRoute) && !errors.Is(err, errUnsupportedMethod) {
+			if !errors.Is(err, errUnknownRoute) && !errors.Is(err, errUnsupportedMethod) && !errors.Is(err, errRepeatedMountParameter) {
 				t.Fatalf("%q %q: unexpected error %v", method, uri, err)
 			}
 			return
 		}
-		want, ok := actionForMethod(method)
-		if !ok || req.action != want {
-			t.Fatalf("%q %q: got action %q, want %q (known method %v)", method, uri, req.action, want, ok)
+		// A path never makes a write need less than a write: a method that changes something
+		// needs push or delete; a read needs pull, or nothing on /v2/ and the catalog.
+		reads := method == "GET" || method == "HEAD"
+		noRepository := req.route == routeBase || req.route == routeCatalog
+		switch {
+		case !isRegistryMethod(method):
+			t.Fatalf("%q %q: parsed an unknown method", method, uri)
+		case reads && !(req.needs == actionPull || noRepository && req.needs == 0):
+			t.Fatalf("%q %q: a read needs %s", method, uri, req.needs)
+		case !reads && req.needs&(actionPush|actionDelete) == 0:
+			t.Fatalf("%q %q: a write needs only %s", method, uri, req.needs)
 		}
 		if req.repository != "" && (len(req.repository) > maxNameLength || !fullName.MatchString(req.repository)) {
 			t.Fatalf("%q %q: got repository %q outside the name grammar", method, uri, req.repository)

@@ -16,6 +16,7 @@ import (
 const (
 	bodyUnauthorized = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"log in with a user of the registry's htpasswd file"}]}` + "\n"
 	bodyDenied       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"pulling needs a valid user; pushing and deleting need membership of the push group"}]}` + "\n"
+	bodyDeniedPolicy = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"the registry's access policy does not grant this here; registry-auth explain tells which rule decides"}]}` + "\n"
 	bodyTooMany      = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
 	bodyUnsupported  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
 )
@@ -40,7 +41,12 @@ func writeUnauthorized(w http.ResponseWriter, realm string) {
 }
 
 // writeDenied answers 403: the user is known but may not do this. Clients do not retry it.
-func writeDenied(w http.ResponseWriter) {
+// The detail names what decides: the push group, or a policy file.
+func writeDenied(w http.ResponseWriter, byPolicyFile bool) {
+	if byPolicyFile {
+		writeRegistryError(w, http.StatusForbidden, bodyDeniedPolicy)
+		return
+	}
 	writeRegistryError(w, http.StatusForbidden, bodyDenied)
 }
 

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+const explainUsage = `Usage: registry-auth explain [flags] USER METHOD URI
+
+Says what the service would answer when USER (- for anonymous) sends METHOD URI through
+Traefik, with the files as they are now: allowed, or refused 401/403; each repository and
+action the request needs; and for each the rule that decided, as FILE:LINE with the rule's
+text, or "no rule matched". It asks for no password (the user is taken as authenticated) and
+only warns when the htpasswd file lacks the user.
+Example: registry-auth explain --policy auth/policy.yaml alice PUT /v2/alice/app/manifests/1
+Exit status 0 when allowed, 1 when refused, 2 on a usage or file error.
+`
+
+// exitStatus is an error that asks main for a particular exit status; the command already
+// printed what the user needs to know.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// explainCommand prints the decision for one request.
+func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	fs := newEnvFlagSet("registry-auth explain", explainUsage, lookupEnv, stderr)
+	var src sources
+	defineSourceFlags(fs, &src)
+	if err := fs.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError(stderr, err)
+	}
+	if fs.NArg() != 3 {
+		fs.Usage()
+		return usageError(stderr, errors.New("explain takes USER METHOD URI"))
+	}
+	name, method, uri := fs.Arg(0), fs.Arg(1), fs.Arg(2)
+	res, err := loadSources(src)
+	if err != nil {
+		return usageError(stderr, err)
+	}
+	snap := res.snap
+	id := identity{anonymous: true}
+	if name != "-" {
+		id = snap.identityOf(name)
+		if _, ok := snap.users[name]; !ok {
+			fmt.Fprintf(stderr, "warning: %q is not in %s (explained as if it were)\n", name, src.htpasswd)
+		}
+	}
+	req, routeErr := parseRegistryRequest(method, uri)
+	policyName := cmpOrBuiltin(snap.policy.file)
+	if routeErr != nil {
+		status := 403
+		if id.anonymous {
+			status = 401
+		}
+		fmt.Fprintf(stdout, "refused %d: %s %s is not a registry request the service allows (%s)\n", status, method, uri, routeErr)
+		return exitStatus(1)
+	}
+	v := snap.policy.decide(id, req)
+	switch {
+	case v.allowed:
+		fmt.Fprintf(stdout, "allowed (%s)\n", v.reason)
+	case id.anonymous:
+		fmt.Fprintf(stdout, "refused 401: anonymous callers are asked to log in (%s)\n", v.reason)
+	default:
+		fmt.Fprintf(stdout, "refused 403: %s (%s)\n", name, v.reason)
+	}
+	switch req.route {
+	case routeBase:
+		fmt.Fprintln(stdout, "  /v2/ is open to every valid user and to no anonymous caller")
+	case routeCatalog:
+		fmt.Fprintf(stdout, "  /v2/_catalog is open to the subjects of %s's catalog\n", policyName)
+	}
+	for _, r := range v.rulings[:v.n] {
+		fmt.Fprintf(stdout, "  %s needs %s: granted %s by %s\n", r.access.repository, r.access.needs, r.granted, snap.policy.where(r.rule))
+		if r.rule != nil {
+			fmt.Fprintf(stdout, "    %s\n", r.rule.text)
+		}
+	}
+	if !v.allowed {
+		return exitStatus(1)
+	}
+	return nil
+}
+
+// usageError prints err and asks for exit status 2.
+func usageError(stderr io.Writer, err error) error {
+	fmt.Fprintln(stderr, "registry-auth explain:", err)
+	return exitStatus(2)
+}
+
+func cmpOrBuiltin(file string) string {
+	if file == "" {
+		return "the built-in policy"
+	}
+	return file
+}

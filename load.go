@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// sources are the files a snapshot is built from. serve, check and explain load them through
+// loadSources, the one loader, so they cannot disagree; the watcher watches sources.paths().
+type sources struct {
+	htpasswd  string // required
+	groups    string // "": no groups file
+	policy    string // "": the built-in rule of pushGroup
+	pushGroup string
+}
+
+// Roles name the files in logs and on /readyz.
+const (
+	roleHTPasswd = "htpasswd"
+	roleGroups   = "groups"
+	rolePolicy   = "policy"
+)
+
+// loadedFile is one source as read.
+type loadedFile struct {
+	role, path string
+	data       []byte
+	sum        string // hex SHA-256 of data
+}
+
+// fileSet is every source as read, in the order of sources.list.
+type fileSet struct {
+	files []loadedFile
+	sum   string // hex SHA-256 over all of them, to skip reloads that change nothing
+}
+
+func (fs fileSet) get(role string) loadedFile {
+	for _, f := range fs.files {
+		if f.role == role {
+			return f
+		}
+	}
+	return loadedFile{role: role}
+}
+
+// list is the configured sources with their roles.
+func (s sources) list() []loadedFile {
+	all := []loadedFile{{role: roleHTPasswd, path: s.htpasswd}, {role: roleGroups, path: s.groups}, {role: rolePolicy, path: s.policy}}
+	var set []loadedFile
+	for _, f := range all {
+		if f.path != "" {
+			set = append(set, f)
+		}
+	}
+	return set
+}
+
+// paths are the files to watch.
+func (s sources) paths() []string {
+	var paths []string
+	for _, f := range s.list() {
+		paths = append(paths, f.path)
+	}
+	return paths
+}
+
+// fixHints say, per role, how to fix a file that cannot be read.
+var fixHints = map[string]string{
+	roleHTPasswd: "check --htpasswd / REGISTRY_AUTH_HTPASSWD and that the service's user may read it",
+	roleGroups:   "create it, or set --groups \"\" / REGISTRY_AUTH_GROUPS= to run without one, and then nobody can push",
+	rolePolicy:   "check --policy / REGISTRY_AUTH_POLICY and that the service's user may read it",
+}
+
+// read reads every source whole (so a parse sees one version of each) and hashes them.
+func (s sources) read() (fileSet, error) {
+	var set fileSet
+	all := sha256.New()
+	for _, f := range s.list() {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			return set, fmt.Errorf("reading the %s file (%s): %w", f.role, fixHints[f.role], err)
+		}
+		sum := sha256.Sum256(data)
+		f.data, f.sum = data, hex.EncodeToString(sum[:])
+		set.files = append(set.files, f)
+		binary.Write(all, binary.BigEndian, uint64(len(data)))
+		all.Write(data)
+	}
+	set.sum = hex.EncodeToString(all.Sum(nil))
+	return set, nil
+}
+
+// loadResult is what one read of the files found, good or bad.
+type loadResult struct {
+	snap     *snapshot
+	problems []lineProblem // for the log and `check`
+}
+
+// loadSources reads and parses every source: the one loader of serve, check and explain.
+// The snapshot has no cache or dummy hash yet; the store adds them.
+func loadSources(s sources) (loadResult, error) {
+	set, err := s.read()
+	if err != nil {
+		return loadResult{}, err
+	}
+	return buildSnapshot(set, s.pushGroup)
+}
+
+// buildSnapshot parses the files into a snapshot (without cache or dummy hash) and lists
+// their problems. It is pure.
+func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
+	var res loadResult
+	hfile, gfile, pfile := set.get(roleHTPasswd), set.get(roleGroups), set.get(rolePolicy)
+	addProblems := func(file string, ps lineProblems) {
+		for _, p := range ps {
+			p.file = file
+			res.problems = append(res.problems, p)
+		}
+	}
+	hf, err := parseHTPasswd(bytes.NewReader(hfile.data))
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", hfile.path, err)
+	}
+	addProblems(hfile.path, hf.problems)
+	if len(hf.users) == 0 {
+		return res, fmt.Errorf("%s: no usable users: add one with `registry-auth hash USER >> %s`", hfile.path, hfile.path)
+	}
+	var gf groupsFile
+	if gfile.path != "" {
+		if gf, err = parseGroups(bytes.NewReader(gfile.data)); err != nil {
+			return res, fmt.Errorf("%s: %w", gfile.path, err)
+		}
+		addProblems(gfile.path, gf.problems)
+	}
+	for _, group := range sortedKeys(gf.members) {
+		for _, member := range sortedKeys(gf.members[group]) {
+			if _, ok := hf.users[member]; !ok {
+				res.problems = append(res.problems, lineProblem{file: gfile.path, severity: severityWarning,
+					message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
+			}
+		}
+	}
+	snap := &snapshot{
+		users:      hf.users,
+		groups:     foldGroupNames(gf.members),
+		dummyCost:  typicalBcryptCost(hf.users),
+		contentSum: set.sum,
+	}
+	for _, f := range set.files {
+		snap.files = append(snap.files, fileSum{role: f.role, sum: f.sum})
+	}
+	snap.userGroups = groupsByUser(snap.groups)
+	if pfile.path == "" {
+		snap.policy = builtinPolicy(pushGroup)
+		if snap.groupSize(pushGroup) == 0 {
+			res.problems = append(res.problems, lineProblem{file: cmp.Or(gfile.path, "(no groups file)"), severity: severityWarning,
+				message: fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)})
+		}
+	} else {
+		p, warnings, err := parsePolicy(pfile.data, pfile.path)
+		if err != nil {
+			return res, err
+		}
+		addProblems(pfile.path, warnings)
+		addProblems(pfile.path, policySubjectWarnings(p, snap, hfile.path, gfile.path))
+		snap.policy = p
+	}
+	res.snap = snap
+	return res, nil
+}
+
+// policySubjectWarnings names the subjects of p that no loaded file knows: such a rule
+// grants nothing (today; a directory backend may know them).
+func policySubjectWarnings(p *accessPolicy, snap *snapshot, htpasswdName, groupsName string) lineProblems {
+	var ps lineProblems
+	seen := map[string]bool{}
+	check := func(line int, s subjects) {
+		for _, u := range s.users {
+			if _, ok := snap.users[u]; !ok && !seen["u"+u] {
+				seen["u"+u] = true
+				ps.add(line, severityWarning, "user %q is not in %s", u, htpasswdName)
+			}
+		}
+		for _, g := range s.groups {
+			name := p.groupNames[g]
+			if snap.groupSize(name) == 0 && !seen["g"+name] {
+				seen["g"+name] = true
+				ps.add(line, severityWarning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
+			}
+		}
+	}
+	for i := range p.rules {
+		check(p.rules[i].line, p.rules[i].who)
+	}
+	check(0, p.catalog)
+	return ps
+}
+
+// foldGroupNames merges groups whose names differ only in case, keyed by the lower-case name.
+func foldGroupNames(members map[string]map[string]bool) map[string]map[string]bool {
+	folded := make(map[string]map[string]bool, len(members))
+	for group, users := range members {
+		key := strings.ToLower(group)
+		if folded[key] == nil {
+			folded[key] = make(map[string]bool, len(users))
+		}
+		for u := range users {
+			folded[key][u] = true
+		}
+	}
+	return folded
+}
+
+// groupsByUser inverts groups: each user's (lower-case) groups, sorted.
+func groupsByUser(groups map[string]map[string]bool) map[string][]string {
+	byUser := map[string][]string{}
+	for _, g := range sortedKeys(groups) {
+		for u := range groups[g] {
+			byUser[u] = append(byUser[u], g)
+		}
+	}
+	return byUser
+}
+
+// typicalBcryptCost is the median bcrypt cost in users (10 when there is none), so that a
+// failed lookup of an unknown user costs what a typical known user costs.
+func typicalBcryptCost(users map[string]htpasswdEntry) int {
+	var costs []int
+	for _, e := range users {
+		if e.kind == hashBcrypt {
+			costs = append(costs, bcryptCost(e.hash))
+		}
+	}
+	if len(costs) == 0 {
+		return bcrypt.DefaultCost
+	}
+	sort.Ints(costs)
+	// Capped at htpasswd's maximum, so that one absurd entry cannot make every reload and
+	// every unknown user's request take minutes.
+	return min(costs[len(costs)/2], maxDummyCost)
+}
+
+// maxDummyCost is the highest cost `htpasswd -B -C` accepts.
+const maxDummyCost = 17
+
+func bcryptCost(hash string) int {
+	c, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		return bcrypt.DefaultCost
+	}
+	return c
+}
+
+// newDummyHash hashes a random password nobody knows at the given cost.
+func newDummyHash(cost int) (string, error) {
+	b := make([]byte, 24)
+	rand.Read(b)
+	h, err := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(b)), cost)
+	if err != nil {
+		return "", fmt.Errorf("making the dummy hash: %w", err)
+	}
+	return string(h), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# mutants.sh: checks that the root tests catch the changes that would hurt most. Each mutant
+# below is one exact text replacement in one of the service's files. They are applied one at
+# a time to a scratch copy of the repository's tracked files (the working tree is never
+# touched), and each time the root tests run (go test -count=1 -failfast ./..., without
+# -race, for speed). A mutant the tests pass with has survived: some behaviour has no test.
+#
+#   scripts/mutants.sh [NAME...]          only the mutants whose name contains a NAME
+#   scripts/mutants.sh --check [NAME...]  only check that each mutant's text is in its file
+#
+# Exit status: 0 when every mutant is caught, 1 when any survives, 2 when the check itself
+# cannot be trusted: a mutant's text is not in its file exactly once (the code moved on and
+# the list must follow; nothing runs then), a mutant does not pass go vet (so it would be
+# "caught" by the compiler, not the tests), or the unchanged copy fails its tests.
+# MUTANT_TIMEOUT (default 5m) bounds each test run; a run that times out counts as caught.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+timeout="${MUTANT_TIMEOUT:-5m}"
+
+names=() files=() olds=() news=()
+# mutant NAME FILE OLD NEW: in FILE, replace the only occurrence of OLD with NEW.
+mutant() { names+=("$1") files+=("$2") olds+=("$3") news+=("$4"); }
+
+# Security checks dropped.
+mutant untrusted-peer-served handler.go \
+	'if !peerTrusted {' \
+	'if false {'
+mutant any-scheme-accepted handler.go \
+	'if !found || !strings.EqualFold(scheme, "Basic") {' \
+	'if _ = scheme; !found {'
+mutant nul-in-password-accepted handler.go \
+	'case strings.IndexByte(pass, 0) >= 0:' \
+	'case false:'
+mutant unknown-route-allowed handler.go \
+	'if routeErr != nil {' \
+	'if false {'
+mutant unknown-users-skip-hash store.go \
+	'hash = snap.dummyHash' \
+	'return verification{}, nil'
+mutant route-method-unchecked registry.go \
+	'if !strings.Contains(" "+r.methods+" ", " "+method+" ") {' \
+	'if false {'
+mutant dot-segments-accepted registry.go \
+	'if s == "." || s == ".." || (s == "" && i != len(segments)-1) {' \
+	'if s == "" && i != len(segments)-1 {'
+mutant encoded-slash-accepted registry.go \
+	'if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {' \
+	'if strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {'
+mutant no-challenge-on-401 responses.go \
+	'w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)' \
+	''
+# Rules inverted.
+mutant push-by-non-members policy.go \
+	'grants: actionPull},' \
+	'grants: actionPull | actionPush},'
+mutant pull-refused policy.go \
+	'grants: actionPull},' \
+	'grants: 0},'
+mutant partial-grant-suffices policy.go \
+	'if a.needs&^r.granted != 0 && v.allowed {' \
+	'if a.needs&r.granted == 0 && v.allowed {'
+# Client addresses: who is believed.
+mutant xff-believed-from-any-peer handler.go \
+	'd.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))' \
+	'd.client = clientAddress(peer, true, r.Header.Values("X-Forwarded-For"))'
+mutant xff-client-entry-believed handler.go \
+	'last = last[i+1:]' \
+	'last, _, _ = strings.Cut(last, ",")'
+# Throttling.
+mutant throttle-never-blocks throttle.go \
+	'return retryAfter, retryAfter > 0' \
+	'return retryAfter, false'
+mutant failures-not-counted handler.go \
+	'if !v.cacheHit {' \
+	'if false {'
+mutant ipv6-throttled-per-address throttle.go \
+	'p, _ := ip.Prefix(64)' \
+	'p := ip'
+# The verified-credential cache.
+mutant cache-key-without-client store.go \
+	'[]string{c.client, c.user, string(c.password), storedHash}' \
+	'[]string{c.user, string(c.password), storedHash}'
+mutant cache-key-without-password store.go \
+	'[]string{c.client, c.user, string(c.password), storedHash}' \
+	'[]string{c.client, c.user, storedHash}'
+mutant cache-key-without-hash store.go \
+	'[]string{c.client, c.user, string(c.password), storedHash}' \
+	'[]string{c.client, c.user, string(c.password)}'
+mutant cache-kept-across-swap store.go \
+	'snap.cache = newVerifyCache(s.cacheTTL, s.cacheSize)' \
+	'snap.cache = cmp.Or(old, &snapshot{cache: newVerifyCache(s.cacheTTL, s.cacheSize)}).cache'
+# Files and reloads.
+mutant last-duplicate-wins htpasswd.go \
+	'if prev, dup := firstLine[user]; dup {' \
+	'if prev, dup := firstLine[user]; false && dup {'
+mutant failed-reload-replaces-snapshot store.go \
+	's.lastFailure = msg' \
+	's.lastFailure = msg; s.current.Store(res.snap)'
+mutant empty-htpasswd-loads load.go \
+	'if len(hf.users) == 0 {' \
+	'if false {'
+# Timeouts not wired to their flags.
+mutant header-timeout-unwired main.go \
+	'ReadHeaderTimeout: cfg.readHeaderTimeout,' \
+	''
+mutant healthcheck-timeout-ignored commands.go \
+	'ctx, cancel := context.WithTimeout(ctx, timeout)' \
+	'ctx, cancel := context.WithTimeout(ctx, 3*time.Second)'
+
+check_only=0
+if [[ ${1:-} == --check ]]; then
+	check_only=1
+	shift
+fi
+# Keep only the mutants named on the command line, if any.
+selected=()
+for i in "${!names[@]}"; do
+	keep=$(( $# == 0 ))
+	for want in "$@"; do [[ ${names[i]} == *"$want"* ]] && keep=1; done
+	(( keep )) && selected+=("$i")
+done
+if (( ${#selected[@]} == 0 )); then
+	echo "mutants.sh: no mutant matches $*" >&2
+	exit 2
+fi
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+# What go test sees in the working tree: the tracked files as they are now, and new files git
+# does not ignore. --ignore-failed-read skips a tracked file deleted there (the unchanged run
+# below tells if that matters).
+git -C "$root" ls-files -z --cached --others --exclude-standard |
+	tar -C "$root" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$scratch" -xf -
+cd "$scratch"
+
+# read_file FILE: the file's exact content, final newlines included, in $content.
+read_file() { content="$(cat -- "$1"; printf x)"; content="${content%x}"; }
+
+# occurrences TEXT PART: how many times PART occurs in TEXT.
+occurrences() {
+	local rest="${1//"$2"/}"
+	echo $(( (${#1} - ${#rest}) / ${#2} ))
+}
+
+# Every mutant must still match before any test runs, so that the list cannot rot silently.
+broken=0
+for i in "${selected[@]}"; do
+	if [[ ! -f ${files[i]} ]]; then
+		echo "mutants.sh: ${names[i]}: ${files[i]} does not exist" >&2
+		broken=1
+		continue
+	fi
+	read_file "${files[i]}"
+	if n=$(occurrences "$content" "${olds[i]}") && (( n != 1 )); then
+		printf 'mutants.sh: %s: found %d times in %s, want exactly once:\n\t%s\n' "${names[i]}" "$n" "${files[i]}" "${olds[i]}" >&2
+		broken=1
+	fi
+done
+(( broken == 0 )) || { echo "mutants.sh: fix the list above to match the code" >&2; exit 2; }
+if (( check_only )); then
+	echo "mutants: the text of all ${#selected[@]} is in its file exactly once"
+	exit 0
+fi
+
+# run_tests LOG: the root tests, with their output in LOG; the status is go test's.
+run_tests() { go test -count=1 -failfast -timeout "$timeout" ./... >"$1" 2>&1; }
+
+echo "unchanged copy: running the tests"
+if ! run_tests "$scratch/.baseline.log"; then
+	tail -n 30 "$scratch/.baseline.log" >&2
+	echo "mutants.sh: the tests fail without any mutant: nothing below would mean anything" >&2
+	exit 2
+fi
+
+caught=0 survived=0
+for i in "${selected[@]}"; do
+	name="${names[i]}" file="${files[i]}"
+	log="$scratch/.$name.log"
+	cp -p -- "$file" "$scratch/.original"
+	read_file "$file"
+	printf '%s' "${content/"${olds[i]}"/"${news[i]}"}" >"$file"
+	start=$SECONDS
+	if ! go vet . >"$log" 2>&1; then
+		broken=$((broken + 1))
+		printf 'BROKEN   %-32s %-12s %3ds  does not build or vet: fix its text\n' "$name" "$file" $((SECONDS - start))
+		sed 's/^/\t/' "$log" >&2
+	elif run_tests "$log"; then
+		survived=$((survived + 1))
+		printf 'SURVIVED %-32s %-12s %3ds  no test failed\n' "$name" "$file" $((SECONDS - start))
+	else
+		caught=$((caught + 1))
+		by="$(grep -oE -- '--- FAIL: [^ ]+' "$log" | cut -d' ' -f3 | head -n 3 | paste -sd' ' -)"
+		grep -q 'panic: test timed out' "$log" && by="timeout $timeout ${by}"
+		printf 'caught   %-32s %-12s %3ds  %s\n' "$name" "$file" $((SECONDS - start)) "${by:-see go test output}"
+	fi
+	mv -- "$scratch/.original" "$file"
+done
+
+echo "mutants: $caught caught, $survived survived, $broken broken, of ${#selected[@]}"
+(( broken == 0 )) || exit 2
+(( survived == 0 ))

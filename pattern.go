@@ -13,6 +13,7 @@ type repoPattern struct {
 	text    string
 	tokens  []patternToken
 	hasUser bool
+	prefix  string // the literal the pattern starts with, "" if none: checked first
 }
 
 type tokenKind uint8
@@ -70,12 +71,36 @@ func compilePattern(text string) (repoPattern, error) {
 			return p, fmt.Errorf("repository pattern %q: %q is not allowed; patterns hold lower-case letters, digits, . _ - /, the wildcards * and **, and ${user}", text, rest[:1])
 		}
 	}
+	if p.tokens[0].kind == tokenLiteral {
+		p.prefix = p.tokens[0].literal
+	}
 	return p, nil
 }
+
+// firstBytes adds to set every byte a name p matches can start with (all of them when p
+// starts with a wildcard or ${user}).
+func (p *repoPattern) firstBytes(set *byteSet) {
+	if p.prefix == "" {
+		*set = fullByteSet
+		return
+	}
+	set.add(p.prefix[0])
+}
+
+// byteSet is a set of bytes.
+type byteSet [4]uint64
+
+var fullByteSet = byteSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+
+func (s *byteSet) add(b byte)           { s[b/64] |= 1 << (b % 64) }
+func (s *byteSet) contains(b byte) bool { return s[b/64]&(1<<(b%64)) != 0 }
 
 // match reports whether repo matches p for user (ignored unless p has ${user}; callers never
 // match such a pattern for an anonymous caller or a name that is not a path component).
 func (p *repoPattern) match(repo, user string) bool {
+	if !strings.HasPrefix(repo, p.prefix) {
+		return false // the common miss, without looking at the tokens
+	}
 	tokens := p.tokens
 	// Literal ends first: most patterns that do not match fail here, in a few nanoseconds.
 	for len(tokens) > 0 {

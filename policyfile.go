@@ -74,7 +74,12 @@ func parsePolicy(data []byte, name string) (*accessPolicy, lineProblems, error) 
 				fail(rl.at("repositories", j), "%v", err)
 				continue
 			}
+			if len(r.repos) == 0 {
+				r.prefix = pat.prefix
+			}
+			r.prefix = commonPrefix(r.prefix, pat.prefix)
 			r.repos = append(r.repos, pat)
+			pat.firstBytes(&r.first)
 		}
 		if rd.Actions != nil {
 			for j, a := range *rd.Actions {
@@ -130,6 +135,14 @@ func (p *accessPolicy) addSubject(s *subjects, text string) error {
 		return fmt.Errorf("unknown subject %q: write user:NAME, group:NAME, authenticated or anonymous", text)
 	}
 	return nil
+}
+
+func commonPrefix(a, b string) string {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return a[:n]
 }
 
 func parseAction(name string) (actionSet, bool) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ type decision struct {
 	rules  string // the rules that decided, for the log
 	// byPolicyFile: a --policy file decided, not the built-in rule of --push-group.
 	byPolicyFile bool
+	location     string // where a refused mount is sent instead
 	client       string
 	cached       bool
 	// retryWait is how long a throttled client should wait.
@@ -83,6 +85,8 @@ func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 		writeTooManyRequests(w, d.retryWait)
 	case http.StatusBadRequest:
 		writeUnsupported(w)
+	case http.StatusTemporaryRedirect:
+		writeMountRedirect(w, d.location)
 	default:
 		writeDenied(w, d.byPolicyFile)
 	}
@@ -151,6 +155,13 @@ func (h *authHandler) decide(r *http.Request) decision {
 		// A refused anonymous caller is asked to log in: docker sends credentials only
 		// after a challenge.
 		return d.deny(http.StatusUnauthorized, "unauthorized", "missing_credentials")
+	case v.reason == "mount_source_not_readable":
+		// The upload itself is granted: send the client to a plain one.
+		if loc, ok := plainUploadLocation(r.Header, uri); ok {
+			d.location = loc
+			return d.deny(http.StatusTemporaryRedirect, "redirected", v.reason)
+		}
+		h.logger.Warn("cannot redirect a refused mount: X-Forwarded-Proto or X-Forwarded-Host is missing or malformed (is the request coming through Traefik?)", "client", d.client)
 	}
 	return d.deny(http.StatusForbidden, "denied", v.reason)
 }
@@ -200,6 +211,45 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		return id, true
 	}
 	return snap.identityOf(user), false
+}
+
+// plainUploadLocation is the absolute URL of the upload start uri without its mount, from
+// the scheme and host Traefik saw (it sets X-Forwarded-Proto and X-Forwarded-Host itself, as
+// trustForwardHeader is false). ok is false when they are missing or malformed.
+func plainUploadLocation(h http.Header, uri string) (string, bool) {
+	proto, host := h.Values("X-Forwarded-Proto"), h.Values("X-Forwarded-Host")
+	if len(proto) != 1 || (proto[0] != "https" && proto[0] != "http") || len(host) != 1 || !validHost(host[0]) {
+		return "", false
+	}
+	path, rawQuery, _ := strings.Cut(uri, "?")
+	var kept []string
+	for _, param := range strings.Split(rawQuery, "&") {
+		key, _, _ := strings.Cut(param, "=")
+		if k, err := url.QueryUnescape(key); param == "" || err != nil || k == "mount" || k == "from" {
+			continue
+		}
+		kept = append(kept, param)
+	}
+	loc := proto[0] + "://" + host[0] + path
+	if len(kept) > 0 {
+		loc += "?" + strings.Join(kept, "&")
+	}
+	return loc, true
+}
+
+// validHost accepts host, host:port and [IPv6]:port made of the characters they may hold.
+func validHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
+	}
+	for _, c := range []byte(host) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte(".-:[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (d decision) deny(status int, result, reason string) decision {

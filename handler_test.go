@@ -230,6 +230,14 @@ func TestLoggedUserIsBounded(t *testing.T) {
 	}
 }
 
+// withHeaders adds name, value pairs to forwardAuth headers.
+func withHeaders(h map[string][]string, pairs ...string) map[string][]string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		h[pairs[i]] = []string{pairs[i+1]}
+	}
+	return h
+}
+
 // newPolicyHandler returns the /auth handler over testdata/policy.yaml with alice (admins),
 // bob (payments), carol and mallory, and the files it loaded.
 func newPolicyHandler(t *testing.T) (*authHandler, testFiles, *lockedBuffer) {
@@ -279,6 +287,9 @@ func TestPolicyAnswers(t *testing.T) {
 		{"with parameters and upper case too", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "Application/X-WWW-Form-Urlencoded; charset=utf-8"},
 		{"a multipart body too", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "multipart/form-data; boundary=x"},
 		{"a repeated from", hdr("POST", upload+"?mount="+testDigest+"&from=public/a&from=secret/b", basic("bob", "bob-secret")), 403, "", ""},
+		{"a refused mount is sent to a plain upload", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base&digest=x", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "registry.example:5043"), 307, "", ""},
+		{"unless Traefik's headers are missing", hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), 403, "", ""},
+		{"or malformed", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example/x?"), 403, "", ""},
 		{"the catalog for an admin", hdr("GET", "/v2/_catalog", basic("alice", "alice-secret")), 200, "alice", ""},
 		{"not for others", hdr("GET", "/v2/_catalog", basic("carol", "carol-secret")), 403, "", ""},
 	} {
@@ -300,7 +311,10 @@ func TestPolicyAnswers(t *testing.T) {
 			if got := resp.Header.Get("X-Forwarded-User"); got != tt.user || (tt.user == "" && resp.Header.Values("X-Forwarded-User") != nil) {
 				t.Errorf("got X-Forwarded-User %q, want %q", got, tt.user)
 			}
-			want := map[int]string{200: "", 401: wantUnauthorizedBody, 403: bodyDeniedPolicy}[tt.status]
+			if loc := resp.Header.Get("Location"); (tt.status == 307) != (loc != "") || (loc != "" && loc != "https://registry.example:5043"+upload+"?digest=x") {
+				t.Errorf("status %d with Location %q, want https://registry.example:5043%s?digest=x on a 307 only", tt.status, loc, upload)
+			}
+			want := map[int]string{200: "", 307: "", 401: wantUnauthorizedBody, 403: bodyDeniedPolicy}[tt.status]
 			if string(body) != want {
 				t.Errorf("got body %q, want %q", body, want)
 			}

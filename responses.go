@@ -60,6 +60,21 @@ func writeTooManyRequests(w http.ResponseWriter, retryAfter time.Duration) {
 	writeRegistryError(w, http.StatusTooManyRequests, bodyTooMany)
 }
 
+// writeMountRedirect answers a cross-repository mount the pusher may not make with 307 to
+// the same upload start without `mount` and `from`: go-containerregistry, docker and
+// containerd follow it into a plain upload, skopeo falls back to one; a 403 here would make
+// containerd-based clients fail the whole push (docs/registry-protocol.md, "Refused
+// mounts"). location is absolute: Traefik rewrites a relative one against the forwardAuth
+// address.
+func writeMountRedirect(w http.ResponseWriter, location string) {
+	h := w.Header()
+	h.Set("Location", location)
+	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+	h.Set("Content-Length", "0")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusTemporaryRedirect)
+}
+
 // writeUnsupported answers 400 to a request that did not come through forwardAuth.
 func writeUnsupported(w http.ResponseWriter) {
 	writeRegistryError(w, http.StatusBadRequest, bodyUnsupported)

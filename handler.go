@@ -175,6 +175,11 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		return identity{anonymous: true}, false
 	}
 	user, password, reason := basicCredentials(values)
+	if reason == "empty_credentials" {
+		// skopeo (containers/image) without credentials answers a challenge with an empty
+		// user and password: that is no credential at all, not a wrong one.
+		return identity{anonymous: true}, false
+	}
 	if reason != "" {
 		*d = d.deny(http.StatusUnauthorized, "unauthorized", reason)
 		return id, true
@@ -278,6 +283,8 @@ func basicCredentials(values []string) (user string, password []byte, reason str
 	switch {
 	case !found:
 		return "", nil, "malformed_credentials"
+	case name == "" && pass == "":
+		return "", nil, "empty_credentials"
 	case name == "":
 		return "", nil, "empty_user"
 	case !utf8.ValidString(name) || strings.IndexFunc(name, isControl) >= 0:

@@ -126,7 +126,7 @@ func TestHostileRequests(t *testing.T) {
 		{"base64 without padding", authRequest(fwd, "Authorization: Basic "+base64.RawStdEncoding.EncodeToString([]byte("alice:alice-secre"))), 401, "malformed_credentials"},
 		{"no colon", authRequest(fwd, basicLine("alicealice-secret")), 401, "malformed_credentials"},
 		{"empty user", authRequest(fwd, basicLine(":alice-secret")), 401, "empty_user"},
-		{"empty user and password", authRequest(fwd, basicLine(":")), 401, "empty_user"},
+		{"empty user and password: anonymous, and challenged", authRequest(fwd, basicLine(":")), 401, "missing_credentials"},
 		{"NUL in user", authRequest(fwd, basicLine("ali\x00ce:alice-secret")), 401, "malformed_user"},
 		{"NUL after user", authRequest(fwd, basicLine("alice\x00:alice-secret")), 401, "malformed_user"},
 		{"escape in user", authRequest(fwd, basicLine("\x1b[31malice:alice-secret")), 401, "malformed_user"},

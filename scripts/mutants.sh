@@ -51,11 +51,11 @@ mutant no-challenge-on-401 responses.go \
 	''
 # Rules inverted.
 mutant push-by-non-members policy.go \
-	'grants: actionPull},' \
-	'grants: actionPull | actionPush},'
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull' \
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull | actionPush'
 mutant pull-refused policy.go \
-	'grants: actionPull},' \
-	'grants: 0},'
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull' \
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: 0'
 mutant partial-grant-suffices policy.go \
 	'if a.needs&^r.granted != 0 && v.allowed {' \
 	'if a.needs&r.granted == 0 && v.allowed {'
@@ -88,7 +88,7 @@ mutant cache-key-without-hash store.go \
 	'[]string{c.client, c.user, string(c.password)}'
 mutant cache-kept-across-swap store.go \
 	'snap.cache = newVerifyCache(s.cacheTTL, s.cacheSize)' \
-	'snap.cache = cmp.Or(old, &snapshot{cache: newVerifyCache(s.cacheTTL, s.cacheSize)}).cache'
+	'if snap.cache = newVerifyCache(s.cacheTTL, s.cacheSize); old != nil { snap.cache = old.cache }'
 # Files and reloads.
 mutant last-duplicate-wins htpasswd.go \
 	'if prev, dup := firstLine[user]; dup {' \

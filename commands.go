@@ -46,22 +46,32 @@ func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(password) == 0:
-		return errors.New("empty password refused")
-	case len(password) > 72:
-		return fmt.Errorf("password is %d bytes: bcrypt reads only the first 72, so use at most 72", len(password))
-	case bytes.IndexByte(password, 0) >= 0:
-		return errors.New("password contains a NUL byte, which Basic authentication clients cannot send")
-	}
-	hash, err := bcrypt.GenerateFromPassword(password, *cost)
+	hash, err := newBcryptHash(password, *cost)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "%s:%s\n", user, hash)
+	return nil
+}
+
+// newBcryptHash hashes a new password at cost as `htpasswd -B` does, refusing a password that
+// bcrypt or Basic authentication would not keep whole.
+func newBcryptHash(password []byte, cost int) (string, error) {
+	switch {
+	case len(password) == 0:
+		return "", errors.New("empty password refused")
+	case len(password) > 72:
+		return "", fmt.Errorf("password is %d bytes: bcrypt reads only the first 72, so use at most 72", len(password))
+	case bytes.IndexByte(password, 0) >= 0:
+		return "", errors.New("password contains a NUL byte, which Basic authentication clients cannot send")
+	}
+	hash, err := bcrypt.GenerateFromPassword(password, cost)
+	if err != nil {
+		return "", err
+	}
 	// htpasswd writes $2y$; Go writes $2a$. Both verify the same everywhere; keep Apache's tag
 	// so files look like the ones users know.
-	fmt.Fprintf(stdout, "%s:$2y$%s\n", user, hash[4:])
-	return nil
+	return "$2y$" + string(hash[4:]), nil
 }
 
 // readNewPassword asks twice without echo on a terminal, else reads the first line.

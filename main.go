@@ -48,6 +48,8 @@ Commands:
   check        validate the htpasswd and groups files and the policy as the service would
   explain USER METHOD URI
                say what the service would answer to USER (- for anonymous) and which rule decides
+  user         add, change, remove, list or verify users, editing the htpasswd file safely
+  group        add users to groups or take them out, editing the groups file safely; list them
   healthcheck  exit 0 if the service answers /healthz (for container health checks)
   version      print the version
 
@@ -69,6 +71,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return checkCommand(args, lookupEnv, stdout, stderr)
 	case "explain":
 		return explainCommand(args, lookupEnv, stdout, stderr)
+	case "user":
+		return userCommand(ctx, args, lookupEnv, stdin, stdout, stderr)
+	case "group":
+		return groupCommand(ctx, args, lookupEnv, stdout, stderr)
 	case "healthcheck":
 		return healthcheckCommand(ctx, args, lookupEnv, stdout, stderr)
 	case "version":

@@ -1,0 +1,602 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
+)
+
+const userUsage = `Usage: registry-auth user COMMAND [flags] [NAME]
+
+Changes the users of the htpasswd file while the service runs, the safe way: under a lock
+(FILE.lock beside the file), by writing a new file and renaming it over the old one (the
+service never reads half a file), keeping the file's mode, owner and group, and changing only
+the lines the command is about.
+
+Commands:
+  add NAME      add a user; the password is read from standard input
+  passwd NAME   change the password of a user
+  remove NAME   remove a user, from the htpasswd file and from every group
+  list          list the users, their hash format and groups; ! marks a weak or refused hash
+  verify NAME   check a password read from standard input: exit 0 if it is right, 1 if not
+
+Run 'registry-auth user COMMAND --help' for the flags of a command.
+`
+
+const userAddUsage = `Usage: registry-auth user add [flags] NAME
+
+Adds the user NAME to the htpasswd file with a bcrypt hash ($2y$, as htpasswd -B writes) of a
+password read from standard input: asked twice without echo on a terminal, otherwise the
+first line is used. Creates the file (mode 0640, or the groups file's mode, owner and group)
+if it does not exist. Refuses a name the file already has (change its password with 'user
+passwd') and a name Apache would read differently: empty, starting with #, with a colon,
+white space or control characters, or too long for Apache's 8190-byte lines.
+Example: registry-auth user add --htpasswd auth/htpasswd --wait http://127.0.0.1:8080 alice
+`
+
+const userPasswdUsage = `Usage: registry-auth user passwd [flags] NAME
+
+Replaces the hash of the user NAME with a bcrypt hash of a password read from standard input
+(asked twice without echo on a terminal, otherwise the first line). Only the hash changes on
+the user's line, which is the first line that names it, as Apache reads it.
+`
+
+const userRemoveUsage = `Usage: registry-auth user remove [flags] NAME
+
+Removes the user NAME: every line of the htpasswd file that names it, and, unless --groups is
+empty, the user from every group of the groups file (first, so that a crash between the two
+never leaves a removed user with more rights). Says what it removed.
+`
+
+const userListUsage = `Usage: registry-auth user list [flags]
+
+Prints one user per line, in file order: the name, the hash format, the groups, and after a !
+the problems 'registry-auth check' reports for the user's lines (a weak hash such as MD5 or
+SHA-1 that the service accepts with a warning, or a refused one that it skips).
+`
+
+const userVerifyUsage = `Usage: registry-auth user verify [flags] NAME
+
+Reads a password from standard input (asked once without echo on a terminal, otherwise the
+first line) and says whether it is the password of the user NAME, as the service would check
+it. Exit status 0 if it is, 1 if not, as for 'htpasswd -v'.
+`
+
+// editCLI runs the user and group commands: what they read and print, and the editor that
+// writes the files.
+type editCLI struct {
+	lookupEnv      func(string) (string, bool)
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	editor         fileEditor
+}
+
+// userCommand runs `registry-auth user ...`.
+func userCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
+	c := &editCLI{lookupEnv: lookupEnv, stdin: stdin, stdout: stdout, stderr: stderr}
+	return c.user(ctx, args)
+}
+
+func (c *editCLI) user(ctx context.Context, args []string) error {
+	sub := ""
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "add":
+		return c.userAdd(ctx, args)
+	case "passwd":
+		return c.userPasswd(ctx, args)
+	case "remove":
+		return c.userRemove(ctx, args)
+	case "list":
+		return c.userList(args)
+	case "verify":
+		return c.userVerify(args)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(c.stderr, userUsage)
+		return flag.ErrHelp
+	}
+	fmt.Fprint(c.stderr, userUsage)
+	if sub == "" {
+		return errors.New("user needs a command: add, passwd, remove, list or verify")
+	}
+	return fmt.Errorf("unknown user command %q: want add, passwd, remove, list or verify", sub)
+}
+
+// editFlags are the flags of the user and group commands.
+type editFlags struct {
+	htpasswd, groups string
+	force            bool
+	wait             string // checked base URL, "" for no wait
+	waitTimeout      time.Duration
+	cost             int
+}
+
+// Which flags a command has, besides --htpasswd and --groups.
+const (
+	withEditFlags = 1 << iota // --force, --wait, --wait-timeout: the command writes
+	withCost                  // --cost: the command hashes a password
+)
+
+// parseEditFlags parses the flags of a user or group command and returns them with the
+// operands. Flags may also follow the operands (user add alice --cost 12); after "--" every
+// argument is an operand.
+func (c *editCLI) parseEditFlags(name, usage string, which int, args []string) (*editFlags, []string, error) {
+	f := &editFlags{}
+	fs := newEnvFlagSet(name, usage, c.lookupEnv, c.stderr)
+	fs.stringVar(&f.htpasswd, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users (the service's --htpasswd)")
+	fs.stringVar(&f.groups, "groups", "/auth/groups", "Apache groups file (the service's --groups); empty means none")
+	if which&withEditFlags != 0 {
+		fs.BoolVar(&f.force, "force", false, "edit even though the file has lines the service skips (errors that 'registry-auth check' lists)")
+		fs.StringVar(&f.wait, "wait", "", "after the write, wait until the service at this base URL (such as http://127.0.0.1:8080) has loaded it, and print how long that took")
+		fs.DurationVar(&f.waitTimeout, "wait-timeout", 10*time.Second, "how long --wait waits before it fails")
+	}
+	if which&withCost != 0 {
+		fs.IntVar(&f.cost, "cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost, %d to %d; each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	var operands []string
+	for {
+		if err := fs.parse(args); err != nil {
+			return nil, nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			operands = append(operands, rest...)
+			break
+		}
+		operands, args = append(operands, rest[0]), rest[1:]
+	}
+	var errs []error
+	if f.htpasswd == "" {
+		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))
+	}
+	if which&withCost != 0 && (f.cost < bcrypt.MinCost || f.cost > bcrypt.MaxCost) {
+		errs = append(errs, fmt.Errorf("--cost %d: want %d to %d (10 is a sensible default)", f.cost, bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	if f.waitTimeout <= 0 && which&withEditFlags != 0 {
+		errs = append(errs, fmt.Errorf("--wait-timeout %v: want a positive duration such as 10s", f.waitTimeout))
+	}
+	wait, err := waitURL(f.wait)
+	f.wait = wait
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	return f, operands, nil
+}
+
+// oneName returns the only operand, or says how the command is used.
+func oneName(cmd string, operands []string) (string, error) {
+	if len(operands) != 1 {
+		return "", fmt.Errorf("%s takes exactly one NAME, got %d arguments (see --help)", cmd, len(operands))
+	}
+	return operands[0], nil
+}
+
+// maxNameLen is the longest user name whose bcrypt line fits Apache's htpasswd line limit.
+const maxNameLen = maxHTPasswdLine - len(":") - 60
+
+// checkNewName refuses a user or group name that Apache would not read back as typed.
+func checkNewName(what, name string) error {
+	var why string
+	switch {
+	case name == "":
+		why = "it is empty"
+	case strings.HasPrefix(name, "#"):
+		why = "a line starting with # is a comment"
+	case strings.Contains(name, ":"):
+		why = "a colon ends the name"
+	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		why = "it has white space or a control character"
+	case len(name) > maxNameLen:
+		why = fmt.Sprintf("it is %d bytes, and Apache reads lines of at most %d", len(name), maxHTPasswdLine)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s name %q refused: %s; choose another name", what, name, why)
+}
+
+// lock takes the locks of paths (htpasswd first) and says which leftovers of an interrupted
+// edit it removed. The returned unlock may be called more than once.
+func (c *editCLI) lock(ctx context.Context, paths ...string) (func(), error) {
+	unlock, leftovers, err := c.editor.lock(ctx, paths...)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range leftovers {
+		fmt.Fprintf(c.stderr, "removed %s, a temporary file left by an interrupted edit\n", l)
+	}
+	done := false
+	return func() {
+		if !done {
+			done = true
+			unlock()
+		}
+	}, nil
+}
+
+// statOrNil is the file's info, or nil if it cannot be had.
+func statOrNil(path string) fs.FileInfo {
+	if path == "" {
+		return nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	return info
+}
+
+// wrote tells what a command wrote, for the report and --wait.
+func (c *editCLI) wrote(st fileState, what string) {
+	if st.info == nil {
+		fmt.Fprintf(c.stdout, "created %s\n", st.path)
+	}
+	fmt.Fprintln(c.stdout, what)
+}
+
+// waitLoaded waits, with --wait, until the service has loaded what the command wrote.
+func (c *editCLI) waitLoaded(ctx context.Context, f *editFlags, wrote map[string][]byte, roles ...string) error {
+	if f.wait == "" {
+		return nil
+	}
+	w := loadWait{baseURL: f.wait, timeout: f.waitTimeout, wrote: wrote,
+		paths: map[string]string{roleHTPasswd: f.htpasswd, roleGroups: f.groups}}
+	took, err := w.wait(ctx, roles)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "the service at %s loaded it after %v\n", f.wait, took.Round(time.Millisecond))
+	return nil
+}
+
+// refuse says that an edit was checked and not made.
+func refuse(path string, err error) error {
+	return fmt.Errorf("the edit would not read as intended (%v, so %s is left as it was; does its last line end in a backslash?): %w", err, path, errEditRefused)
+}
+
+func (c *editCLI) userAdd(ctx context.Context, args []string) error {
+	f, operands, err := c.parseEditFlags("registry-auth user add", userAddUsage, withEditFlags|withCost, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneName("user add", operands)
+	if err != nil {
+		return err
+	}
+	if err := checkNewName("user", name); err != nil {
+		return err
+	}
+	return c.setPassword(ctx, f, name, true)
+}
+
+func (c *editCLI) userPasswd(ctx context.Context, args []string) error {
+	f, operands, err := c.parseEditFlags("registry-auth user passwd", userPasswdUsage, withEditFlags|withCost, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneName("user passwd", operands)
+	if err != nil {
+		return err
+	}
+	return c.setPassword(ctx, f, name, false)
+}
+
+// setPassword adds user name (add) or changes the hash of an existing one.
+func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, add bool) error {
+	// The password is asked for, and hashed, before the lock is taken: another command
+	// need not wait for a person to type.
+	password, err := readNewPassword(c.stdin, c.stderr)
+	if err != nil {
+		return err
+	}
+	hash, err := newBcryptHash(password, f.cost)
+	if err != nil {
+		return err
+	}
+	unlock, err := c.lock(ctx, f.htpasswd)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := c.editor.read(f.htpasswd)
+	if err != nil {
+		return err
+	}
+	if st.info == nil && !add {
+		return fmt.Errorf("%s does not exist: create it with `registry-auth user add %s`", st.path, name)
+	}
+	doc, err := readHTPasswdDoc(st.path, st.data)
+	if err != nil {
+		return err
+	}
+	entries := doc.entries(name)
+	switch {
+	case add && len(entries) > 0:
+		return fmt.Errorf("user %q exists (%s:%d): change its password with `registry-auth user passwd %s`: %w", name, st.path, doc.lines[entries[0]].num, name, errEditRefused)
+	case !add && len(entries) == 0:
+		return fmt.Errorf("no user %q in %s: add it with `registry-auth user add %s`: %w", name, st.path, name, errEditRefused)
+	}
+	// The new hash mends the user's own line, if it was refused.
+	if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines, entries...), f.force); err != nil {
+		return err
+	}
+	line := doc.setHash(name, hash)
+	out := doc.bytes()
+	if err := checkHTPasswdEdit(doc.parsed, out, name, hash); err != nil {
+		return refuse(st.path, err)
+	}
+	if err := c.editor.replace(st, out, statOrNil(f.groups)); err != nil {
+		return err
+	}
+	unlock()
+	if add {
+		c.wrote(st, fmt.Sprintf("added user %s to %s (line %d)", name, st.path, line))
+	} else {
+		c.wrote(st, fmt.Sprintf("changed the password of %s in %s (line %d)", name, st.path, line))
+		for _, i := range entries[1:] {
+			fmt.Fprintf(c.stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.lines[i].num, name, name)
+		}
+	}
+	return c.waitLoaded(ctx, f, map[string][]byte{roleHTPasswd: out}, roleHTPasswd)
+}
+
+func (c *editCLI) userRemove(ctx context.Context, args []string) error {
+	f, operands, err := c.parseEditFlags("registry-auth user remove", userRemoveUsage, withEditFlags, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneName("user remove", operands)
+	if err != nil {
+		return err
+	}
+	paths := []string{f.htpasswd}
+	if f.groups != "" {
+		paths = append(paths, f.groups)
+	}
+	unlock, err := c.lock(ctx, paths...)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	st, err := c.editor.read(f.htpasswd)
+	if err != nil {
+		return err
+	}
+	if st.info == nil {
+		return fmt.Errorf("%s does not exist (check --htpasswd)", st.path)
+	}
+	doc, err := readHTPasswdDoc(st.path, st.data)
+	if err != nil {
+		return err
+	}
+	entries := doc.entries(name)
+	if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines, entries...), f.force); err != nil {
+		return err
+	}
+	removedLines := doc.remove(name)
+	out := doc.bytes()
+	if err := checkHTPasswdEdit(doc.parsed, out, name, ""); err != nil {
+		return refuse(st.path, err)
+	}
+
+	// The groups file, read and checked before anything is written.
+	var gst fileState
+	var gdoc groupsDoc
+	var gout []byte
+	var fromGroups []string
+	var groupLines []int
+	if f.groups != "" {
+		if gst, err = c.editor.read(f.groups); err != nil {
+			return err
+		}
+		if gst.info != nil {
+			if gdoc, err = readGroupsDoc(gst.path, gst.data); err != nil {
+				return err
+			}
+			if err := brokenLines(gst.path, errorsBesides(gdoc.parsed.problems, gdoc.lines), f.force); err != nil {
+				return err
+			}
+			want := gdoc.membership()
+			for _, members := range want {
+				delete(members, name)
+			}
+			fromGroups, groupLines = gdoc.removeMember("", name)
+			gout = gdoc.bytes()
+			if err := checkGroupsEdit(gdoc.parsed, gout, want); err != nil {
+				return refuse(gst.path, err)
+			}
+		}
+	}
+	if len(removedLines) == 0 && len(fromGroups) == 0 {
+		where := st.path
+		if gst.info != nil {
+			where += " nor in " + gst.path
+		}
+		return fmt.Errorf("no user %q in %s (`registry-auth user list` lists the users): %w", name, where, errEditRefused)
+	}
+
+	// The groups first: a crash between the two writes leaves the user without groups (able
+	// to pull, not to push), never gone from the htpasswd file but still in a group, whose
+	// rights a new user of that name would inherit.
+	wrote := map[string][]byte{}
+	roles := []string{roleHTPasswd}
+	if len(fromGroups) > 0 {
+		if err := c.editor.replace(gst, gout, nil); err != nil {
+			return err
+		}
+		wrote[roleGroups] = gout
+		roles = append(roles, roleGroups)
+	}
+	if len(removedLines) > 0 {
+		if err := c.editor.replace(st, out, nil); err != nil {
+			return err
+		}
+		wrote[roleHTPasswd] = out
+	}
+	unlock()
+	if len(removedLines) > 0 {
+		fmt.Fprintf(c.stdout, "removed user %s from %s (%s)\n", name, st.path, lineList(removedLines))
+	} else {
+		fmt.Fprintf(c.stdout, "%s has no user %s\n", st.path, name)
+	}
+	switch {
+	case len(fromGroups) > 0:
+		fmt.Fprintf(c.stdout, "removed %s from the groups %s in %s (%s)\n", name, strings.Join(fromGroups, ", "), gst.path, lineList(groupLines))
+	case f.groups == "":
+	case gst.info == nil:
+		fmt.Fprintf(c.stdout, "no groups file at %s\n", gst.path)
+	default:
+		fmt.Fprintf(c.stdout, "%s was in no group of %s\n", name, gst.path)
+	}
+	return c.waitLoaded(ctx, f, wrote, roles...)
+}
+
+// lineList is "line 3" or "lines 3, 7".
+func lineList(nums []int) string {
+	s := make([]string, len(nums))
+	for i, n := range nums {
+		s[i] = fmt.Sprint(n)
+	}
+	if len(nums) == 1 {
+		return "line " + s[0]
+	}
+	return "lines " + strings.Join(s, ", ")
+}
+
+func (c *editCLI) userList(args []string) error {
+	f, operands, err := c.parseEditFlags("registry-auth user list", userListUsage, 0, args)
+	if err != nil {
+		return err
+	}
+	if len(operands) > 0 {
+		return fmt.Errorf("unexpected argument %q: user list takes flags only (see --help)", operands[0])
+	}
+	data, err := os.ReadFile(f.htpasswd)
+	if err != nil {
+		return fmt.Errorf("reading the htpasswd file (check --htpasswd): %w", err)
+	}
+	doc, err := readHTPasswdDoc(f.htpasswd, data)
+	if err != nil {
+		return err
+	}
+	groupsOf := map[string][]string{}
+	if f.groups != "" {
+		if data, err := os.ReadFile(f.groups); err == nil {
+			if gdoc, err := readGroupsDoc(f.groups, data); err == nil {
+				for _, g := range gdoc.groups() {
+					for _, m := range g.members {
+						groupsOf[m] = append(groupsOf[m], g.name)
+					}
+				}
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
+	for _, u := range doc.users() {
+		entries := doc.entries(u)
+		_, hash, _ := htpasswdUser(doc.lines[entries[0]].text)
+		groups := strings.Join(groupsOf[u], ",")
+		if groups == "" {
+			groups = "-"
+		}
+		var notes []string
+		for _, p := range problemsOn(doc.parsed.problems, doc.lines, entries...) {
+			notes = append(notes, fmt.Sprintf("line %d: %s: %s", p.line, p.severity, p.message))
+		}
+		row := fmt.Sprintf("%s\t%s\t%s", u, classifyHash(hash), groups)
+		if len(notes) > 0 {
+			row += "\t! " + strings.Join(notes, "; ")
+		}
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+	// Lines that name no user are not in the list; say what they are.
+	for _, p := range doc.parsed.problems {
+		if i := lineIndex(doc.lines, p.line); i < 0 || !isUserLine(doc.lines[i]) {
+			fmt.Fprintln(c.stderr, p)
+		}
+	}
+	return nil
+}
+
+func isUserLine(l textLine) bool { _, _, ok := htpasswdUser(l.text); return ok }
+
+// lineIndex is the index in lines of the line numbered num, or -1.
+func lineIndex(lines []textLine, num int) int {
+	for i, l := range lines {
+		if l.num == num {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *editCLI) userVerify(args []string) error {
+	f, operands, err := c.parseEditFlags("registry-auth user verify", userVerifyUsage, 0, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneName("user verify", operands)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(f.htpasswd)
+	if err != nil {
+		return fmt.Errorf("reading the htpasswd file (check --htpasswd): %w", err)
+	}
+	doc, err := readHTPasswdDoc(f.htpasswd, data)
+	if err != nil {
+		return err
+	}
+	entry, ok := doc.parsed.users[name]
+	if !ok {
+		if idx := doc.entries(name); len(idx) > 0 {
+			return fmt.Errorf("the service refuses the line of %s (%s:%d): give it a new password with `registry-auth user passwd %s`",
+				name, f.htpasswd, doc.lines[idx[0]].num, name)
+		}
+		return fmt.Errorf("no user %q in %s", name, f.htpasswd)
+	}
+	password, err := readPassword(c.stdin, c.stderr)
+	if err != nil {
+		return err
+	}
+	match, err := verifyPassword(entry.hash, password)
+	if err != nil {
+		return fmt.Errorf("the hash of %s on line %d cannot be checked: %w", name, entry.line, err)
+	}
+	if !match {
+		fmt.Fprintf(c.stdout, "wrong password for %s\n", name)
+		return errReported
+	}
+	fmt.Fprintf(c.stdout, "password for %s is correct\n", name)
+	return nil
+}
+
+// readPassword asks once without echo on a terminal, else reads the first line.
+func readPassword(stdin io.Reader, prompt io.Writer) ([]byte, error) {
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return readNewPassword(stdin, prompt) // not a terminal: the first line, read the same way
+	}
+	fmt.Fprint(prompt, "Password: ")
+	password, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(prompt)
+	return password, err
+}

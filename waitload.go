@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// loadWait is what --wait needs: the running service's base URL, how long to wait, and the
+// files whose new content it must have loaded.
+type loadWait struct {
+	baseURL string        // e.g. http://127.0.0.1:8080; "" means do not wait
+	timeout time.Duration // --wait-timeout
+	// The files, by the role /readyz names them with (htpasswd, groups). wrote holds the
+	// bytes this command wrote to each file it changed; a file it did not change counts with
+	// its content on disk.
+	paths map[string]string
+	wrote map[string][]byte
+}
+
+// waitURL checks --wait: a base URL, to which /readyz is added. It accepts the URL of
+// /readyz or /healthz itself too.
+func waitURL(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("--wait %q: want the service's base URL, such as http://127.0.0.1:8080", raw)
+	}
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(u.Path, "/readyz"), "/healthz"), "/")
+	return u.String(), nil
+}
+
+// parseReady reads a /readyz body, a line "ready" and then "ROLE sha256=HEX" for each file
+// loaded (htpasswd, groups, policy), into the sums by role.
+func parseReady(body io.Reader) map[string]string {
+	sums := map[string]string{}
+	sc := bufio.NewScanner(body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		if sum, ok := strings.CutPrefix(f[1], "sha256="); ok {
+			sums[f[0]] = sum
+		}
+	}
+	return sums
+}
+
+func sha256Hex(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// contents are the contents that count as loaded for role: what this command wrote, and what
+// the file holds now (another command may have edited it since, starting from this one's
+// content: that counts too).
+func (w loadWait) contents(role string) [][]byte {
+	var c [][]byte
+	if b, ok := w.wrote[role]; ok {
+		c = append(c, b)
+	}
+	if b, err := os.ReadFile(w.paths[role]); err == nil {
+		c = append(c, b)
+	}
+	return c
+}
+
+// loaded reports whether sums (from /readyz) show the content of every role in roles, and if
+// not, why not.
+func (w loadWait) loaded(sums map[string]string, roles []string) (bool, string) {
+	for _, role := range roles {
+		sum, ok := sums[role]
+		if !ok {
+			return false, fmt.Sprintf("its /readyz names no %s file: is it started with that file (--%s)?", role, role)
+		}
+		if !slices.ContainsFunc(w.contents(role), func(b []byte) bool { return sha256Hex(b) == sum }) {
+			return false, fmt.Sprintf("it reports %s sha256=%s, another content than this command wrote", role, sum)
+		}
+	}
+	return true, ""
+}
+
+// wait polls the service's /readyz until it has loaded the content of roles, and returns how
+// long that took.
+func (w loadWait) wait(ctx context.Context, roles []string) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	why := "no answer yet"
+	for {
+		if ok, reason := w.ask(ctx, roles); ok {
+			return time.Since(start), nil
+		} else if reason != "" {
+			why = reason
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), fmt.Errorf("--wait: the service at %s did not load the new %s within %v (%s); see its log for a failed reload (docker compose logs auth), check that it reads these files, or raise --wait-timeout",
+				w.baseURL, strings.Join(roles, " and "), w.timeout, why)
+		case <-tick.C:
+		}
+	}
+}
+
+// ask asks /readyz once.
+func (w loadWait) ask(ctx context.Context, roles []string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.baseURL+"/readyz", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, "" // the deadline, not the service: keep the reason of the last answer
+		}
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Sprintf("/readyz answered %s", resp.Status)
+	}
+	return w.loaded(parseReady(io.LimitReader(resp.Body, 64<<10)), roles)
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,9 +223,10 @@ func (p *Process) LogTail(max int) string {
 }
 
 // WaitHTTP waits until a GET of url (no credentials) through client answers
-// want. It gives up after 30 seconds, when ctx ends or when the process
-// exits; the error then includes the tail of the process's log.
-func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string, want int) error {
+// one of the statuses want. It gives up after 30 seconds, when ctx ends or
+// when the process exits; the error then includes the tail of the process's
+// log.
+func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string, want ...int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -244,8 +246,8 @@ func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string,
 			return err
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			return fmt.Errorf("GET %s: got %s, want %d", url, resp.Status, want)
+		if !slices.Contains(want, resp.StatusCode) {
+			return fmt.Errorf("GET %s: got %s, want %v", url, resp.Status, want)
 		}
 		return nil
 	})

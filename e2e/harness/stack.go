@@ -208,8 +208,8 @@ func (s *Stack) Auth() *Process {
 
 // startTraefik derives Traefik's configuration (LoadTraefikConfig), starts
 // Traefik and waits until the registry route answers through it: 401 from
-// registry-auth to a request without credentials (404 while Traefik has not
-// loaded the routes yet).
+// registry-auth to a request without credentials, or 200 under a policy
+// that lets anyone in (404 while Traefik has not loaded the routes yet).
 func (s *Stack) startTraefik(ctx context.Context, root, bin string) error {
 	cfg, err := LoadTraefikConfig(ctx, TraefikInputs{
 		RepoRoot: root,
@@ -227,7 +227,7 @@ func (s *Stack) startTraefik(ctx context.Context, root, bin string) error {
 	if s.Traefik, err = StartTraefik(s.procs, bin, cfg); err != nil {
 		return err
 	}
-	return s.Traefik.WaitHTTP(ctx, s.HTTPClient(), s.URL()+"/v2/", http.StatusUnauthorized)
+	return s.Traefik.WaitHTTP(ctx, s.HTTPClient(), s.URL()+"/v2/", http.StatusUnauthorized, http.StatusOK)
 }
 
 // URL returns the base URL clients use: https://127.0.0.1:PORT.

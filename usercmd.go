@@ -267,7 +267,7 @@ func (c *editCLI) waitLoaded(ctx context.Context, f *editFlags, wrote map[string
 
 // refuse says that an edit was checked and not made.
 func refuse(path string, err error) error {
-	return fmt.Errorf("the edit would not read as intended (%v, so %s is left as it was; does its last line end in a backslash?): %w", err, path, errEditRefused)
+	return fmt.Errorf("the edited file would not read as intended (%v), so %s is left as it was; a line that ends in a backslash joins the next one, is that it?: %w", err, path, errEditRefused)
 }
 
 func (c *editCLI) userAdd(ctx context.Context, args []string) error {
@@ -387,8 +387,10 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 		return err
 	}
 	entries := doc.entries(name)
-	if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines, entries...), f.force); err != nil {
-		return err
+	if len(entries) > 0 {
+		if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines, entries...), f.force); err != nil {
+			return err
+		}
 	}
 	removedLines := doc.remove(name)
 	out := doc.bytes()
@@ -410,14 +412,16 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 			if gdoc, err = readGroupsDoc(gst.path, gst.data); err != nil {
 				return err
 			}
-			if err := brokenLines(gst.path, errorsBesides(gdoc.parsed.problems, gdoc.lines), f.force); err != nil {
-				return err
-			}
 			want := gdoc.membership()
 			for _, members := range want {
 				delete(members, name)
 			}
 			fromGroups, groupLines = gdoc.removeMember("", name)
+			if len(fromGroups) > 0 { // a file that is not written hides nothing
+				if err := brokenLines(gst.path, errorsBesides(gdoc.parsed.problems, gdoc.lines), f.force); err != nil {
+					return err
+				}
+			}
 			gout = gdoc.bytes()
 			if err := checkGroupsEdit(gdoc.parsed, gout, want); err != nil {
 				return refuse(gst.path, err)

@@ -504,3 +504,24 @@ func TestTwentyConcurrentAddsUnderLoad(t *testing.T) {
 	}
 	assertDir(t, f.dir, "groups", "htpasswd", "htpasswd.lock")
 }
+
+// TestUserRemoveWithABrokenGroupsFile: a groups file with a line the service skips is refused
+// (naming the line) only when the removal would rewrite it.
+func TestUserRemoveWithABrokenGroupsFile(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "alice", "a", "bob", "b", "carol", "c"), "pusher alice\nadmins: bob\n")
+	env := editEnv(f)
+	if _, _, err := runCLI(t, env, "", "user", "remove", "bob"); err == nil || !strings.Contains(err.Error(), f.groups+":1: error: no colon") {
+		t.Errorf("bob, in a group: got %v, want a refusal naming line 1", err)
+	}
+	if !strings.Contains(readString(t, f.htpasswd), "bob:") {
+		t.Error("the refused removal still took bob out of the htpasswd file")
+	}
+	if out := mustRun(t, env, "", "user", "remove", "carol"); !strings.Contains(out, "carol was in no group") {
+		t.Errorf("carol, in no group: got %q", out)
+	}
+	mustRun(t, env, "", "user", "remove", "--force", "bob")
+	if got := readString(t, f.groups); got != "pusher alice\nadmins:\n" {
+		t.Errorf("groups after --force: got %q", got)
+	}
+}

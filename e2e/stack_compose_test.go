@@ -28,10 +28,15 @@ type composeStack struct {
 
 // compose runs Compose on the stack's project and returns its combined output.
 func (s *composeStack) compose(ctx context.Context, args ...string) (string, error) {
+	return s.composeEnv(ctx, nil, args...)
+}
+
+// composeEnv is compose with extra environment (variables the compose file interpolates).
+func (s *composeStack) composeEnv(ctx context.Context, env []string, args ...string) (string, error) {
 	full := append([]string{}, s.composeCmd[1:]...)
 	full = append(full, "-p", s.project, "-f", filepath.Join(s.dir, "docker-compose.yml"))
 	full = append(full, args...)
-	return run(ctx, s.dir, nil, nil, s.composeCmd[0], full...)
+	return run(ctx, s.dir, env, nil, s.composeCmd[0], full...)
 }
 
 // docker runs the docker CLI with the stack's DOCKER_CONFIG and stdin (may be

@@ -237,6 +237,81 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	t.Run("4b access policy mounted with the users, edited while running", func(t *testing.T) {
+		policyFile := filepath.Join(dir, "auth", "policy.yaml")
+		writeServiceFile(t, policyFile, stackPolicy)
+		// The documented way: the compose file passes REGISTRY_AUTH_POLICY through.
+		if out, err := s.composeEnv(ctx, []string{"REGISTRY_AUTH_POLICY=/auth/policy.yaml"}, "up", "-d", "--no-build", "auth"); err != nil {
+			t.Fatalf("compose up auth with a policy: %v\n%s", err, out)
+		}
+		// Healthy first: Traefik reconfigures its routes when the container's health
+		// changes, and a request in that moment finds no router (Traefik's own 404).
+		recreated := time.Now()
+		if _, err := pollUntil(recreated, time.Minute, func() (bool, string) {
+			out, err := s.inspect(ctx, "auth", "{{.State.Health.Status}}")
+			return err == nil && out == "healthy", out
+		}); err != nil {
+			t.Fatalf("the recreated auth container did not become healthy: %v", err)
+		}
+		// In force once bob, who is in no group, may start an upload in bob/.
+		took, err := pollUntil(recreated, time.Minute, func() (bool, string) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+registryHost+"/v2/bob/probe/blobs/uploads/", nil)
+			req.SetBasicAuth("bob", users["bob"])
+			resp, err := client.Do(req)
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusAccepted, resp.Status
+		})
+		if err != nil {
+			t.Fatalf("the policy was not in force after recreating the auth container: %v", err)
+		}
+		t.Logf("auth container recreated with the policy, in force %v later", took.Round(time.Millisecond))
+		ref := func(repo string) string { return registryHost + "/" + repo + ":" + image.tag }
+
+		// The pusher publishes an image; bob pushes to his personal namespace, which the
+		// push group rule alone never allowed.
+		mustLogin(ctx, t, s, "alice", users["alice"])
+		// Step 2 removed the local image and pulled it back under its registry name.
+		mustDocker(ctx, t, s, "tag", ref("stacktest/hello"), ref("public/hello"))
+		mustDocker(ctx, t, s, "push", ref("public/hello"))
+		mustLogin(ctx, t, s, "bob", users["bob"])
+		mustDocker(ctx, t, s, "tag", ref("stacktest/hello"), ref("bob/hello"))
+		mustDocker(ctx, t, s, "push", ref("bob/hello"))
+
+		// Classic docker pulling a public repository without credentials: its first
+		// GET /v2/ is challenged (it must be, or docker would never send credentials for
+		// a push), and without credentials docker gives up on the endpoint at once; for a
+		// registry on 127.0.0.0/8, which docker treats as insecure, it then retries over
+		// plain HTTP, which Traefik's TLS-only router answers 404. So classic docker needs
+		// a login (any user) even for public/; go-containerregistry and skopeo pull such
+		// repositories anonymously (TestPolicy in policy_test.go). README.md says so.
+		mustDocker(ctx, t, s, "logout", registryHost)
+		mustDocker(ctx, t, s, "rmi", "-f", ref("public/hello"))
+		out, err := s.docker(ctx, nil, "pull", ref("public/hello"))
+		t.Logf("anonymous docker pull of a public repository (err %v):\n%s", err, strings.TrimSpace(out))
+		if err == nil {
+			t.Errorf("anonymous classic docker pull of public/hello succeeded; README.md says it needs a login: update it")
+		}
+		mustLogin(ctx, t, s, "bob", users["bob"])
+		mustDocker(ctx, t, s, "pull", ref("public/hello"))
+
+		// An edit while it runs: bob's namespace becomes read-only for him.
+		editorSave(t, policyFile, func(old string) string {
+			return strings.Replace(old, "rules:\n", "rules:\n  - subjects: [user:bob]\n    repositories: [\"bob/**\"]\n    actions: [pull]\n", 1)
+		})
+		edited := time.Now()
+		took, err = pollUntil(edited, reloadWithin, func() (bool, string) {
+			out, err := s.docker(ctx, nil, "push", ref("bob/hello"))
+			return err != nil && strings.Contains(out, "denied"), out
+		})
+		if err != nil {
+			t.Fatalf("bob's push was still accepted %v after the policy edit: %v", reloadWithin, err)
+		}
+		t.Logf("policy edit in force for docker push in an attempt started %v after the edit", took.Round(time.Millisecond))
+	})
+
 	t.Run("5 registry and auth service not reachable from the host", func(t *testing.T) {
 		for _, svc := range []string{"registry", "auth"} {
 			var ports map[string][]struct{ HostIP, HostPort string }
@@ -328,6 +403,23 @@ func TestStack(t *testing.T) {
 		}
 	})
 }
+
+// stackPolicy is the policy step 4b mounts: the push group's rule, personal namespaces,
+// public repositories for anonymous pulls, and reading for every user.
+const stackPolicy = `rules:
+  - subjects: [group:pusher]
+    repositories: ["**"]
+    actions: [pull, push, delete]
+  - subjects: [authenticated]
+    repositories: ["${user}/**"]
+    actions: [pull, push, delete]
+  - subjects: [anonymous, authenticated]
+    repositories: ["public/**"]
+    actions: [pull]
+  - subjects: [authenticated]
+    repositories: ["**"]
+    actions: [pull]
+`
 
 // Passwords of the test users (test-only secrets).
 const (
@@ -538,8 +630,8 @@ func localImage(ctx context.Context, t *testing.T, s *composeStack) testImage {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		s.docker(ctx, nil, "rmi", "-f", img.name,
-			registryHost+"/stacktest/hello:"+tag, registryHost+"/stacktest/bob-push:"+tag)
+		s.docker(ctx, nil, "rmi", "-f", img.name, registryHost+"/stacktest/hello:"+tag, registryHost+"/stacktest/bob-push:"+tag,
+			registryHost+"/public/hello:"+tag, registryHost+"/bob/hello:"+tag)
 	})
 	return img
 }

@@ -204,7 +204,7 @@ func TestCheckCommand(t *testing.T) {
 				`2 users, 1 groups, 1 in push group "pusher"; 0 errors, 1 warnings`,
 			}},
 		{name: "no users", htpasswd: "# nobody\n", groups: "pusher: alice\n", fails: true,
-			want: []string{"error: {H}: no usable users: add one with `registry-auth hash USER >> {H}`"}},
+			want: []string{"error: {H}: no usable users: add one with `registry-auth user add --htpasswd {H} USER`"}},
 		{name: "line too long", htpasswd: users + "carol:" + strings.Repeat("x", 9000) + "\n", groups: "pusher: alice\n", fails: true,
 			want: []string{"error: {H}: line 3: longer than 8191 bytes counting its newline"}},
 	}

@@ -522,7 +522,7 @@ func TestEmptyFile(t *testing.T) {
 				t.Fatalf("got %d users, error %v, want 0 users, no error", len(f.users), err)
 			}
 			_, err = buildSnapshot(testFileSet("users.htpasswd", []byte(tt.data), "", nil), "pusher")
-			want := "users.htpasswd: no usable users: add one with `registry-auth hash USER >> users.htpasswd`"
+			want := "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"
 			if err == nil || err.Error() != want {
 				t.Errorf("got %v, want %q", err, want)
 			}

@@ -107,7 +107,7 @@ type loadResult struct {
 }
 
 // loadSources reads and parses every source: the one loader of serve, check and explain.
-// The snapshot has no cache or dummy hash yet; the store adds them.
+// The snapshot has no dummy hash yet; the store adds it.
 func loadSources(s sources) (loadResult, error) {
 	set, err := s.read()
 	if err != nil {
@@ -116,7 +116,7 @@ func loadSources(s sources) (loadResult, error) {
 	return buildSnapshot(set, s.pushGroup)
 }
 
-// buildSnapshot parses the files into a snapshot (without cache or dummy hash) and lists
+// buildSnapshot parses the files into a snapshot (without its dummy hash) and lists
 // their problems. It is pure.
 func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 	var res loadResult
@@ -133,7 +133,7 @@ func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 	}
 	addProblems(hfile.path, hf.problems)
 	if len(hf.users) == 0 {
-		return res, fmt.Errorf("%s: no usable users: add one with `registry-auth hash USER >> %s`", hfile.path, hfile.path)
+		return res, fmt.Errorf("%s: no usable users: add one with `registry-auth user add --htpasswd %s USER`", hfile.path, hfile.path)
 	}
 	var gf groupsFile
 	if gfile.path != "" {

@@ -55,7 +55,7 @@ func BenchmarkVerifyCacheMiss(b *testing.B) {
 // sends it; the parallel form uses every core.
 func BenchmarkAuthRequest(b *testing.B) {
 	st, m := benchStore(b, 10, time.Hour)
-	h := newServer(testAuthHandler(st, m, nil), st, m)
+	h := newServer(testAuthHandler(st, m, nil), st, m, false)
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:bench-secret"))
 	request := func() *http.Request {
 		r := httptest.NewRequest("GET", "/auth", nil)

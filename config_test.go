@@ -15,11 +15,15 @@ import (
 // one for the flag, all as the config shows them through get.
 var serveFlags = []struct {
 	name                   string
-	def, fromEnv, fromFlag string // "" in fromEnv/fromFlag would be ambiguous: never used
-	envValue, flagValue    string // what is written, when it differs from how it reads back
+	def, fromEnv, fromFlag string   // "" in fromEnv/fromFlag would be ambiguous: never used
+	envValue, flagValue    string   // what is written, when it differs from how it reads back
+	with                   []string // other flags the flag is only valid with
 	get                    func(c config) string
 }{
 	{name: "listen", def: ":8080", fromEnv: "127.0.0.1:9000", fromFlag: "[::1]:9001", get: func(c config) string { return c.listen }},
+	{name: "tls-cert", def: "", fromEnv: "/env/tls.crt", fromFlag: "/flag/tls.crt", with: []string{"--tls-key=/k"}, get: func(c config) string { return c.tls.cert }},
+	{name: "tls-key", def: "", fromEnv: "/env/tls.key", fromFlag: "/flag/tls.key", with: []string{"--tls-cert=/c"}, get: func(c config) string { return c.tls.key }},
+	{name: "tls-client-ca", def: "", fromEnv: "/env/ca.crt", fromFlag: "/flag/ca.crt", with: []string{"--tls-cert=/c", "--tls-key=/k"}, get: func(c config) string { return c.tls.clientCA }},
 	{name: "htpasswd", def: "/auth/htpasswd", fromEnv: "/env/htpasswd", fromFlag: "/flag/htpasswd", get: func(c config) string { return c.files.htpasswd }},
 	{name: "groups", def: "/auth/groups", fromEnv: "/env/groups", fromFlag: "/flag/groups", get: func(c config) string { return c.files.groups }},
 	{name: "policy", def: "", fromEnv: "/env/policy.yaml", fromFlag: "/flag/policy.yaml", get: func(c config) string { return c.files.policy }},
@@ -90,7 +94,11 @@ func TestServeConfigPrecedence(t *testing.T) {
 				{"flag over variable", []string{"--" + f.name, flagValue}, env, f.fromFlag},
 			}
 			for _, tt := range tests {
-				c, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard)
+				args := tt.args
+				if tt.args != nil || tt.env != nil { // the default needs no companion, and is invalid with one
+					args = append(slices.Clone(f.with), tt.args...)
+				}
+				c, err := parseServeConfig(args, envOf(tt.env), io.Discard)
 				if err != nil {
 					t.Errorf("%s: %v", tt.name, err)
 					continue

@@ -186,7 +186,7 @@ func TestDecisionLogLine(t *testing.T) {
 func TestHealthEndpoints(t *testing.T) {
 	t.Parallel()
 	h, _ := newTestHandler(t)
-	srv := httptest.NewServer(newServer(h, h.store, h.metrics))
+	srv := httptest.NewServer(newServer(h, h.store, h.metrics, false))
 	defer srv.Close()
 	for _, tt := range []struct {
 		path, want string

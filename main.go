@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -104,14 +105,38 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	switch {
 	case cfg.files.policy != "" && cfg.pushGroupSet:
 		logger.Warn("--push-group plays no part with --policy: the policy alone decides who may push; remove one of them", "push_group", cfg.files.pushGroup, "policy", cfg.files.policy)
-	case cfg.files.policy == "" && cfg.files.groups == "":
+	case cfg.files.policy == "" && cfg.files.groups == "" && cfg.ldap.url == "":
 		logger.Warn("no groups file (--groups is empty): nobody can push")
+	}
+	if cfg.ldap.url != "" {
+		dir, err := newDirectory(cfg.ldap, logger, m)
+		if err != nil {
+			return err
+		}
+		defer dir.close()
+		// After the file: a user it knows is decided by it alone (AuthBasicProvider file ldap).
+		st.authenticators = append(st.authenticators, dir)
+		// A directory down at start is no reason not to serve: robots in the file work.
+		if err := dir.ping(); err == nil {
+			logger.Info("LDAP directory answers", "url", cfg.ldap.url, "bind_dn", cfg.ldap.bindDN)
+		}
 	}
 	if err := st.reload("start"); err != nil {
 		return fmt.Errorf("cannot start without users: %w", err)
 	}
 	for _, w := range filePermissionWarnings(cfg.files.htpasswd) {
 		logger.Warn(w)
+	}
+
+	var cert *serverCert // nil: plain HTTP
+	var tlsConfig *tls.Config
+	if cfg.tls.enabled() {
+		if cert, err = loadServerCert(cfg.tls.cert, cfg.tls.key, logger); err != nil {
+			return fmt.Errorf("cannot serve HTTPS: %w", err)
+		}
+		if tlsConfig, err = newTLSConfig(cfg.tls, cert); err != nil {
+			return fmt.Errorf("cannot serve HTTPS: %w", err)
+		}
 	}
 
 	// Listen before serving so that a bad or busy address fails at once.
@@ -128,7 +153,8 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		metrics:  m,
 	}
 	srv := &http.Server{
-		Handler:           newServer(auth, st, m),
+		Handler:           newServer(auth, st, m, cfg.tls.clientCA != ""),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
 		ReadTimeout:       maxReadHeaderTimeout, // forwardAuth requests carry no body
 		WriteTimeout:      10 * time.Second,
@@ -136,22 +162,38 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Counted for registry_auth_connections_accepted_total: over plain HTTP Traefik opens about
+	// one connection per request under load, over HTTP/2 a handful in all.
+	srv.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			m.connections.Inc()
+		}
+	}
 
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	watched := make(chan error, 1)
-	paths := st.sources.paths()
+	// Every file the service reads while it runs: the store's sources and the TLS pair, each
+	// reloaded on its own, so a broken certificate never holds back a user edit.
+	paths := append(st.sources.paths(), cert.paths()...)
+	reload := func(trigger string) error { return errors.Join(st.reload(trigger), cert.reload(trigger)) }
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	w := &watcher{paths: paths, poll: cfg.pollInterval, signals: hup, reload: st.reload, logger: logger,
+	w := &watcher{paths: paths, poll: cfg.pollInterval, signals: hup, reload: reload, logger: logger,
 		// An edit between the first load and the watches being in place would be missed.
-		started: func() { st.reload("watch-start") }}
+		started: func() { reload("watch-start") }}
 	go func() { watched <- w.run(watchCtx) }()
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "version", version,
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "") // the pair comes from GetCertificate; ServeTLS adds HTTP/2
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
+	logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "client_certificates", cfg.tls.clientCA != "", "version", version,
 		"htpasswd", cfg.files.htpasswd, "groups", cfg.files.groups, "policy", cfg.files.policy, "push_group", cfg.files.pushGroup,
 		"cache_ttl", cfg.cacheTTL.String())
 

@@ -31,9 +31,16 @@ func startService(t *testing.T, env map[string]string, args ...string) *runningS
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			logs.Write(append(sc.Bytes(), '\n'))
-			var line struct{ Msg, Addr string }
+			var line struct {
+				Msg, Addr string
+				TLS       bool `json:"tls"`
+			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr <- line.Addr
+				if line.TLS {
+					addr <- "https://" + line.Addr
+				} else {
+					addr <- "http://" + line.Addr
+				}
 			}
 		}
 	}()
@@ -57,7 +64,7 @@ func startService(t *testing.T, env map[string]string, args ...string) *runningS
 	t.Cleanup(func() { s.stop() })
 	select {
 	case a := <-addr:
-		s.url = "http://" + a
+		s.url = a
 	case err := <-done:
 		stopped = true
 		t.Fatalf("serve ended before listening: %v\n%s", err, logs)

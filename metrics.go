@@ -20,6 +20,7 @@ type metrics struct {
 	users            prometheus.Gauge
 	groups           prometheus.Gauge
 	pushGroupMembers prometheus.Gauge
+	connections      prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -62,6 +63,10 @@ func newMetrics() *metrics {
 			Name: "registry_auth_push_group_members",
 			Help: "Members of the push group.",
 		}),
+		connections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "registry_auth_connections_accepted_total",
+			Help: "TCP connections accepted by the listener (over plain HTTP Traefik opens about one per request under load; over HTTP/2 a handful).",
+		}),
 	}
 	m.cacheHits = m.cache.WithLabelValues("hit")
 	m.cacheMisses = m.cache.WithLabelValues("miss")
@@ -69,7 +74,7 @@ func newMetrics() *metrics {
 	m.reloads.WithLabelValues("failure")
 	m.registry.MustRegister(
 		m.decisions, m.verifyDuration, m.cache, m.throttled, m.reloads, m.lastReload,
-		m.users, m.groups, m.pushGroupMembers,
+		m.users, m.groups, m.pushGroupMembers, m.connections,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -521,7 +521,7 @@ func TestThrottleDefaultsSpareRealClients(t *testing.T) {
 func scrapeMetric(t *testing.T, m *metrics, sample string) float64 {
 	t.Helper()
 	w := httptest.NewRecorder()
-	newServer(&authHandler{metrics: m}, nil, m).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	newServer(&authHandler{metrics: m}, nil, m, false).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	for _, line := range strings.Split(w.Body.String(), "\n") {
 		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
 			v, err := strconv.ParseFloat(rest, 64)

@@ -71,7 +71,7 @@ func TestUnknownUserTiming(t *testing.T) {
 			if tt.dummy != nil {
 				st.snapshot().dummyHash = tt.dummy(t) // before any request reads it
 			}
-			h := newServer(testAuthHandler(st, m, nil), st, m)
+			h := newServer(testAuthHandler(st, m, nil), st, m, false)
 			fail := func(user, password string) {
 				r := httptest.NewRequest("GET", "/auth", nil)
 				r.Header.Set("X-Forwarded-Method", "GET")

@@ -54,14 +54,14 @@ func TestStack(t *testing.T) {
 	}
 	harness.RequireDocker(t)
 	composeCmd := harness.RequireCompose(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	lockStackPort(ctx, t)
 	ln, err := net.Listen("tcp", ":5043")
 	if err != nil {
 		t.Fatalf("port 5043 is busy, the stack publishes Traefik there: %v", err)
 	}
 	ln.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
 
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -426,6 +426,27 @@ const (
 	alicePassword = "alice-pushes-1"
 	bobPassword   = "bob-reads-1"
 )
+
+// lockStackPort waits for the machine-wide lock of the stack test, held until the test ends:
+// the stack publishes the fixed port 5043, so two runs on one machine (a developer's and
+// CI's, say) take turns instead of failing.
+func lockStackPort(ctx context.Context, t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "registry-auth-stack-5043.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+	waited, err := pollUntil(time.Now(), 15*time.Minute, func() (bool, string) {
+		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil, "another stack test holds " + f.Name()
+	})
+	if err != nil {
+		t.Fatalf("waiting for the stack test lock: %v", err)
+	}
+	if waited > time.Second {
+		t.Logf("waited %v for another stack test to finish", waited.Round(time.Second))
+	}
+}
 
 // buildImages makes sure the engine has the three images docker-compose.yml names.
 func buildImages(ctx context.Context, t *testing.T) {

@@ -16,6 +16,7 @@ import (
 // then REGISTRY_AUTH_* variables, then defaults.
 type config struct {
 	listen       string
+	tls          tlsFiles // no cert: plain HTTP
 	files        sources
 	pushGroupSet bool // --push-group or its variable was given, not defaulted
 	realm        string
@@ -140,6 +141,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	var logLevel, trusted string
 	fs := newEnvFlagSet("registry-auth serve", serveUsage, lookupEnv, output)
 	fs.stringVar(&c.listen, "listen", ":8080", "address to listen on, host:port")
+	defineTLSFlags(fs, &c.tls)
 	defineSourceFlags(fs, &c.files)
 	fs.stringVar(&c.realm, "realm", "Registry Authentication", "realm of the Basic challenge sent with a 401")
 	fs.durationVar(&c.cacheTTL, "cache-ttl", 5*time.Minute, "how long a verified password is remembered; 0 turns the cache off (every request runs the hash)")
@@ -162,6 +164,9 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: want host:port such as :8080 or 127.0.0.1:8080", c.listen))
+	}
+	if err := c.tls.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.files.htpasswd == "" {
 		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))

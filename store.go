@@ -15,9 +15,9 @@ import (
 )
 
 // snapshot is one consistent view of every source (htpasswd, groups, policy): a request
-// never sees a new policy with old groups. It is immutable once stored, except for its cache,
-// which is safe for concurrent use and dies with it: a swap drops every remembered verdict,
-// so a removed user or changed password takes effect at once.
+// never sees a new policy with old groups. It is immutable once stored. The verdicts of
+// password checks live in the store, not here, so that they outlive a reload: see
+// store.verify.
 type snapshot struct {
 	users      map[string]htpasswdEntry
 	groups     map[string]map[string]bool // lower-case group -> members
@@ -27,7 +27,6 @@ type snapshot struct {
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
 	contentSum string // sha256 over every source, to skip reloads that change nothing
 	files      []fileSum
-	cache      *verifyCache
 }
 
 // fileSum is the SHA-256 of one source as loaded, for /readyz.
@@ -60,6 +59,9 @@ type store struct {
 	metrics   *metrics
 	cacheKey  []byte    // per-process HMAC key: cache keys never hold a password
 	macs      sync.Pool // of hash.Hash: HMACs keyed with cacheKey, reused on the hot path
+	// cache holds the verdicts of every snapshot: one cache for the process, so a reload can
+	// neither drop the verdicts of unchanged users nor grow it past cacheSize.
+	cache *verifyCache
 
 	current atomic.Pointer[snapshot]
 
@@ -77,6 +79,7 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		logger:    logger,
 		metrics:   m,
 		cacheKey:  key,
+		cache:     newVerifyCache(c.cacheTTL, c.cacheSize),
 	}
 }
 
@@ -119,11 +122,11 @@ func (s *store) reload(reason string) error {
 	s.lastFailure = ""
 	snap := res.snap
 	if old != nil && old.dummyCost == snap.dummyCost {
-		snap.dummyHash = old.dummyHash // keep reloads cheap when the typical cost is unchanged
+		// Kept: reloads stay cheap, and the cached failures of unknown users stay valid.
+		snap.dummyHash = old.dummyHash
 	} else if snap.dummyHash, err = newDummyHash(snap.dummyCost); err != nil {
 		return err
 	}
-	snap.cache = newVerifyCache(s.cacheTTL, s.cacheSize)
 	for _, p := range res.problems {
 		s.logger.Warn("file problem", "file", p.file, "line", p.line, "severity", p.severity.String(), "problem", p.message)
 	}
@@ -181,8 +184,17 @@ type verification struct {
 	cacheHit bool
 }
 
-// verify checks c against snap, through its cache. Unknown users are compared against the
-// dummy hash, so they cost the same and are cached the same way. mayHash is asked before a
+// verify checks c against snap, through the store's cache. Unknown users are compared against
+// the dummy hash, so they cost the same and are cached the same way.
+//
+// The cache outlives snapshots, and that is safe because a verdict is a pure function of its
+// key: the key binds the stored hash (the user's whole htpasswd entry after the colon), and
+// the verdict is that hash compared with the password. A user whose entry is byte for byte
+// the same after a reload keeps the verdict; a changed password or hash format is a new key,
+// so it is verified afresh; a removed user is compared against the dummy hash, a key whose
+// verdict is always false. Groups and the policy are no part of a verdict: the handler reads
+// them from the snapshot of each request, so their changes take effect at once. An entry
+// left behind by a changed user can never match again and ages out by TTL or eviction. mayHash is asked before a
 // hash is computed (not on a cache hit, which only the same client can have); when it returns
 // false, verify returns errThrottled without hashing.
 func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verification, error) {
@@ -200,7 +212,7 @@ func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verif
 		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 		return ok && known, err
 	}
-	ok, hit, err := snap.cache.get(s.credentialKey(c, hash), compute)
+	ok, hit, err := s.cache.get(s.credentialKey(c, hash), compute)
 	if hit {
 		s.metrics.cacheHits.Inc()
 	} else {

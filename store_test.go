@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -49,45 +53,136 @@ func TestReloadKeepsLastGood(t *testing.T) {
 	}
 }
 
-// TestSwapDropsCache: a changed password takes effect at the reload even though the old one
-// was cached, a removed user is refused, and even a credential that did not change is
-// verified afresh: the new snapshot starts with an empty cache.
-func TestSwapDropsCache(t *testing.T) {
+// TestVerdictsSurviveReload: a verdict outlives a reload exactly when the user's htpasswd
+// entry is byte for byte the same. Each step edits the files, reloads, and checks every
+// credential in order, counting the hashes computed (the verify histogram's count).
+func TestVerdictsSurviveReload(t *testing.T) {
 	t.Parallel()
-	f := newTestFiles(t, htpasswdLines(t, "bob", "old-secret", "carol", "carol-secret", "dave", "dave-secret"), "pusher: carol\n")
-	st, _ := newTestStore(t, f, time.Hour, nil)
+	// testHash memoises, so a user written again with the same password keeps the same line.
+	base := []string{"bob", "bob-secret", "carol", "carol-secret", "dave", "dave-secret"}
+	f := newTestFiles(t, htpasswdLines(t, base...), "pusher: carol\n")
+	st, m := newTestStore(t, f, time.Hour, nil)
 	check := func(user, password string) verification {
+		t.Helper()
 		v, err := st.verify(st.snapshot(), credential{client: "192.0.2.1", user: user, password: []byte(password)}, alwaysHash)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
-	// Each twice: the second answer comes from the cache, which the reload must drop.
-	for _, c := range [][2]string{{"bob", "old-secret"}, {"carol", "carol-secret"}, {"dave", "dave-secret"}} {
-		for i := range 2 {
-			if v := check(c[0], c[1]); !v.ok || v.cacheHit != (i == 1) {
-				t.Fatalf("%s before the change, check %d: got ok %v cache hit %v, want ok, hit %v", c[0], i+1, v.ok, v.cacheHit, i == 1)
+	type probe struct {
+		user, password string
+		ok, hit        bool
+	}
+	// daveSHA is dave's same password in another format: {SHA} of "dave-secret".
+	const daveSHA = "dave:{SHA}Ztuad/ftNAIlMYv8uco6C0z8hVQ=\n"
+	steps := []struct {
+		name     string
+		htpasswd string // "" leaves the file alone
+		probes   []probe
+		hashes   uint64 // computed during this step's probes
+	}{
+		{"warm: each known user and an unknown one hashed once", "", []probe{
+			{"bob", "bob-secret", true, false}, {"carol", "carol-secret", true, false},
+			{"dave", "dave-secret", true, false}, {"nobody", "guess", false, false},
+			{"bob", "bob-secret", true, true}, {"nobody", "guess", false, true},
+		}, 4},
+		{"unrelated user added: nobody is hashed again", htpasswdLines(t, append(base, "erin", "erin-secret")...), []probe{
+			{"bob", "bob-secret", true, true}, {"carol", "carol-secret", true, true},
+			{"dave", "dave-secret", true, true}, {"nobody", "guess", false, true}, // same dummy hash
+		}, 0},
+		{"bob's password changed: the old one refused at once", htpasswdLines(t, "bob", "bob-new", "carol", "carol-secret", "dave", "dave-secret"), []probe{
+			{"bob", "bob-secret", false, false}, {"bob", "bob-new", true, false}, {"carol", "carol-secret", true, true},
+		}, 2},
+		{"carol removed: refused at once", htpasswdLines(t, "bob", "bob-new", "dave", "dave-secret"), []probe{
+			{"carol", "carol-secret", false, false}, {"bob", "bob-new", true, true},
+		}, 1},
+		{"dave's hash format changed: verified afresh", htpasswdLines(t, "bob", "bob-new") + daveSHA, []probe{
+			{"dave", "dave-secret", true, false}, {"dave", "dave-secret", true, true},
+		}, 1},
+		{"carol back with her old line: her old verdict is true again", htpasswdLines(t, "bob", "bob-new", "carol", "carol-secret") + daveSHA, []probe{
+			{"carol", "carol-secret", true, true},
+		}, 0},
+	}
+	for _, step := range steps {
+		if step.htpasswd != "" {
+			writeFile(t, f.htpasswd, step.htpasswd)
+			if err := st.reload("test"); err != nil {
+				t.Fatalf("%s: reload: %v", step.name, err)
 			}
 		}
+		before := histogramCount(t, m)
+		for _, p := range step.probes {
+			if v := check(p.user, p.password); v.ok != p.ok || v.cacheHit != p.hit {
+				t.Errorf("%s: %s/%s: got ok %v cache hit %v, want ok %v cache hit %v", step.name, p.user, p.password, v.ok, v.cacheHit, p.ok, p.hit)
+			}
+		}
+		if got := histogramCount(t, m) - before; got != step.hashes {
+			t.Errorf("%s: got %d hash computations, want %d", step.name, got, step.hashes)
+		}
 	}
-	// dave's line stays as it was (testHash memoises), so only a new cache makes him a miss.
-	writeFile(t, f.htpasswd, htpasswdLines(t, "bob", "new-secret", "dave", "dave-secret"))
+}
+
+// TestGroupChangeBeatsCachedVerdict: groups are no part of a cached verdict, so a push-group
+// change decides the very next request of a user whose password check is a cache hit.
+func TestGroupChangeBeatsCachedVerdict(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "pusher: bob\n")
+	st, m := newTestStore(t, f, time.Hour, nil)
+	h := testAuthHandler(st, m, nil)
+	push := func() *http.Response {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "/auth", nil)
+		for k, vs := range hdr("PUT", "/v2/team/app/manifests/latest", basic("bob", "bob-secret")) {
+			r.Header[k] = vs
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Result()
+	}
+	checkResponse(t, push(), http.StatusOK, "bob")
+	writeFile(t, f.groups, "readers: bob\n")
 	if err := st.reload("test"); err != nil {
 		t.Fatal(err)
 	}
-	for _, tt := range []struct {
-		user, password string
-		want, hit      bool
-	}{
-		{"bob", "old-secret", false, false},
-		{"bob", "new-secret", true, false},
-		{"carol", "carol-secret", false, false},
-		{"dave", "dave-secret", true, false},
-		{"dave", "dave-secret", true, true}, // the new cache remembers
-	} {
-		if v := check(tt.user, tt.password); v.ok != tt.want || v.cacheHit != tt.hit {
-			t.Errorf("%s/%s after reload: got ok %v cache hit %v, want ok %v cache hit %v", tt.user, tt.password, v.ok, v.cacheHit, tt.want, tt.hit)
+	hashes := histogramCount(t, m)
+	checkResponse(t, push(), http.StatusForbidden, "")
+	if got := histogramCount(t, m) - hashes; got != 0 {
+		t.Errorf("got %d hash computations after the group change, want 0 (the verdict is cached)", got)
+	}
+	writeFile(t, f.groups, "pusher: bob\n")
+	if err := st.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	checkResponse(t, push(), http.StatusOK, "bob")
+}
+
+// TestReloadKeepsCacheBounded: verdicts carried over reloads never take the cache past
+// --cache-size.
+func TestReloadKeepsCacheBounded(t *testing.T) {
+	t.Parallel()
+	const size = 8
+	var pairs []string
+	for i := range 3 * size {
+		pairs = append(pairs, fmt.Sprintf("user%d", i), "secret")
+	}
+	f := newTestFiles(t, htpasswdLines(t, pairs...), "")
+	cfg := testConfig(f, time.Hour)
+	cfg.cacheSize = size
+	st := newStore(cfg, slog.New(slog.DiscardHandler), newMetrics())
+	for round := range 3 {
+		// Each round a new file (one more comment line), and every user again.
+		writeFile(t, f.htpasswd, strings.Repeat("# edit\n", round)+htpasswdLines(t, pairs...))
+		if err := st.reload("test"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 * size {
+			if _, err := st.verify(st.snapshot(), credential{client: "192.0.2.1", user: fmt.Sprintf("user%d", i), password: []byte("secret")}, alwaysHash); err != nil {
+				t.Fatal(err)
+			}
+			if got := st.cache.len(); got > size {
+				t.Fatalf("round %d, user%d: got %d cached verdicts, want at most %d", round, i, got, size)
+			}
 		}
 	}
 }

@@ -86,9 +86,9 @@ mutant cache-key-without-password store.go \
 mutant cache-key-without-hash store.go \
 	'[]string{c.client, c.user, string(c.password), storedHash}' \
 	'[]string{c.client, c.user, string(c.password)}'
-mutant cache-kept-across-swap store.go \
-	'snap.cache = newVerifyCache(s.cacheTTL, s.cacheSize)' \
-	'if snap.cache = newVerifyCache(s.cacheTTL, s.cacheSize); old != nil { snap.cache = old.cache }'
+mutant cache-dropped-at-reload store.go \
+	's.current.Store(snap)' \
+	's.cache = newVerifyCache(s.cacheTTL, s.cacheSize); s.current.Store(snap)'
 # Files and reloads.
 mutant last-duplicate-wins htpasswd.go \
 	'if prev, dup := firstLine[user]; dup {' \

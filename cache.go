@@ -26,7 +26,7 @@ type verifyCache struct {
 // cacheEntry is one verdict, or one being computed until ready is closed.
 type cacheEntry struct {
 	ready   chan struct{}
-	ok      bool
+	out     authOutcome
 	err     error // a broken hash: not remembered
 	expires time.Time
 }
@@ -41,10 +41,10 @@ func newVerifyCache(ttl time.Duration, size int) *verifyCache {
 
 // get returns the verdict for key, calling compute when there is none that is fresh. hit
 // reports whether the verdict came from the cache (or from a computation already running).
-func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit bool, err error) {
+func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (out authOutcome, hit bool, err error) {
 	if c == nil {
-		ok, err = compute()
-		return ok, false, err
+		out, err = compute()
+		return out, false, err
 	}
 	for {
 		// Load first: a hit, the common case, allocates nothing.
@@ -54,11 +54,11 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 			if v, found = c.entries.LoadOrStore(key, fresh); !found {
 				c.count.Add(1)
 				c.fill(fresh, compute)
-				if fresh.err != nil {
+				if fresh.err != nil || fresh.out.forget {
 					c.remove(key, fresh)
 				}
 				c.evictIfFull()
-				return fresh.ok, false, fresh.err
+				return fresh.out, false, fresh.err
 			}
 		}
 		e := v.(*cacheEntry)
@@ -68,11 +68,14 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 			c.waits.Add(1)
 			<-e.ready
 		}
+		if e.out.forget {
+			return e.out, false, e.err // a verdict not to remember counts as the waiter's own
+		}
 		if e.err == nil && c.now().Before(e.expires) {
-			return e.ok, true, nil
+			return e.out, true, nil
 		}
 		if e.err != nil {
-			return false, false, e.err // the computation we waited for failed
+			return authOutcome{}, false, e.err // the computation we waited for failed
 		}
 		c.remove(key, e) // expired: the next round computes afresh
 	}
@@ -80,15 +83,15 @@ func (c *verifyCache) get(key cacheKey, compute func() (bool, error)) (ok, hit b
 
 // fill computes e's verdict and releases its waiters, even if compute panics: a waiter
 // must never hang on a computation that is gone. The panic becomes e's error.
-func (c *verifyCache) fill(e *cacheEntry, compute func() (bool, error)) {
+func (c *verifyCache) fill(e *cacheEntry, compute func() (authOutcome, error)) {
 	defer func() {
 		if r := recover(); r != nil {
-			e.ok, e.err = false, fmt.Errorf("password verification panicked: %v", r)
+			e.out, e.err = authOutcome{}, fmt.Errorf("password verification panicked: %v", r)
 		}
 		e.expires = c.now().Add(c.ttl)
 		close(e.ready)
 	}()
-	e.ok, e.err = compute()
+	e.out, e.err = compute()
 }
 
 func (c *verifyCache) remove(key cacheKey, e *cacheEntry) {

@@ -18,17 +18,17 @@ func TestCacheSingleFlight(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	var calls atomic.Int32
 	started, release := make(chan struct{}), make(chan struct{})
-	compute := func() (bool, error) {
+	compute := func() (authOutcome, error) {
 		if calls.Add(1) == 1 {
 			close(started)
 			<-release
 		}
-		return true, nil
+		return authOutcome{ok: true}, nil
 	}
 	results := make(chan bool, 20)
 	go func() {
-		ok, _, _ := c.get(key(1), compute)
-		results <- ok
+		out, _, _ := c.get(key(1), compute)
+		results <- out.ok
 	}()
 	<-started // the first computation now holds the key
 	var wg sync.WaitGroup
@@ -36,11 +36,11 @@ func TestCacheSingleFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, hit, _ := c.get(key(1), compute)
+			out, hit, _ := c.get(key(1), compute)
 			if !hit {
 				t.Error("got a miss while a computation was running, want a hit")
 			}
-			results <- ok
+			results <- out.ok
 		}()
 	}
 	// Every other request must have found the running computation before it ends; otherwise
@@ -65,7 +65,7 @@ func TestCacheExpiry(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	c.now = func() time.Time { return now }
 	calls := 0
-	compute := func() (bool, error) { calls++; return false, nil }
+	compute := func() (authOutcome, error) { calls++; return authOutcome{}, nil }
 	for _, tt := range []struct {
 		advance time.Duration
 		hit     bool
@@ -91,7 +91,7 @@ func TestCacheBounded(t *testing.T) {
 	t.Parallel()
 	c := newVerifyCache(time.Minute, 100)
 	for i := range 1000 {
-		c.get(cacheKey{byte(i), byte(i >> 8)}, func() (bool, error) { return true, nil })
+		c.get(cacheKey{byte(i), byte(i >> 8)}, func() (authOutcome, error) { return authOutcome{ok: true}, nil })
 		if c.len() > 100 {
 			t.Fatalf("after %d inserts: got %d entries, want at most 100", i+1, c.len())
 		}
@@ -106,7 +106,7 @@ func TestCachePanicReleasesWaiters(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	waiter := make(chan error, 1)
 	go func() {
-		_, _, err := c.get(key(1), func() (bool, error) {
+		_, _, err := c.get(key(1), func() (authOutcome, error) {
 			close(started)
 			<-release
 			panic("boom")
@@ -115,7 +115,7 @@ func TestCachePanicReleasesWaiters(t *testing.T) {
 	}()
 	<-started
 	go func() {
-		_, _, err := c.get(key(1), func() (bool, error) { return true, nil })
+		_, _, err := c.get(key(1), func() (authOutcome, error) { return authOutcome{ok: true}, nil })
 		waiter <- err
 	}()
 	waitFor(t, 10*time.Second, "the second request to wait", func() bool { return c.waits.Load() == 1 })
@@ -125,8 +125,8 @@ func TestCachePanicReleasesWaiters(t *testing.T) {
 			t.Errorf("got %v, want the panic as an error", err)
 		}
 	}
-	if ok, hit, err := c.get(key(1), func() (bool, error) { return true, nil }); !ok || hit || err != nil {
-		t.Errorf("after the panic: got ok=%v hit=%v err=%v, want a fresh computation", ok, hit, err)
+	if out, hit, err := c.get(key(1), func() (authOutcome, error) { return authOutcome{ok: true}, nil }); !out.ok || hit || err != nil {
+		t.Errorf("after the panic: got ok=%v hit=%v err=%v, want a fresh computation", out.ok, hit, err)
 	}
 }
 
@@ -136,7 +136,7 @@ func TestCacheErrorsNotRemembered(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	broken := errors.New("broken hash")
 	for range 2 {
-		_, hit, err := c.get(key(1), func() (bool, error) { return false, broken })
+		_, hit, err := c.get(key(1), func() (authOutcome, error) { return authOutcome{}, broken })
 		if !errors.Is(err, broken) || hit {
 			t.Errorf("got hit=%v err=%v, want miss with the error", hit, err)
 		}
@@ -152,11 +152,26 @@ func TestCacheOff(t *testing.T) {
 	c := newVerifyCache(0, 10)
 	calls := 0
 	for range 3 {
-		if _, hit, _ := c.get(key(1), func() (bool, error) { calls++; return true, nil }); hit {
+		if _, hit, _ := c.get(key(1), func() (authOutcome, error) { calls++; return authOutcome{ok: true}, nil }); hit {
 			t.Error("got a hit with the cache off")
 		}
 	}
 	if calls != 3 {
 		t.Errorf("got %d computations, want 3", calls)
+	}
+}
+
+// TestCacheForget: a verdict marked forget (a directory's failure) is computed every time.
+func TestCacheForget(t *testing.T) {
+	t.Parallel()
+	c := newVerifyCache(time.Minute, 10)
+	calls := 0
+	for range 3 {
+		if _, hit, _ := c.get(key(1), func() (authOutcome, error) { calls++; return authOutcome{forget: true}, nil }); hit {
+			t.Error("got a hit for a verdict marked forget")
+		}
+	}
+	if calls != 3 || c.len() != 0 {
+		t.Errorf("got %d computations and %d entries, want 3 and 0", calls, c.len())
 	}
 }

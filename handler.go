@@ -215,7 +215,8 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		}
 		return id, true
 	}
-	return snap.identityOf(user), false
+	d.user = v.id.user // the canonical name: a directory may spell it otherwise
+	return v.id, false
 }
 
 // plainUploadLocation is the absolute URL of the upload start uri without its mount, from

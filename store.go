@@ -59,6 +59,9 @@ type store struct {
 	metrics   *metrics
 	cacheKey  []byte    // per-process HMAC key: cache keys never hold a password
 	macs      sync.Pool // of hash.Hash: HMACs keyed with cacheKey, reused on the hot path
+	// authenticators are asked in order after the cache (authn.go); none claiming a user
+	// means unknown.
+	authenticators []authenticator
 	// cache holds the verdicts of every snapshot: one cache for the process, so a reload can
 	// neither drop the verdicts of unchanged users nor grow it past cacheSize.
 	cache *verifyCache
@@ -80,6 +83,8 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		metrics:   m,
 		cacheKey:  key,
 		cache:     newVerifyCache(c.cacheTTL, c.cacheSize),
+		// The file first: a user it knows is decided by it alone.
+		authenticators: []authenticator{htpasswdAuthenticator{}},
 	}
 }
 
@@ -122,8 +127,7 @@ func (s *store) reload(reason string) error {
 	s.lastFailure = ""
 	snap := res.snap
 	if old != nil && old.dummyCost == snap.dummyCost {
-		// Kept: reloads stay cheap, and the cached failures of unknown users stay valid.
-		snap.dummyHash = old.dummyHash
+		snap.dummyHash = old.dummyHash // keep reloads cheap when the typical cost is unchanged
 	} else if snap.dummyHash, err = newDummyHash(snap.dummyCost); err != nil {
 		return err
 	}
@@ -180,43 +184,7 @@ func (s *store) credentialKey(c credential, storedHash string) cacheKey {
 // verification is the outcome of checking one credential.
 type verification struct {
 	ok       bool
-	known    bool // the user exists in the htpasswd file
+	known    bool // a source knows the user
 	cacheHit bool
-}
-
-// verify checks c against snap, through the store's cache. Unknown users are compared against
-// the dummy hash, so they cost the same and are cached the same way.
-//
-// The cache outlives snapshots, and that is safe because a verdict is a pure function of its
-// key: the key binds the stored hash (the user's whole htpasswd entry after the colon), and
-// the verdict is that hash compared with the password. A user whose entry is byte for byte
-// the same after a reload keeps the verdict; a changed password or hash format is a new key,
-// so it is verified afresh; a removed user is compared against the dummy hash, a key whose
-// verdict is always false. Groups and the policy are no part of a verdict: the handler reads
-// them from the snapshot of each request, so their changes take effect at once. An entry
-// left behind by a changed user can never match again and ages out by TTL or eviction. mayHash is asked before a
-// hash is computed (not on a cache hit, which only the same client can have); when it returns
-// false, verify returns errThrottled without hashing.
-func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verification, error) {
-	entry, known := snap.users[c.user]
-	hash := entry.hash
-	if !known {
-		hash = snap.dummyHash
-	}
-	compute := func() (bool, error) {
-		if !mayHash() {
-			return false, errThrottled
-		}
-		start := time.Now()
-		ok, err := verifyPassword(hash, c.password)
-		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
-		return ok && known, err
-	}
-	ok, hit, err := s.cache.get(s.credentialKey(c, hash), compute)
-	if hit {
-		s.metrics.cacheHits.Inc()
-	} else {
-		s.metrics.cacheMisses.Inc()
-	}
-	return verification{ok: ok, known: known, cacheHit: hit}, err
+	id       identity // who the credential proves, when ok
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"slices"
+	"time"
+)
+
+// authOutcome is what an authenticator found for one credential.
+type authOutcome struct {
+	ok     bool     // the password proves the user
+	known  bool     // the source knows the user
+	user   string   // the canonical name, when ok
+	groups []string // lower-case groups the source itself gives the user (a directory's)
+	// forget: the verdict is not to be remembered (a directory's failures, as mod_ldap).
+	forget bool
+}
+
+// authenticator proves credentials against one place users live: the htpasswd file, a
+// directory. It knows nothing of requests, and the handler nothing of it: the store asks
+// the authenticators in order, through the cache and the throttle that wrap them all.
+// Implementations are safe for concurrent use.
+type authenticator interface {
+	// claims reports whether the source decides for user (the first that claims a user
+	// decides alone, as Apache's AuthBasicProvider), and a stamp that changes whenever the
+	// user's verdict may have (the stored hash): it is part of the cache key.
+	claims(snap *snapshot, user string) (stamp string, ok bool)
+	// check verifies c's password. The store calls it on a cache miss only, once the
+	// throttle allows. An error is a stored secret that cannot be checked.
+	check(snap *snapshot, c credential) (authOutcome, error)
+}
+
+// htpasswdAuthenticator decides for the users of the snapshot's htpasswd file.
+type htpasswdAuthenticator struct{}
+
+func (htpasswdAuthenticator) claims(snap *snapshot, user string) (string, bool) {
+	e, ok := snap.users[user]
+	return e.hash, ok
+}
+
+func (htpasswdAuthenticator) check(snap *snapshot, c credential) (authOutcome, error) {
+	ok, err := verifyPassword(snap.users[c.user].hash, c.password)
+	return authOutcome{ok: ok, known: true, user: c.user}, err
+}
+
+// unknownUsers decides for the users no other source claims: it compares against the
+// snapshot's dummy hash, so that an unknown user costs what a known one does, and refuses.
+type unknownUsers struct{}
+
+func (unknownUsers) claims(snap *snapshot, user string) (string, bool) { return snap.dummyHash, true }
+
+func (unknownUsers) check(snap *snapshot, c credential) (authOutcome, error) {
+	_, err := verifyPassword(snap.dummyHash, c.password)
+	return authOutcome{}, err
+}
+
+// verify checks c against the authenticators in order, through the store's cache: the first
+// that claims the user decides; none claiming it, it is compared against the dummy hash, so
+// that it costs what a known user does, and cached the same way.
+//
+// The cache outlives snapshots, and that is safe because a verdict is a pure function of its
+// key: the key binds the authenticator's stamp (for the htpasswd file the stored hash, the
+// user's whole entry after the colon). A user whose entry is byte for byte the same after a
+// reload keeps the verdict; a changed password or hash format is a new key, so it is verified
+// afresh; a removed user is compared against the dummy hash, a key whose verdict is always
+// false. Groups and the policy are no part of a verdict: they are read from the snapshot of
+// each request, so their changes take effect at once. An entry left behind by a changed user
+// can never match again and ages out by TTL or eviction. mayHash is asked before an
+// authenticator runs (not on a cache hit, which only the same client can have); when it
+// returns false, verify returns errThrottled without running it.
+func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verification, error) {
+	var a authenticator = unknownUsers{}
+	stamp, _ := a.claims(snap, c.user)
+	for _, candidate := range s.authenticators {
+		if st, ok := candidate.claims(snap, c.user); ok {
+			a, stamp = candidate, st
+			break
+		}
+	}
+	compute := func() (authOutcome, error) {
+		if !mayHash() {
+			return authOutcome{}, errThrottled
+		}
+		start := time.Now()
+		out, err := a.check(snap, c)
+		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
+		return out, err
+	}
+	out, hit, err := s.cache.get(s.credentialKey(c, stamp), compute)
+	if hit {
+		s.metrics.cacheHits.Inc()
+	} else {
+		s.metrics.cacheMisses.Inc()
+	}
+	v := verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit}
+	if v.ok {
+		// The groups file's groups are the snapshot's, never cached: a group edit is in
+		// force at once, for directory users too.
+		v.id = identity{user: out.user, groups: snap.userGroups[out.user]}
+		if len(out.groups) > 0 {
+			v.id.groups = append(slices.Clip(v.id.groups), out.groups...)
+		}
+	}
+	return v, err
+}

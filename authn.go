@@ -1,9 +1,15 @@
 package main
 
 import (
+	"errors"
 	"slices"
 	"time"
 )
+
+// errUnavailable means a source of users could not be asked (a directory down or too slow):
+// the password may be right, so the answer is 503, never 401 or 200, and it is no failed
+// login for the throttle.
+var errUnavailable = errors.New("the source of users is unavailable")
 
 // authOutcome is what an authenticator found for one credential.
 type authOutcome struct {
@@ -13,6 +19,7 @@ type authOutcome struct {
 	groups []string // lower-case groups the source itself gives the user (a directory's)
 	// forget: the verdict is not to be remembered (a directory's failures, as mod_ldap).
 	forget bool
+	reason string // why a refusal, when known and unknown do not say it (empty_password)
 }
 
 // authenticator proves credentials against one place users live: the htpasswd file, a
@@ -25,7 +32,7 @@ type authenticator interface {
 	// user's verdict may have (the stored hash): it is part of the cache key.
 	claims(snap *snapshot, user string) (stamp string, ok bool)
 	// check verifies c's password. The store calls it on a cache miss only, once the
-	// throttle allows. An error is a stored secret that cannot be checked.
+	// throttle allows. An error is errUnavailable or a stored secret that cannot be checked.
 	check(snap *snapshot, c credential) (authOutcome, error)
 }
 
@@ -91,7 +98,7 @@ func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verif
 	} else {
 		s.metrics.cacheMisses.Inc()
 	}
-	v := verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit}
+	v := verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit, reason: out.reason}
 	if v.ok {
 		// The groups file's groups are the snapshot's, never cached: a group edit is in
 		// force at once, for directory users too.

@@ -29,6 +29,7 @@ type config struct {
 	logFormat         string
 	logLevel          slog.Level
 	throttle          throttleConfig
+	ldap              ldapConfig
 	trusted           []*net.IPNet // empty: any peer may ask
 	showVersion       bool         // --version: print the version and exit
 }
@@ -81,6 +82,18 @@ func (fs *envFlagSet) durationVar(p *time.Duration, name string, def time.Durati
 		def = d
 	}
 	fs.DurationVar(p, name, def, fmt.Sprintf("%s [%s]", usage, envName(name)))
+}
+
+// boolVar defines a boolean flag backed by its variable (true, false, 1, 0...).
+func (fs *envFlagSet) boolVar(p *bool, name string, def bool, usage string) {
+	if v, ok := fs.env(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			fs.errs = append(fs.errs, fmt.Errorf("%s=%q: want true or false", envName(name), v))
+		}
+		def = b
+	}
+	fs.BoolVar(p, name, def, fmt.Sprintf("%s [%s]", usage, envName(name)))
 }
 
 // intVar defines an integer flag backed by its variable.
@@ -152,6 +165,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	fs.stringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.stringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
 	c.throttle.define(fs)
+	c.ldap.define(fs)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.parse(args); err != nil {
 		return c, err
@@ -168,8 +182,8 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	if err := c.tls.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.files.htpasswd == "" {
-		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))
+	if c.files.htpasswd == "" && c.ldap.url == "" {
+		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file, or --ldap-url to take every user from a directory"))
 	}
 	if c.files.pushGroup == "" {
 		errs = append(errs, errors.New("--push-group is empty: give the group whose members may push (default pusher)"))
@@ -198,6 +212,10 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	if err := c.throttle.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.ldap.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	c.files.directory = c.ldap.url != ""
 	nets, err := parseCIDRList(trusted)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))

@@ -18,6 +18,7 @@ var serveFlags = []struct {
 	def, fromEnv, fromFlag string   // "" in fromEnv/fromFlag would be ambiguous: never used
 	envValue, flagValue    string   // what is written, when it differs from how it reads back
 	with                   []string // other flags the flag is only valid with
+	boolean                bool     // a boolean flag: --name=value only
 	get                    func(c config) string
 }{
 	{name: "listen", def: ":8080", fromEnv: "127.0.0.1:9000", fromFlag: "[::1]:9001", get: func(c config) string { return c.listen }},
@@ -46,6 +47,16 @@ var serveFlags = []struct {
 	{name: "throttle-per-client", def: "50", fromEnv: "0", fromFlag: "9", get: func(c config) string { return strconv.Itoa(c.throttle.perClient) }},
 	{name: "throttle-per-user", def: "30", fromEnv: "3", fromFlag: "0", get: func(c config) string { return strconv.Itoa(c.throttle.perUser) }},
 	{name: "throttle-max-keys", def: "65536", fromEnv: "10", fromFlag: "16", flagValue: "0x10", get: func(c config) string { return strconv.Itoa(c.throttle.maxKeys) }},
+	{name: "ldap-url", def: "", fromEnv: "ldap://env/dc=x", fromFlag: "ldaps://flag a/dc=y?sAMAccountName", get: func(c config) string { return c.ldap.url }},
+	{name: "ldap-bind-dn", def: "", fromEnv: "cn=env,dc=x", fromFlag: "cn=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-password-file=/p"}, get: func(c config) string { return c.ldap.bindDN }},
+	{name: "ldap-bind-password-file", def: "", fromEnv: "/env/secret", fromFlag: "/flag/secret", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-dn=cn=r,dc=x"}, get: func(c config) string { return c.ldap.bindPasswordFile }},
+	{name: "ldap-starttls", def: "false", fromEnv: "true", fromFlag: "false", envValue: "1", boolean: true, with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return strconv.FormatBool(c.ldap.startTLS) }},
+	{name: "ldap-ca", def: "", fromEnv: "/env/ca.pem", fromFlag: "/flag/ca.pem", with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return c.ldap.caFile }},
+	{name: "ldap-timeout", def: "5s", fromEnv: "2s", fromFlag: "1m0s", flagValue: "1m", get: func(c config) string { return c.ldap.timeout.String() }},
+	{name: "ldap-group-base", def: "", fromEnv: "ou=env,dc=x", fromFlag: "ou=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return c.ldap.groupBase }},
+	{name: "ldap-group-filter", def: defaultGroupFilter, fromEnv: "(member={dn})", fromFlag: "(memberUid={user})", get: func(c config) string { return c.ldap.groupFilter }},
+	{name: "ldap-group-name-attribute", def: "cn", fromEnv: "sAMAccountName", fromFlag: "ou", get: func(c config) string { return c.ldap.groupNameAttr }},
+	{name: "ldap-group-depth", def: "10", fromEnv: "0", fromFlag: "3", get: func(c config) string { return strconv.Itoa(c.ldap.groupDepth) }},
 }
 
 // serveFlagsWithoutVariable are serve's flags that no REGISTRY_AUTH_ variable sets.
@@ -92,6 +103,9 @@ func TestServeConfigPrecedence(t *testing.T) {
 				{"flag", []string{"--" + f.name, flagValue}, nil, f.fromFlag},
 				{"flag=value", []string{"--" + f.name + "=" + flagValue}, nil, f.fromFlag},
 				{"flag over variable", []string{"--" + f.name, flagValue}, env, f.fromFlag},
+			}
+			if f.boolean { // a boolean flag takes no separate value
+				tests[2].args, tests[4].args = tests[3].args, []string{"--" + f.name + "=" + flagValue}
 			}
 			for _, tt := range tests {
 				args := tt.args

@@ -16,7 +16,7 @@ import (
 // decision is what /auth decided about one request, for the log line and the metrics.
 type decision struct {
 	status int
-	result string // allowed, unauthorized, denied, throttled, bad_request
+	result string // allowed, unauthorized, denied, throttled, unavailable, bad_request
 	reason string
 	user   string // empty for an anonymous request
 	req    registryRequest
@@ -83,6 +83,8 @@ func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 		writeUnauthorized(w, h.realm)
 	case http.StatusTooManyRequests:
 		writeTooManyRequests(w, d.retryWait)
+	case http.StatusServiceUnavailable:
+		writeUnavailable(w, d.retryWait)
 	case http.StatusBadRequest:
 		writeUnsupported(w)
 	case http.StatusTemporaryRedirect:
@@ -200,6 +202,11 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		d.retryWait, _ = h.throttle.blocked(client, user) // also for a request that waited on another's hash
 		*d = d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
 		return id, true
+	case errors.Is(err, errUnavailable):
+		// The password may be right: neither 401 nor a failed login, and never 200.
+		d.retryWait = unavailableRetry
+		*d = d.deny(http.StatusServiceUnavailable, "unavailable", "directory_unavailable")
+		return id, true
 	case err != nil:
 		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
 		*d = d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
@@ -208,7 +215,9 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		if !v.cacheHit {
 			h.throttle.fail(client, user)
 		}
-		if !v.known {
+		if v.reason != "" {
+			*d = d.deny(http.StatusUnauthorized, "unauthorized", v.reason)
+		} else if !v.known {
 			*d = d.deny(http.StatusUnauthorized, "unauthorized", "unknown_user")
 		} else {
 			*d = d.deny(http.StatusUnauthorized, "unauthorized", "wrong_password")

@@ -22,6 +22,9 @@ type sources struct {
 	groups    string // "": no groups file
 	policy    string // "": the built-in rule of pushGroup
 	pushGroup string
+	// directory: an LDAP directory decides for the users the htpasswd file lacks, so members
+	// and subjects the files do not know may be its users and groups.
+	directory bool
 }
 
 // Roles name the files in logs and on /readyz.
@@ -132,7 +135,8 @@ func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 		return res, fmt.Errorf("%s: %w", hfile.path, err)
 	}
 	addProblems(hfile.path, hf.problems)
-	if len(hf.users) == 0 {
+	// Without an htpasswd file (--htpasswd "" beside --ldap-url) every user is the directory's.
+	if len(hf.users) == 0 && hfile.path != "" {
 		return res, fmt.Errorf("%s: no usable users: add one with `registry-auth user add --htpasswd %s USER`", hfile.path, hfile.path)
 	}
 	var gf groupsFile
@@ -144,7 +148,7 @@ func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 	}
 	for _, group := range sortedKeys(gf.members) {
 		for _, member := range sortedKeys(gf.members[group]) {
-			if _, ok := hf.users[member]; !ok {
+			if _, ok := hf.users[member]; !ok && hfile.path != "" {
 				res.problems = append(res.problems, lineProblem{file: gfile.path, severity: severityWarning,
 					message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
 			}

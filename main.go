@@ -105,8 +105,21 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	switch {
 	case cfg.files.policy != "" && cfg.pushGroupSet:
 		logger.Warn("--push-group plays no part with --policy: the policy alone decides who may push; remove one of them", "push_group", cfg.files.pushGroup, "policy", cfg.files.policy)
-	case cfg.files.policy == "" && cfg.files.groups == "":
+	case cfg.files.policy == "" && cfg.files.groups == "" && cfg.ldap.url == "":
 		logger.Warn("no groups file (--groups is empty): nobody can push")
+	}
+	if cfg.ldap.url != "" {
+		dir, err := newDirectory(cfg.ldap, logger, m)
+		if err != nil {
+			return err
+		}
+		defer dir.close()
+		// After the file: a user it knows is decided by it alone (AuthBasicProvider file ldap).
+		st.authenticators = append(st.authenticators, dir)
+		// A directory down at start is no reason not to serve: robots in the file work.
+		if err := dir.ping(); err == nil {
+			logger.Info("LDAP directory answers", "url", cfg.ldap.url, "bind_dn", cfg.ldap.bindDN)
+		}
 	}
 	if err := st.reload("start"); err != nil {
 		return fmt.Errorf("cannot start without users: %w", err)

@@ -215,7 +215,7 @@ func (p *accessPolicy) explainRulings(v verdict) string {
 // push group may pull, push and delete everywhere, every valid user may pull and list the
 // catalog.
 func builtinPolicy(pushGroup string) *accessPolicy {
-	group := strings.ToLower(pushGroup)
+	group := groupKey(pushGroup) // a directory group may be named by its DN
 	return &accessPolicy{
 		rules: []rule{
 			{position: 1, text: fmt.Sprintf("{subjects: [group:%s], repositories: [\"**\"], actions: [pull, push, delete]}", pushGroup),

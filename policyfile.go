@@ -123,7 +123,7 @@ func (p *accessPolicy) addSubject(s *subjects, text string) error {
 	case hasName && kind == "user" && name != "":
 		s.users = append(s.users, name)
 	case hasName && kind == "group" && name != "":
-		g := strings.ToLower(name) // group names compare without regard to case, as in Apache
+		g := groupKey(name) // without regard to case, as in Apache; a DN in one spelling
 		i, ok := p.groupIndex[g]
 		if !ok {
 			i = len(p.groupNames)

@@ -18,6 +18,7 @@ const (
 	bodyDenied       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"pulling needs a valid user; pushing and deleting need membership of the push group"}]}` + "\n"
 	bodyDeniedPolicy = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"the registry's access policy does not grant this here; registry-auth explain tells which rule decides"}]}` + "\n"
 	bodyTooMany      = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
+	bodyUnavailable  = `{"errors":[{"code":"UNAVAILABLE","message":"the directory of users does not answer, retry later","detail":"the password was not checked"}]}` + "\n"
 	bodyUnsupported  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
 )
 
@@ -58,6 +59,16 @@ func writeTooManyRequests(w http.ResponseWriter, retryAfter time.Duration) {
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	writeRegistryError(w, http.StatusTooManyRequests, bodyTooMany)
+}
+
+// unavailableRetry is the Retry-After of a 503: the directory may be back by then.
+const unavailableRetry = 5 * time.Second
+
+// writeUnavailable answers 503 when the credential could not be checked (the directory
+// does not answer): not 401, as the password may be right.
+func writeUnavailable(w http.ResponseWriter, retryAfter time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retryAfter+time.Second-1)/time.Second))))
+	writeRegistryError(w, http.StatusServiceUnavailable, bodyUnavailable)
 }
 
 // writeMountRedirect answers a cross-repository mount the pusher may not make with 307 to

@@ -96,6 +96,14 @@ func (s *store) snapshot() *snapshot { return s.current.Load() }
 func (s *store) reload(reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if reason == "signal" {
+		// SIGHUP forgets the directory's verdicts even when no file changed.
+		for _, a := range s.authenticators {
+			if f, ok := a.(interface{ forget() }); ok {
+				f.forget()
+			}
+		}
+	}
 	old := s.current.Load()
 	set, err := s.sources.read()
 	if err == nil && old != nil && set.sum == old.contentSum {
@@ -187,4 +195,5 @@ type verification struct {
 	known    bool // a source knows the user
 	cacheHit bool
 	id       identity // who the credential proves, when ok
+	reason   string   // why refused, when known does not say it
 }

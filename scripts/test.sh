@@ -17,9 +17,10 @@ sudo=""
 
 # Debian packages the tests run: Apache's htpasswd and httpd (vectors, the bench's Apache
 # recipe), skopeo (e2e client), wrk (bench), gnuplot (bench chart), openssl (certificates),
+# slapd and ldap-utils (a real directory for the LDAP tests),
 # the docker CLI and engine, and Compose when neither the plugin nor docker-compose exists.
 need=()
-for cmd in htpasswd:apache2-utils apache2:apache2 skopeo:skopeo wrk:wrk gnuplot:gnuplot-nox openssl:openssl docker:docker.io; do
+for cmd in htpasswd:apache2-utils apache2:apache2 skopeo:skopeo wrk:wrk gnuplot:gnuplot-nox openssl:openssl docker:docker.io slapd:slapd ldapadd:ldap-utils; do
 	command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
 if ! docker compose version >/dev/null 2>&1 && ! docker-compose version >/dev/null 2>&1; then
@@ -27,6 +28,9 @@ if ! docker compose version >/dev/null 2>&1 && ! docker-compose version >/dev/nu
 fi
 if [ ${#need[@]} -gt 0 ]; then
 	step "installing ${need[*]}"
+	# The LDAP tests start slapd with a configuration of their own: the package must set up
+	# no directory of its own (and ask nothing).
+	echo 'slapd slapd/no_configuration boolean true' | $sudo debconf-set-selections
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
 		{ echo "scripts/test.sh: could not install ${need[*]} with apt-get" >&2; exit 1; }

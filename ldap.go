@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// directory authenticates the users the htpasswd file does not know against an LDAP
+// directory, as Apache's mod_authnz_ldap: search the user's entry as the service account,
+// bind as that entry with the client's password on a connection of its own, then search its
+// groups. It is safe for concurrent use.
+type directory struct {
+	cfg    ldapConfig
+	tls    *tls.Config
+	logger *slog.Logger
+	up     prometheus.Gauge // registry_auth_ldap_up
+	// idle holds service-account connections for searches. A user's bind never runs on one:
+	// a bind changes the identity of the whole connection.
+	idle chan *ldap.Conn
+	// generation is part of every cache stamp: forget bumps it, so SIGHUP drops every
+	// remembered directory verdict at once.
+	generation atomic.Uint64
+
+	secretMu   sync.Mutex
+	secret     []byte      // the service account's password, as last read
+	secretStat os.FileInfo // of bindPasswordFile when it was read
+
+	stateMu   sync.Mutex
+	down      bool      // an outage is going on (logged once at its start and end)
+	downSince time.Time // when it started
+}
+
+// directoryPoolSize is how many idle search connections are kept.
+const directoryPoolSize = 4
+
+// newDirectory prepares a directory for c (validated), reading --ldap-ca. It does not dial.
+func newDirectory(c ldapConfig, logger *slog.Logger, m *metrics) (*directory, error) {
+	d := &directory{cfg: c, logger: logger, idle: make(chan *ldap.Conn, directoryPoolSize),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_ldap_up",
+			Help: "1 while the LDAP directory answers, 0 during an outage (users the htpasswd file lacks then get 503 unless cached).",
+		})}
+	if c.parsed.scheme == "ldaps" || c.startTLS {
+		d.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.caFile != "" {
+			pem, err := os.ReadFile(c.caFile)
+			if err != nil {
+				return nil, fmt.Errorf("--ldap-ca: %w", err)
+			}
+			d.tls.RootCAs = x509.NewCertPool()
+			if !d.tls.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--ldap-ca %s holds no PEM certificate: give the CA that signs the directory's certificate", c.caFile)
+			}
+		}
+	} else if c.caFile != "" {
+		return nil, errors.New("--ldap-ca without TLS: use an ldaps:// URL or --ldap-starttls, or remove --ldap-ca")
+	}
+	// Registered here, so that it exists only with a directory.
+	m.registry.MustRegister(d.up)
+	d.up.Set(1)
+	return d, nil
+}
+
+func (d *directory) claims(snap *snapshot, user string) (string, bool) {
+	// Every user the file does not know is the directory's to decide (AuthBasicProvider file
+	// ldap). The stamp never holds anything of the user: the cache key already does.
+	return "ldap\x00" + strconv.FormatUint(d.generation.Load(), 10), true
+}
+
+// forget drops every remembered directory verdict (SIGHUP).
+func (d *directory) forget() { d.generation.Add(1) }
+
+// directoryAnswer is a user's entry as found.
+type directoryAnswer struct {
+	dn, user string   // the entry found and its name as the directory spells it
+	groups   []string // group keys: names and DNs
+}
+
+func (d *directory) check(snap *snapshot, c credential) (authOutcome, error) {
+	if len(c.password) == 0 {
+		// A simple bind with an empty password is an anonymous bind, which succeeds.
+		return authOutcome{forget: true, reason: "empty_password"}, nil
+	}
+	entry, found, err := d.findUser(c.user)
+	if err != nil {
+		return authOutcome{}, d.unavailable(err)
+	}
+	switch {
+	case found > 1:
+		d.logger.Warn("the directory has several entries for this name: refused; make --ldap-url's attribute and filter match one entry per user", "user", cutForLog(c.user, maxLoggedUser), "entries", found)
+		return authOutcome{forget: true, known: true, reason: "ambiguous_user"}, nil
+	case found == 0:
+		// Bind all the same, as a DN that does not exist, so that an unknown name costs what a
+		// wrong password does.
+		if _, err := d.bind(d.absentDN(), c.password); err != nil {
+			return authOutcome{}, d.unavailable(err)
+		}
+		d.reachable()
+		return authOutcome{forget: true}, nil
+	}
+	ok, err := d.bind(entry.dn, c.password)
+	if err != nil {
+		return authOutcome{}, d.unavailable(err)
+	}
+	if !ok {
+		d.reachable()
+		return authOutcome{known: true, forget: true}, nil
+	}
+	groups, err := d.groupsOf(entry.dn, entry.user)
+	if err != nil {
+		return authOutcome{}, d.unavailable(err)
+	}
+	d.reachable()
+	return authOutcome{ok: true, known: true, user: entry.user, groups: groups}, nil
+}
+
+// absentDN is a DN under the base that no entry has.
+func (d *directory) absentDN() string {
+	dn := d.cfg.parsed.attribute + "=registry-auth-absent-user"
+	if d.cfg.parsed.baseDN != "" {
+		dn += "," + d.cfg.parsed.baseDN
+	}
+	return dn
+}
+
+// findUser searches the user's entry; found is the number of entries (at most 2 are asked).
+func (d *directory) findUser(name string) (entry directoryAnswer, found int, err error) {
+	u := d.cfg.parsed
+	res, err := d.search(&ldap.SearchRequest{
+		BaseDN: u.baseDN, Scope: u.scope, DerefAliases: ldap.NeverDerefAliases,
+		SizeLimit: 2, TimeLimit: d.timeLimit(), Filter: u.userFilter(name), Attributes: []string{u.attribute},
+	})
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		return entry, 2, nil
+	}
+	if err != nil {
+		return entry, 0, err
+	}
+	if len(res.Entries) != 1 {
+		return entry, len(res.Entries), nil
+	}
+	e := res.Entries[0]
+	entry.dn, entry.user = e.DN, e.GetAttributeValue(u.attribute)
+	if entry.user == "" {
+		entry.user = name // an attribute the directory does not return to us
+	}
+	return entry, 1, nil
+}
+
+// groupsOf is the keys (groupKey) of the groups of the user with dn and name, nested groups
+// followed up to --ldap-group-depth levels through member and uniqueMember.
+func (d *directory) groupsOf(dn, user string) ([]string, error) {
+	if d.cfg.groupBase == "" {
+		return nil, nil
+	}
+	var keys []string
+	seen := map[string]bool{}
+	filter := groupFilterFor(d.cfg.groupFilter, dn, user)
+	for level := 0; level <= d.cfg.groupDepth && filter != ""; level++ {
+		res, err := d.search(&ldap.SearchRequest{
+			BaseDN: d.cfg.groupBase, Scope: ldap.ScopeWholeSubtree, DerefAliases: ldap.NeverDerefAliases,
+			TimeLimit: d.timeLimit(), Filter: filter, Attributes: []string{d.cfg.groupNameAttr},
+		})
+		if err != nil {
+			return nil, err
+		}
+		var next []string
+		for _, e := range res.Entries {
+			key := groupKey(e.DN)
+			if seen[key] {
+				continue // a cycle, or a group reached twice
+			}
+			seen[key] = true
+			keys = append(keys, key)
+			if name := e.GetAttributeValue(d.cfg.groupNameAttr); name != "" {
+				keys = append(keys, groupKey(name))
+			}
+			esc := ldap.EscapeFilter(e.DN)
+			next = append(next, "(member="+esc+")(uniqueMember="+esc+")")
+		}
+		filter = ""
+		if len(next) > 0 {
+			filter = "(|" + strings.Join(next, "") + ")"
+		}
+	}
+	return keys, nil
+}
+
+func (d *directory) timeLimit() int { return max(1, int(d.cfg.timeout/time.Second)) }
+
+// search runs req on an idle service-account connection, or a new one. A connection the
+// directory dropped (a restart) is replaced and the search tried once more.
+func (d *directory) search(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	for attempt := 0; ; attempt++ {
+		conn, fresh, err := d.searchConn()
+		if err != nil {
+			return nil, err
+		}
+		res, err := conn.Search(req)
+		if err == nil || ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			d.release(conn)
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+				return &ldap.SearchResult{}, nil // the base does not exist: nobody is there
+			}
+			return res, err
+		}
+		conn.Close()
+		if fresh || attempt > 0 {
+			return nil, err
+		}
+	}
+}
+
+// searchConn returns an idle connection, or dials and binds a new one as the service
+// account; fresh says which. When the password file changed, idle connections are closed
+// first, so searches run as the new password says.
+func (d *directory) searchConn() (conn *ldap.Conn, fresh bool, err error) {
+	secret, changed, err := d.bindSecret()
+	if err != nil {
+		return nil, false, err
+	}
+	if changed {
+		d.drain()
+	}
+	select {
+	case conn = <-d.idle:
+		if !conn.IsClosing() {
+			return conn, false, nil
+		}
+		conn.Close()
+	default:
+	}
+	conn, err = d.dial()
+	if err != nil {
+		return nil, true, err
+	}
+	if d.cfg.bindDN != "" {
+		if err := conn.Bind(d.cfg.bindDN, string(secret)); err != nil {
+			conn.Close()
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+				return nil, true, fmt.Errorf("the service account %s cannot bind: check --ldap-bind-dn and the password in --ldap-bind-password-file: %w", d.cfg.bindDN, err)
+			}
+			return nil, true, err
+		}
+	}
+	return conn, true, nil
+}
+
+func (d *directory) release(conn *ldap.Conn) {
+	select {
+	case d.idle <- conn:
+	default:
+		conn.Close()
+	}
+}
+
+func (d *directory) drain() {
+	for {
+		select {
+		case conn := <-d.idle:
+			conn.Close()
+		default:
+			return
+		}
+	}
+}
+
+// bindSecret returns the service account's password, read again when the file changed.
+func (d *directory) bindSecret() (secret []byte, changed bool, err error) {
+	if d.cfg.bindPasswordFile == "" {
+		return nil, false, nil
+	}
+	d.secretMu.Lock()
+	defer d.secretMu.Unlock()
+	info, err := os.Stat(d.cfg.bindPasswordFile)
+	if err != nil {
+		return nil, false, fmt.Errorf("--ldap-bind-password-file: %w", err)
+	}
+	if d.secretStat != nil && os.SameFile(info, d.secretStat) && info.ModTime().Equal(d.secretStat.ModTime()) && info.Size() == d.secretStat.Size() {
+		return d.secret, false, nil
+	}
+	data, err := os.ReadFile(d.cfg.bindPasswordFile)
+	if err != nil {
+		return nil, false, fmt.Errorf("--ldap-bind-password-file: %w", err)
+	}
+	changed = d.secretStat != nil
+	d.secret, d.secretStat = bytes.TrimRight(data, "\r\n"), info
+	return d.secret, changed, nil
+}
+
+// dial connects to the first of the URL's hosts that answers, with StartTLS if asked.
+func (d *directory) dial() (*ldap.Conn, error) {
+	var errs []error
+	for _, host := range d.cfg.parsed.hosts {
+		opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.cfg.timeout})}
+		if d.tls != nil {
+			cfg := d.tls.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(host)
+			cfg.ServerName = strings.Trim(cfg.ServerName, "[]")
+			opts = append(opts, ldap.DialWithTLSConfig(cfg))
+		}
+		conn, err := ldap.DialURL(d.cfg.parsed.scheme+"://"+host, opts...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		conn.SetTimeout(d.cfg.timeout)
+		if d.cfg.startTLS {
+			cfg := d.tls.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(host)
+			cfg.ServerName = strings.Trim(cfg.ServerName, "[]")
+			if err := conn.StartTLS(cfg); err != nil {
+				conn.Close()
+				errs = append(errs, fmt.Errorf("StartTLS with %s: %w", host, err))
+				continue
+			}
+		}
+		return conn, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// bind checks password for dn on a connection of its own, closed after: ok false is a wrong
+// password (or a DN without one); an error means the directory could not answer.
+func (d *directory) bind(dn string, password []byte) (ok bool, err error) {
+	conn, err := d.dial()
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	err = conn.Bind(dn, string(password))
+	switch {
+	case err == nil:
+		return true, nil
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials):
+		return false, nil
+	case isLDAPResult(err):
+		// Refused for another reason (account locked, password expired...): a refusal,
+		// with the directory's word in the log.
+		d.logger.Info("the directory refused a bind", "dn", dn, "error", err)
+		return false, nil
+	}
+	return false, err
+}
+
+// isLDAPResult reports whether err is the directory's answer rather than a failure to get one.
+func isLDAPResult(err error) bool {
+	var e *ldap.Error
+	return errors.As(err, &e) && e.ResultCode != 0 && e.ResultCode < ldap.ErrorNetwork
+}
+
+// unavailable records an outage (logged once at its start) and returns errUnavailable.
+func (d *directory) unavailable(cause error) error {
+	d.stateMu.Lock()
+	if !d.down {
+		d.down, d.downSince = true, time.Now()
+		d.up.Set(0)
+		d.logger.Error("the LDAP directory cannot be asked: users the htpasswd file lacks get 503 until it answers (cached verdicts still work)", "url", d.cfg.url, "error", cause)
+	}
+	d.stateMu.Unlock()
+	return fmt.Errorf("%w: %v", errUnavailable, cause)
+}
+
+// reachable ends an outage, logging it once.
+func (d *directory) reachable() {
+	d.stateMu.Lock()
+	if d.down {
+		d.down = false
+		d.up.Set(1)
+		d.logger.Info("the LDAP directory answers again", "url", d.cfg.url, "outage", time.Since(d.downSince).Round(time.Millisecond).String())
+	}
+	d.stateMu.Unlock()
+}
+
+// isUp reports whether the last attempt reached the directory, for /readyz.
+func (d *directory) isUp() bool {
+	d.stateMu.Lock()
+	defer d.stateMu.Unlock()
+	return !d.down
+}
+
+// ping connects and binds as the service account (or searches anonymously), as at start
+// and in `check`.
+func (d *directory) ping() error {
+	conn, _, err := d.searchConn()
+	if err != nil {
+		d.unavailable(err)
+		return err
+	}
+	d.release(conn)
+	d.reachable()
+	return nil
+}
+
+// close closes the idle connections.
+func (d *directory) close() { d.drain() }

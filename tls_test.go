@@ -90,6 +90,7 @@ type tlsService struct {
 	*runningService
 	ca                        *testCA
 	certFile, keyFile, caFile string
+	files                     testFiles
 }
 
 // startTLSService starts serve with --tls-cert and --tls-key (and --tls-client-ca, signed by
@@ -97,7 +98,7 @@ type tlsService struct {
 func startTLSService(t *testing.T, clientCA bool, extra ...string) *tlsService {
 	t.Helper()
 	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "pusher: bob\n")
-	s := &tlsService{ca: newTestCA(t, "test CA"),
+	s := &tlsService{ca: newTestCA(t, "test CA"), files: f,
 		certFile: filepath.Join(f.dir, "tls.crt"), keyFile: filepath.Join(f.dir, "tls.key"), caFile: filepath.Join(f.dir, "ca.crt")}
 	c, k := s.ca.issue(t, "auth", x509.ExtKeyUsageServerAuth)
 	writeFile(t, s.certFile, string(c))
@@ -301,5 +302,24 @@ func TestTLSConfigErrors(t *testing.T) {
 		if err == nil || errors.Is(err, flag.ErrHelp) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestWaitOverTLS: --wait https:// verifies the service against REGISTRY_AUTH_TLS_CLIENT_CA
+// (the compose stack's one hop CA signs both certificates); --wait http:// to a TLS
+// listener fails with the fix.
+func TestWaitOverTLS(t *testing.T) {
+	t.Parallel()
+	s := startTLSService(t, true)
+	env := editEnv(s.files)
+	env["REGISTRY_AUTH_TLS_CLIENT_CA"] = s.caFile
+	out := mustRun(t, env, "b\n", "user", "add", "--cost", "4", "--wait", s.url, "carol")
+	if !strings.Contains(out, "loaded it after") {
+		t.Errorf("user add --wait %s: got %q, want how long the service took", s.url, out)
+	}
+	plain := "http://" + strings.TrimPrefix(s.url, "https://")
+	_, _, err := runCLI(t, env, "d\n", "user", "add", "--cost", "4", "--wait", plain, "--wait-timeout", "300ms", "dave")
+	if err == nil || !strings.Contains(err.Error(), "give --wait "+s.url) {
+		t.Errorf("user add --wait %s: got %v, want the advice to use %s", plain, err, s.url)
 	}
 }

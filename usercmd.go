@@ -255,7 +255,8 @@ func (c *editCLI) waitLoaded(ctx context.Context, f *editFlags, wrote map[string
 	if f.wait == "" {
 		return nil
 	}
-	w := loadWait{baseURL: f.wait, timeout: f.waitTimeout, wrote: wrote,
+	clientCA, _ := c.lookupEnv("REGISTRY_AUTH_TLS_CLIENT_CA")
+	w := loadWait{baseURL: f.wait, timeout: f.waitTimeout, wrote: wrote, clientCA: clientCA,
 		paths: map[string]string{roleHTPasswd: f.htpasswd, roleGroups: f.groups}}
 	took, err := w.wait(ctx, roles)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -25,6 +27,29 @@ type loadWait struct {
 	// its content on disk.
 	paths map[string]string
 	wrote map[string][]byte
+	// clientCA is the PEM file of REGISTRY_AUTH_TLS_CLIENT_CA, "" when unset. An https://
+	// base URL is verified against the system's CAs and this one: in the compose stack the
+	// one CA of the TLS hop signed the service's certificate too, and the one-off container
+	// of the auth service has its variables and files.
+	clientCA string
+}
+
+// client is the HTTP client that asks /readyz.
+func (w loadWait) client() (*http.Client, error) {
+	if !strings.HasPrefix(w.baseURL, "https://") || w.clientCA == "" {
+		return http.DefaultClient, nil
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	data, err := os.ReadFile(w.clientCA)
+	if err != nil || !roots.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("--wait %s: cannot use REGISTRY_AUTH_TLS_CLIENT_CA=%s to verify the service's certificate (%v): unset it to verify against the system's CAs only", w.baseURL, w.clientCA, err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
 }
 
 // waitURL checks --wait: a base URL, to which /readyz is added. It accepts the URL of
@@ -98,11 +123,15 @@ func (w loadWait) wait(ctx context.Context, roles []string) (time.Duration, erro
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
+	client, err := w.client()
+	if err != nil {
+		return 0, err
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	why := "no answer yet"
 	for {
-		if ok, reason := w.ask(ctx, roles); ok {
+		if ok, reason := w.ask(ctx, client, roles); ok {
 			return time.Since(start), nil
 		} else if reason != "" {
 			why = reason
@@ -117,12 +146,12 @@ func (w loadWait) wait(ctx context.Context, roles []string) (time.Duration, erro
 }
 
 // ask asks /readyz once.
-func (w loadWait) ask(ctx context.Context, roles []string) (bool, string) {
+func (w loadWait) ask(ctx context.Context, client *http.Client, roles []string) (bool, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.baseURL+"/readyz", nil)
 	if err != nil {
 		return false, err.Error()
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, "" // the deadline, not the service: keep the reason of the last answer
@@ -130,6 +159,12 @@ func (w loadWait) ask(ctx context.Context, roles []string) (bool, string) {
 		return false, err.Error()
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusBadRequest && strings.HasPrefix(w.baseURL, "http://") {
+		// What Go's TLS listener answers to plain HTTP.
+		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 512)); strings.Contains(string(b), "HTTP request to an HTTPS server") {
+			return false, "the service speaks HTTPS: give --wait https://" + strings.TrimPrefix(w.baseURL, "http://")
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Sprintf("/readyz answered %s", resp.Status)
 	}

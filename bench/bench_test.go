@@ -24,7 +24,7 @@ import (
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(ceilingEnv); addr != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := serveCeiling(ctx, addr, os.Stdout)
+		err := serveCeiling(ctx, addr, os.Getenv(ceilingTLSEnv), os.Stdout)
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ceiling:", err)
@@ -77,7 +77,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	docs := t.TempDir()
 	o, err := parseOptions([]string{
-		"--setups=1,4,5",
+		"--setups=1,4,5,8",
 		// Four connections: the Apache recipe at bcrypt cost 10 then answers
 		// within the one-second runs.
 		"--duration=1s", "--min-cycles=0", "--connections=4",
@@ -95,8 +95,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("bench: %v", err)
 	}
 
-	if got := len(res.Setups); got != 3 {
-		t.Fatalf("got %d setups, want 3", got)
+	if got := len(res.Setups); got != 4 {
+		t.Fatalf("got %d setups, want 4", got)
 	}
 	for _, s := range res.Setups {
 		if len(s.Errors) > 0 {
@@ -137,6 +137,23 @@ func TestSmoke(t *testing.T) {
 		if len(s.Reload) != wantReloads {
 			t.Errorf("setup %d: %d reload samples, want %d", s.Setup, len(s.Reload), wantReloads)
 		}
+		// Each manifest load opened at least one connection to the auth
+		// server; Apache has none of its own.
+		for _, w := range manifestWorkloads {
+			n, ok := s.Connections[w]
+			if s.Setup == apacheRecipe {
+				if ok {
+					t.Errorf("setup 1, %s: %d auth connections counted, want none (no auth server)", w, n)
+				}
+			} else if !ok || n < 1 {
+				t.Errorf("setup %d, %s: %d auth connections (counted %v), want at least 1", s.Setup, w, n, ok)
+			}
+		}
+		if s.Setup.usesRegistryAuth() {
+			if e := s.Edit; e == nil || e.Users != editUsers || e.AfterEditHashes != 0 || e.WarmP99 <= 0 {
+				t.Errorf("setup %d: edit under load %+v, want %d users and 0 hashes after the edit", s.Setup, e, editUsers)
+			}
+		}
 	}
 	// Two servers, each loaded by wrk and at a fixed rate.
 	if len(res.AuthAlone) != 4 {
@@ -158,7 +175,8 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{
 		"## Machine", "## GET manifest, 64 users, bcrypt cost 10", "## GET manifest, 1 user, bcrypt cost 10",
 		"## Pull of a 20-layer image", "## Push of a 16 MiB layer", "## The /auth endpoint alone",
-		"| 1 | Apache recipe |", "| 5 | Traefik + registry-auth |", chartName,
+		"| 1 | Apache recipe |", "| 5 | Traefik + registry-auth |", "| 8 | Traefik + registry-auth, TLS/HTTP/2 + client cert |",
+		"## Edit under load", chartName,
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("BENCHMARKS.md lacks %q", want)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
 // loopbackOnly refuses any URL whose host is not a loopback IP literal: the
@@ -31,6 +33,14 @@ func loopbackOnly(rawURL string) error {
 // idle connections per host, and dials loopback only.
 func newClient(roots *x509.CertPool, conns int) *http.Client {
 	return &http.Client{Transport: newTransport(roots, conns), Timeout: 30 * time.Second}
+}
+
+// newHopClient is a loopback client for the auth servers themselves: it
+// trusts the hop CA of certs and presents Traefik's client certificate.
+func newHopClient(certs *harness.Certs, conns int) *http.Client {
+	tr := newTransport(certs.HopPool, conns)
+	tr.TLSClientConfig = certs.HopTLSConfig()
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 // newTransport is newClient's transport.

@@ -154,9 +154,13 @@ func renderMarkdown(r *results, chart bool) string {
 	w("| 4 | %s | `forwardAuth` to a Go server (a separate process) that answers 200 with no body at once: the ceiling of any forwardAuth design. |\n", traefikCeiling)
 	w("| 5 | %s | `forwardAuth` to registry-auth with the defaults (verified-credential cache on). |\n", traefikRegistryAuth)
 	w("| 6 | %s | the same with `--cache-ttl 0`: one bcrypt comparison per request. |\n", traefikRegistryNoTTL)
-	w("\nSetups 2 to 6 use the repository's `traefik/traefik.yml` and the Traefik labels of ")
-	w("`docker-compose.yml`, with addresses changed and, for 2 to 4, the `registry-auth` ")
-	w("middleware replaced. The same htpasswd and groups files serve every setup; the ")
+	w("| 7 | %s | setup 4's server over TLS (HTTP/2 by ALPN, TLS 1.2 minimum), asking for and verifying a client certificate as registry-auth does: the ceiling of the HTTPS hop. |\n", traefikCeilingTLS)
+	w("| 8 | %s | registry-auth as `docker-compose.yml` runs it: HTTPS with HTTP/2, Traefik's client certificate required (`--tls-cert`, `--tls-key`, `--tls-client-ca`). |\n", traefikRegistryAuthTLS)
+	w("\nSetups 2 to 8 use the repository's `traefik/traefik.yml` and the Traefik labels of ")
+	w("`docker-compose.yml`, with addresses and certificate paths changed and, for 2 and 3, the `registry-auth` ")
+	w("middleware replaced. Setups 7 and 8 keep the labels' HTTPS hop (`https://auth:8080/auth` with `tls.ca`, `tls.cert`, `tls.key`); ")
+	w("4 to 6 use the plain-HTTP hop a user may still configure (`http://`, no `tls` block, registry-auth without its TLS variables). ")
+	w("The same htpasswd and groups files serve every setup; the ")
 	w("first user is the only member of `pusher`.\n\n")
 
 	w("### How the harness runs them\n\n")
@@ -185,6 +189,9 @@ func renderMarkdown(r *results, chart bool) string {
 	}
 	if p.Workloads["reload"] {
 		renderReload(&b, r)
+	}
+	if p.Workloads["edit"] {
+		renderEdit(&b, r)
 	}
 	if p.Workloads["auth"] {
 		renderAuthAlone(&b, r)
@@ -263,21 +270,27 @@ func renderManifest(b *strings.Builder, r *results, wl manifestWorkload, chart b
 }
 
 func renderManifestTable(b *strings.Builder, r *results, wl manifestWorkload) {
-	fmt.Fprintf(b, "| # | setup | req/s | p50 | p99 | failed | run | vs 4 (ceiling) | vs 1 (Apache) |\n")
-	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "| # | setup | req/s | p50 | p99 | failed | run | auth connections | vs 4 (ceiling) | vs 7 (TLS ceiling) | vs 1 (Apache) |\n")
+	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	ceil := r.manifestRPS(traefikCeiling, wl)
+	ceilTLS := r.manifestRPS(traefikCeilingTLS, wl)
 	apache := r.manifestRPS(apacheRecipe, wl)
 	for _, s := range r.Setups {
 		res := s.Manifest[wl]
 		if res == nil {
-			fmt.Fprintf(b, "| %d | %s | not measured | | | | | | |\n", s.Setup, s.Setup)
+			fmt.Fprintf(b, "| %d | %s | not measured | | | | | | | | |\n", s.Setup, s.Setup)
 			continue
 		}
-		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Setup, s.Setup,
-			rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond),
-			ratio(res.RPS(), ceil), ratio(res.RPS(), apache))
+		conns := "–"
+		if n, ok := s.Connections[wl]; ok {
+			conns = fmt.Sprintf("%d", n)
+		}
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Setup, s.Setup,
+			rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond), conns,
+			ratio(res.RPS(), ceil), ratio(res.RPS(), ceilTLS), ratio(res.RPS(), apache))
 	}
-	fmt.Fprintf(b, "\n")
+	fmt.Fprintf(b, "\n\"auth connections\" is how many TCP connections the auth server accepted during the run, by its own count ")
+	fmt.Fprintf(b, "(registry-auth's `registry_auth_connections_accepted_total`, the 200-at-once server's own counter; at most one of them is the harness's own query).\n\n")
 }
 
 func renderPull(b *strings.Builder, r *results) {
@@ -421,6 +434,21 @@ func renderMemory(b *strings.Builder, r *results) {
 	fmt.Fprintf(b, "| %d | %s | %s | %s | %s |\n\n", m.Users, ms(m.Load), mib(m.AfterLoad.RSS), mib(m.AfterLogins.RSS), mib(m.AfterLogins.HWM))
 }
 
+func renderEdit(b *strings.Builder, r *results) {
+	fmt.Fprintf(b, "## Edit under load\n\n")
+	fmt.Fprintf(b, "%d users (bcrypt cost 10) each send one GET manifest through Traefik (%d at a time), so every verdict is cached; ", editUsers, editWorkers)
+	fmt.Fprintf(b, "then every user again (the first warm pass); then one unrelated user is added to the htpasswd file (an editor-style save) and waited for; ")
+	fmt.Fprintf(b, "then every user once more. \"hashes\" counts registry-auth's hash computations in that last pass (`registry_auth_verify_duration_seconds` count): ")
+	fmt.Fprintf(b, "verdicts outlive a reload when a user's entry is unchanged, so it should be 0.\n\n")
+	fmt.Fprintf(b, "| # | setup | users | hashes after the edit | p99 warm pass | p99 after the edit | ratio |\n|---|---|--:|--:|--:|--:|--:|\n")
+	for _, s := range r.Setups {
+		if e := s.Edit; e != nil {
+			fmt.Fprintf(b, "| %d | %s | %d | %d | %s | %s | %s |\n", s.Setup, s.Setup, e.Users, e.AfterEditHashes, ms(e.WarmP99), ms(e.AfterEditP99), ratio(float64(e.AfterEditP99), float64(e.WarmP99)))
+		}
+	}
+	fmt.Fprintf(b, "\n")
+}
+
 // renderTargets compares the run with the project's performance targets.
 // It states what was measured; the harness never adjusts anything to meet
 // them.
@@ -443,6 +471,20 @@ func renderTargets(b *strings.Builder, r *results) {
 	row("setup 5 ≥ 90% of setup 4, 64 users, cost 10",
 		fmt.Sprintf("%.0f%% (%s vs %s req/s)", 100*five/four, rps(five), rps(four)), five >= 0.9*four, five > 0 && four > 0)
 	row("setup 5 about 40× setup 1 (Apache) at cost 10", ratio(five, one), five >= 40*one, five > 0 && one > 0)
+	eight := r.manifestRPS(traefikRegistryAuthTLS, users64Cost10)
+	seven := r.manifestRPS(traefikCeilingTLS, users64Cost10)
+	row("setup 8 (registry-auth over TLS/HTTP/2) ≥ 1.1× setup 4 (plain-HTTP ceiling), 64 users, cost 10", ratio(eight, four), eight >= 1.1*four, eight > 0 && four > 0)
+	row("setup 8 ≥ 0.9× setup 7 (TLS ceiling), 64 users, cost 10", ratio(eight, seven), eight >= 0.9*seven, eight > 0 && seven > 0)
+	if s := r.setup(traefikRegistryAuthTLS); s != nil {
+		n, ok := s.Connections[users64Cost10]
+		row(fmt.Sprintf("connections accepted by registry-auth over TLS during a run (%s, %d clients) under 50", r.Params.Duration, r.Params.Connections), fmt.Sprintf("%d", n), n < 50, ok)
+	}
+	for _, s := range r.Setups {
+		if e := s.Edit; e != nil {
+			row(fmt.Sprintf("edit under load, setup %d: 0 hash computations for unchanged users", s.Setup), fmt.Sprintf("%d", e.AfterEditHashes), e.AfterEditHashes == 0, true)
+			row(fmt.Sprintf("edit under load, setup %d: p99 after the edit ≤ 2× the warm pass", s.Setup), fmt.Sprintf("%s vs %s", ms(e.AfterEditP99), ms(e.WarmP99)), e.AfterEditP99 <= 2*e.WarmP99, true)
+		}
+	}
 	row("setup 5 about 40× setup 2 (basicAuth) at cost 10", ratio(five, two), five >= 40*two, five > 0 && two > 0)
 	var heavy, light *authAloneResult
 	for i, a := range r.AuthAlone {
@@ -522,6 +564,10 @@ func chartLabel(id setupID) string {
 		return "5 Traefik +\\nregistry-auth"
 	case traefikRegistryNoTTL:
 		return "6 registry-auth\\n--cache-ttl 0"
+	case traefikCeilingTLS:
+		return "7 200 at once\\nTLS/HTTP/2"
+	case traefikRegistryAuthTLS:
+		return "8 registry-auth\\nTLS + client cert"
 	}
 	return id.String()
 }

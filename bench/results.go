@@ -7,7 +7,7 @@ import (
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// setupID names the six setups, in the order the report lists them.
+// setupID names the eight setups, in the order the report lists them.
 type setupID int
 
 const (
@@ -17,9 +17,13 @@ const (
 	traefikCeiling       setupID = 4 // forwardAuth to a server that answers 200 at once
 	traefikRegistryAuth  setupID = 5 // forwardAuth to registry-auth, cache on
 	traefikRegistryNoTTL setupID = 6 // forwardAuth to registry-auth --cache-ttl 0
+	// Over the compose file's HTTPS hop (HTTP/2, Traefik's client certificate);
+	// setups 4 to 6 use the plain-HTTP hop a user may still configure.
+	traefikCeilingTLS      setupID = 7 // forwardAuth over TLS to the 200-at-once server
+	traefikRegistryAuthTLS setupID = 8 // forwardAuth over TLS to registry-auth, cache on
 )
 
-var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL}
+var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL, traefikCeilingTLS, traefikRegistryAuthTLS}
 
 func (s setupID) String() string {
 	switch s {
@@ -35,19 +39,33 @@ func (s setupID) String() string {
 		return "Traefik + registry-auth"
 	case traefikRegistryNoTTL:
 		return "Traefik + registry-auth --cache-ttl 0"
+	case traefikCeilingTLS:
+		return "Traefik + forwardAuth 200 at once, TLS/HTTP/2"
+	case traefikRegistryAuthTLS:
+		return "Traefik + registry-auth, TLS/HTTP/2 + client cert"
 	}
 	return "unknown setup"
+}
+
+// tlsHop reports whether Traefik asks the auth server over HTTPS (HTTP/2).
+func (s setupID) tlsHop() bool {
+	return s == traefikCeilingTLS || s == traefikRegistryAuthTLS
+}
+
+// ceiling reports whether the auth server is the 200-at-once server.
+func (s setupID) ceiling() bool {
+	return s == traefikCeiling || s == traefikCeilingTLS
 }
 
 // authenticates reports whether the setup refuses requests without valid
 // credentials.
 func (s setupID) authenticates() bool {
-	return s != traefikNoAuth && s != traefikCeiling
+	return s != traefikNoAuth && !s.ceiling()
 }
 
 // usesRegistryAuth reports whether registry-auth makes the decisions.
 func (s setupID) usesRegistryAuth() bool {
-	return s == traefikRegistryAuth || s == traefikRegistryNoTTL
+	return s == traefikRegistryAuth || s == traefikRegistryNoTTL || s == traefikRegistryAuthTLS
 }
 
 // enforcesPushGroup reports whether the setup refuses a push by a user
@@ -87,8 +105,12 @@ type setupResult struct {
 	Pulls    []time.Duration
 	Push     *pushResult
 	Reload   []reloadSample
-	Checks   []string // the sanity checks that passed
-	Errors   []string
+	// Connections is how many TCP connections the auth server accepted
+	// during each manifest load (its own count), by workload.
+	Connections map[manifestWorkload]int64
+	Edit        *editResult
+	Checks      []string // the sanity checks that passed
+	Errors      []string
 }
 
 // pushResult is one big-layer push and the memory around it.
@@ -100,6 +122,16 @@ type pushResult struct {
 	AuthBefore  int64  // its VmRSS before the push
 	AuthPeak    int64  // its VmHWM during the push
 	PeakSampled bool   // true when clear_refs failed and the peak was sampled instead
+}
+
+// editResult is the "edit under load" workload: every user once (hashed),
+// every user again (warm, from the cache), one unrelated user added to the
+// htpasswd file, every user once more.
+type editResult struct {
+	Users           int
+	WarmP99         time.Duration // the first warm pass
+	AfterEditP99    time.Duration // the pass after the edit
+	AfterEditHashes int64         // hash computations during that pass
 }
 
 // reloadSample is one "write a new user, wait until it is accepted".

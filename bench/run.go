@@ -23,7 +23,7 @@ const (
 )
 
 // allWorkloads are the names --workloads accepts.
-var allWorkloads = []string{"manifest", "pull", "push", "reload", "auth", "memory"}
+var allWorkloads = []string{"manifest", "pull", "push", "reload", "edit", "auth", "memory"}
 
 // options are the parsed command line.
 type options struct {
@@ -48,7 +48,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	duration := fs.Duration("duration", 0, "length of each wrk run (default 2s quick, 20s full)")
 	connections := fs.Int("connections", 32, "wrk connections")
 	threads := fs.Int("threads", 2, "wrk threads")
-	setups := fs.String("setups", "1,2,3,4,5,6", "setups to run, by number (see docs/BENCHMARKS.md)")
+	setups := fs.String("setups", "1,2,3,4,5,6,7,8", "setups to run, by number (see docs/BENCHMARKS.md)")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run")
 	pulls := fs.Int("pulls", 0, "pulls of the 20-layer image per setup (default 2 quick, 10 full)")
 	pushMiB := fs.Int64("push-mib", 0, "size of the pushed layer in MiB (default 1024: 1 GiB)")
@@ -129,7 +129,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 // run is the whole program: flags, builds, the setups, the report.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if addr := getenv(ceilingEnv); addr != "" {
-		return serveCeiling(ctx, addr, stdout)
+		return serveCeiling(ctx, addr, getenv(ceilingTLSEnv), stdout)
 	}
 	o, err := parseOptions(args, stderr)
 	if err != nil {
@@ -199,6 +199,7 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 		return res, err
 	}
 	l.client = newClient(l.certs.Pool, 16)
+	l.hopClient = newHopClient(l.certs, 4)
 
 	res = &results{Mode: o.mode, Command: o.command, Started: started, Params: o.params, OthersCPU: -1}
 	cpuStart, cpuErr := takeCPUSnapshot()
@@ -218,6 +219,11 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	if err != nil {
 		return res, err
 	}
+	if o.Workloads["edit"] {
+		if l.editFiles, err = makeUserFiles(ctx, benchCache, usersDir, editUsers, 10); err != nil {
+			return res, err
+		}
+	}
 
 	// The registry:3 image's configuration and docker-compose.yml's
 	// environment, as e2e's Stack runs it (without its debug server).
@@ -230,7 +236,7 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 	say("registry on %s, seeded with %s:%s and the %d-layer %s:%s", l.registry.Addr, manifestRepo, manifestTag, pullLayers, pullRepo, pullTag)
 
 	var failures int
-	setupWork := o.Workloads["manifest"] || o.Workloads["pull"] || o.Workloads["push"] || o.Workloads["reload"]
+	setupWork := o.Workloads["manifest"] || o.Workloads["pull"] || o.Workloads["push"] || o.Workloads["reload"] || o.Workloads["edit"]
 	for _, id := range o.Setups {
 		if !setupWork {
 			break
@@ -301,7 +307,7 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 // the reloads), a second on the cost-5 files. A failure is recorded and
 // ends that session, not the run.
 func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles, o *options) *setupResult {
-	sr := &setupResult{Setup: id, Manifest: map[manifestWorkload]*loadResult{}}
+	sr := &setupResult{Setup: id, Manifest: map[manifestWorkload]*loadResult{}, Connections: map[manifestWorkload]int64{}}
 	say := func(format string, a ...any) { fmt.Fprintf(l.out, "  [%d] "+format+"\n", append([]any{id}, a...)...) }
 	fail := func(what string, err error) {
 		sr.Errors = append(sr.Errors, fmt.Sprintf("%s: %v", what, err))
@@ -348,6 +354,10 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 	// the same session needs: it starts at that length at once
 	// (sessionDuration, reset when a session starts).
 	load := func(s *stack, w manifestWorkload, users []credential) error {
+		conns, err := l.authConnections(ctx, s)
+		if err != nil {
+			return fmt.Errorf("%s: connections before: %w", w, err)
+		}
 		res, err := l.measureLoad(ctx, s.dir, loadSpec{
 			URL:         s.proxyURL(manifestPath),
 			Auths:       basics(users),
@@ -360,7 +370,16 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		}
 		sessionDuration = res.duration().Round(time.Second)
 		sr.Manifest[w] = &res
-		say("%-26s %8s req/s  p50 %-9s p99 %-9s failed %s  (%s run)", w.String()+":", rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond))
+		accepted := ""
+		if conns >= 0 {
+			after, err := l.authConnections(ctx, s)
+			if err != nil {
+				return fmt.Errorf("%s: connections after: %w", w, err)
+			}
+			sr.Connections[w] = after - conns
+			accepted = fmt.Sprintf(", %d auth connections", after-conns)
+		}
+		say("%-26s %8s req/s  p50 %-9s p99 %-9s failed %s  (%s run%s)", w.String()+":", rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond), accepted)
 		return nil
 	}
 
@@ -427,6 +446,16 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 			}
 			return load(s, users64Cost5, s.files.Users)
 		})
+	}
+	// --cache-ttl 0 has no verdicts to keep across an edit.
+	if o.Workloads["edit"] && id.usesRegistryAuth() && id != traefikRegistryNoTTL && ctx.Err() == nil {
+		e, err := l.measureEdit(ctx, id, l.editFiles)
+		if err != nil {
+			fail("edit under load", err)
+		} else {
+			sr.Edit = e
+			say("%-26s %d hash computations for %d cached users; p99 %s after the edit, %s warm before", "edit under load:", e.AfterEditHashes, e.Users, ms(e.AfterEditP99), ms(e.WarmP99))
+		}
 	}
 	return sr
 }

@@ -23,9 +23,13 @@ type lab struct {
 	procs    *harness.Processes
 	certs    *harness.Certs
 	client   *http.Client // trusts certs; loopback only
-	out      io.Writer    // progress lines
-	started  time.Time
-	registry *harness.Registry
+	// hopClient talks to the auth servers themselves: it trusts the hop CA and
+	// presents Traefik's client certificate (plain HTTP works with it too).
+	hopClient *http.Client
+	editFiles *userFiles // the edit workload's 500 users, nil when it does not run
+	out       io.Writer  // progress lines
+	started   time.Time
+	registry  *harness.Registry
 }
 
 // deleteBlob removes a pushed blob's data from the registry's storage, to
@@ -92,11 +96,11 @@ func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *
 	switch id {
 	case apacheRecipe:
 		err = l.startApache(ctx, s)
-	case traefikCeiling:
+	case traefikCeiling, traefikCeilingTLS:
 		if err = l.startCeiling(ctx, s); err == nil {
 			err = l.startTraefik(ctx, s)
 		}
-	case traefikRegistryAuth, traefikRegistryNoTTL:
+	case traefikRegistryAuth, traefikRegistryNoTTL, traefikRegistryAuthTLS:
 		var extra []string
 		if id == traefikRegistryNoTTL {
 			extra = []string{"--cache-ttl", "0"}
@@ -167,27 +171,92 @@ func (l *lab) startApache(ctx context.Context, s *stack) error {
 	return err
 }
 
-// startCeiling starts this program again as the "200 at once" server.
+// startCeiling starts this program again as the "200 at once" server, over
+// TLS with registry-auth's certificate and client CA for setup 7.
 func (l *lab) startCeiling(ctx context.Context, s *stack) error {
 	addr, err := harness.FreeAddr()
 	if err != nil {
 		return err
 	}
-	p, err := l.procs.Start("ceiling", l.bins["self"], nil, []string{ceilingEnv + "=" + addr})
+	env := []string{ceilingEnv + "=" + addr}
+	if s.id.tlsHop() {
+		env = append(env, ceilingTLSEnv+"="+strings.Join(l.hopFiles(), string(filepath.ListSeparator)))
+	}
+	p, err := l.procs.Start("ceiling", l.bins["self"], nil, env)
 	if err != nil {
 		return err
 	}
 	s.auth, s.authAddr, s.authName = p, addr, "200-at-once server"
-	return p.WaitHTTP(ctx, l.client, "http://"+addr+"/auth", http.StatusOK)
+	return p.WaitHTTP(ctx, l.hopClient, s.authURL("/auth"), http.StatusOK)
+}
+
+// hopFiles are registry-auth's certificate, key and client CA as the
+// harness made them (the compose file's ./certs/auth-hop).
+func (l *lab) hopFiles() []string {
+	return []string{filepath.Join(l.certs.HopDir, "auth.crt"), filepath.Join(l.certs.HopDir, "auth.key"), l.certs.HopCAFile}
+}
+
+// authURL returns the URL of path on the setup's auth server itself.
+func (s *stack) authURL(path string) string {
+	if s.id.tlsHop() {
+		return "https://" + s.authAddr + path
+	}
+	return "http://" + s.authAddr + path
+}
+
+// authConnections returns how many TCP connections the setup's auth server
+// has accepted so far, by its own count: registry-auth's
+// registry_auth_connections_accepted_total, the ceiling server's
+// /connections. -1 for setups without a separate auth server.
+func (l *lab) authConnections(ctx context.Context, s *stack) (int64, error) {
+	switch {
+	case s.id.ceiling():
+		return l.fetchCount(ctx, s.authURL(ceilingConnectionsPath), "")
+	case s.id.usesRegistryAuth():
+		return l.fetchCount(ctx, s.authURL("/metrics"), "registry_auth_connections_accepted_total ")
+	}
+	return -1, nil
+}
+
+// fetchCount GETs url with the hop client (it has Traefik's client
+// certificate) and returns the number on the line that starts with prefix
+// (the whole body when prefix is empty).
+func (l *lab) fetchCount(ctx context.Context, url, prefix string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := l.hopClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok && (prefix != "" || line != "") {
+			var f float64
+			if _, err := fmt.Sscan(strings.TrimSpace(v), &f); err != nil {
+				return 0, fmt.Errorf("%s: %q: %w", url, line, err)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no line %q", url, prefix)
 }
 
 // startRegistryAuth starts registry-auth as docker-compose.yml's auth
 // service runs it, its /auth directory being the one that holds files, plus
 // extra flags, and waits for /readyz.
 func (l *lab) startRegistryAuth(ctx context.Context, s *stack, files *userFiles, extra ...string) error {
-	svc, err := harness.ComposeAuthService(ctx, l.repoRoot, filepath.Dir(files.Htpasswd))
+	svc, err := harness.ComposeAuthService(ctx, l.repoRoot, filepath.Dir(files.Htpasswd), l.certs.HopDir)
 	if err != nil {
 		return err
+	}
+	if !s.id.tlsHop() {
+		svc = svc.WithoutTLS()
 	}
 	if svc.HTPasswdFile != files.Htpasswd || svc.GroupsFile != files.Groups {
 		return fmt.Errorf("docker-compose.yml's auth service reads %s and %s, the users are in %s and %s: update copyUserFiles",
@@ -235,8 +304,9 @@ func (l *lab) startTraefik(ctx context.Context, s *stack) error {
 const composeMiddleware = "registry-auth"
 
 // setMiddleware changes the registry router's middleware for setups 2 and
-// 3; setups 4 to 6 keep the labels' forwardAuth middleware, pointed at
-// s.authAddr through Backends.
+// 3; setups 4 to 6 take the plain-HTTP form of the labels' forwardAuth
+// middleware, 7 and 8 keep it as it is (HTTPS with Traefik's client
+// certificate); both point at s.authAddr through Backends.
 func setMiddleware(cfg *harness.TraefikConfig, s *stack) error {
 	if kind := cfg.MiddlewareKind(composeMiddleware); kind != "forwardauth" {
 		return fmt.Errorf("docker-compose.yml's labels no longer declare the forwardAuth middleware %q (found %q): update bench/setups.go", composeMiddleware, kind)
@@ -250,7 +320,10 @@ func setMiddleware(cfg *harness.TraefikConfig, s *stack) error {
 	case traefikNoAuth:
 		return cfg.SetMiddleware(composeMiddleware, nil)
 	case traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL:
-		return nil
+		// The plain-HTTP hop, as a user who keeps it configures it.
+		return cfg.PlainHTTPForwardAuth(composeMiddleware)
+	case traefikCeilingTLS, traefikRegistryAuthTLS:
+		return nil // the labels' HTTPS hop with Traefik's client certificate
 	default:
 		return fmt.Errorf("setup %d is not a Traefik setup", s.id)
 	}

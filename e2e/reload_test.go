@@ -282,7 +282,8 @@ type fileRewriter struct {
 	stable     string // htpasswd lines of the stable users
 	client     *http.Client
 	url        string
-	authAddr   string // registry-auth itself, for its reload timestamp
+	authURL    string       // registry-auth itself, for its reload timestamp
+	authClient *http.Client // with Traefik's client certificate: /metrics needs one
 	iterations map[string]int
 	fileWrites int
 	changes    int
@@ -306,7 +307,8 @@ func newFileRewriter(t *testing.T, s *harness.Stack) *fileRewriter {
 		stable:     htpasswdFor(t, stableUsers...),
 		client:     s.HTTPClient(),
 		url:        s.URL(),
-		authAddr:   s.AuthAddr,
+		authURL:    s.AuthURL(),
+		authClient: s.AuthClient(),
 		iterations: map[string]int{},
 		lastOld:    map[string][]time.Duration{},
 		firstNew:   map[string][]time.Duration{},
@@ -417,7 +419,7 @@ func (w *fileRewriter) waitFor(written time.Time, method, check string, a accoun
 // recordServiceReload reads registry-auth's own time of its last reload
 // (registry_auth_last_reload_success_timestamp_seconds), for the report.
 func (w *fileRewriter) recordServiceReload(written time.Time) {
-	resp, err := http.Get("http://" + w.authAddr + "/metrics")
+	resp, err := w.authClient.Get(w.authURL + "/metrics")
 	if err != nil {
 		w.fail("registry-auth metrics: %v", err)
 		return
@@ -575,7 +577,7 @@ func (w *fileRewriter) report(t *testing.T) {
 // reportDecisions logs registry-auth's decision counters by result and
 // reason (the registry_auth_decisions_total metric).
 func reportDecisions(t *testing.T, s *harness.Stack) {
-	resp, err := http.Get("http://" + s.AuthAddr + "/metrics")
+	resp, err := s.AuthClient().Get(s.AuthURL() + "/metrics")
 	if err != nil {
 		t.Errorf("registry-auth metrics: %v", err)
 		return

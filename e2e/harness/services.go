@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -106,15 +107,39 @@ func StartRegistry(ctx context.Context, ps *Processes, opts RegistryOptions) (*R
 
 // AuthService is docker-compose.yml's auth service for a registry-auth
 // process on this machine: the service's environment, with its /auth mount
-// replaced by a local directory, and the files that environment names.
+// replaced by a local directory and its ./certs/auth-hop mount by the test's
+// (Certs.HopDir), and the files that environment names.
 type AuthService struct {
 	Env                      []string
 	HTPasswdFile, GroupsFile string // under the local directory
+	TLS                      bool   // the environment sets REGISTRY_AUTH_TLS_CERT: the listener speaks HTTPS
+}
+
+// Scheme is "https" when the service listens with TLS, else "http".
+func (a AuthService) Scheme() string {
+	if a.TLS {
+		return "https"
+	}
+	return "http"
+}
+
+// WithoutTLS is the service as a user who keeps the plain-HTTP hop runs it:
+// the same environment without the REGISTRY_AUTH_TLS_* variables.
+func (a AuthService) WithoutTLS() AuthService {
+	var env []string
+	for _, kv := range a.Env {
+		if !strings.HasPrefix(kv, "REGISTRY_AUTH_TLS_") {
+			env = append(env, kv)
+		}
+	}
+	a.Env, a.TLS = env, false
+	return a
 }
 
 // ComposeAuthService reads the auth service of repoRoot's
-// docker-compose.yml, its /auth mount replaced by authDir.
-func ComposeAuthService(ctx context.Context, repoRoot, authDir string) (AuthService, error) {
+// docker-compose.yml, its /auth mount replaced by authDir and its
+// ./certs/auth-hop mount by hopDir.
+func ComposeAuthService(ctx context.Context, repoRoot, authDir, hopDir string) (AuthService, error) {
 	project, err := LoadCompose(ctx, repoRoot)
 	if err != nil {
 		return AuthService{}, err
@@ -123,7 +148,7 @@ func ComposeAuthService(ctx context.Context, repoRoot, authDir string) (AuthServ
 	if err != nil {
 		return AuthService{}, err
 	}
-	a := AuthService{Env: serviceEnv(svc, newMountMap(svc, repoRoot, map[string]string{"auth": authDir}))}
+	a := AuthService{Env: serviceEnv(svc, newMountMap(svc, repoRoot, map[string]string{"auth": authDir, "certs/auth-hop": hopDir}))}
 	for _, kv := range a.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
@@ -131,6 +156,8 @@ func ComposeAuthService(ctx context.Context, repoRoot, authDir string) (AuthServ
 			a.HTPasswdFile = v
 		case "REGISTRY_AUTH_GROUPS":
 			a.GroupsFile = v
+		case "REGISTRY_AUTH_TLS_CERT":
+			a.TLS = v != ""
 		}
 	}
 	if a.HTPasswdFile == "" || a.GroupsFile == "" {
@@ -141,14 +168,24 @@ func ComposeAuthService(ctx context.Context, repoRoot, authDir string) (AuthServ
 
 // StartRegistryAuth starts "registry-auth serve --listen addr args..." (bin,
 // from BuildRegistryAuth) with the service's environment and waits until
-// /readyz answers 200. If the wait fails, it returns the process with the
+// /readyz answers 200 (over HTTPS when the service has TLS; /readyz needs no
+// client certificate). If the wait fails, it returns the process with the
 // error; ps stops it.
 func StartRegistryAuth(ctx context.Context, ps *Processes, bin string, svc AuthService, addr string, args ...string) (*Process, error) {
 	p, err := ps.Start("registry-auth", bin, append([]string{"serve", "--listen", addr}, args...), svc.Env)
 	if err != nil {
 		return nil, err
 	}
-	return p, p.WaitHTTP(ctx, http.DefaultClient, "http://"+addr+"/readyz", http.StatusOK)
+	client := http.DefaultClient
+	if svc.TLS {
+		// Readiness only: whether the certificate is the right one is what the
+		// tests through Traefik (which verifies it) find out.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		client = &http.Client{Transport: tr}
+		defer tr.CloseIdleConnections()
+	}
+	return p, p.WaitHTTP(ctx, client, svc.Scheme()+"://"+addr+"/readyz", http.StatusOK)
 }
 
 // StartTraefik writes cfg and starts Traefik (bin, from BuildTraefik) on it.

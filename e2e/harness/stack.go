@@ -161,7 +161,7 @@ func (s *Stack) closeAfter(err error) error {
 // initial htpasswd and groups files where that environment says.
 func (s *Stack) configureAuth(ctx context.Context, root string, opts StackOptions) error {
 	var err error
-	if s.authSvc, err = ComposeAuthService(ctx, root, filepath.Join(s.Dir, "auth")); err != nil {
+	if s.authSvc, err = ComposeAuthService(ctx, root, filepath.Join(s.Dir, "auth"), s.Certs.HopDir); err != nil {
 		return err
 	}
 	s.HTPasswdFile, s.GroupsFile = s.authSvc.HTPasswdFile, s.authSvc.GroupsFile
@@ -250,6 +250,22 @@ func (s *Stack) Transport() *http.Transport {
 	s.transports = append(s.transports, tr)
 	s.mu.Unlock()
 	return tr
+}
+
+// AuthURL returns registry-auth's own base URL, http:// or https:// as the
+// compose file configures it.
+func (s *Stack) AuthURL() string { return s.authSvc.Scheme() + "://" + s.AuthAddr }
+
+// AuthClient returns a client for registry-auth itself (its /metrics, say)
+// that presents Traefik's client certificate and trusts the hop CA, with a
+// new Transport the stack closes when it stops.
+func (s *Stack) AuthClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = s.Certs.HopTLSConfig()
+	s.mu.Lock()
+	s.transports = append(s.transports, tr)
+	s.mu.Unlock()
+	return &http.Client{Transport: tr}
 }
 
 // RequestCounts counts requests by lower-case HTTP method ("get", "put"...).

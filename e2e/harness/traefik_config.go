@@ -60,7 +60,9 @@ const labelsFile = "compose-labels.yml"
 //   - container paths under the traefik service's bind mounts become the
 //     paths on this machine (Mounts replaces sources such as ./certs);
 //   - service URLs and addresses that name a compose service (such as the
-//     forwardAuth address http://auth:8080/auth) point at Backends.
+//     forwardAuth address https://auth:8080/auth) point at Backends;
+//   - container paths in the labels (the forwardAuth tls.ca, tls.cert and
+//     tls.key under /certs) become the paths on this machine, as in the files.
 func LoadTraefikConfig(ctx context.Context, in TraefikInputs) (*TraefikConfig, error) {
 	project, err := LoadCompose(ctx, in.RepoRoot)
 	if err != nil {
@@ -90,6 +92,7 @@ func LoadTraefikConfig(ctx context.Context, in TraefikInputs) (*TraefikConfig, e
 	if err != nil {
 		return nil, err
 	}
+	mounts.rewrite(labels)
 	c.Dynamic[labelsFile] = labels
 	return c, nil
 }
@@ -358,6 +361,28 @@ func (c *TraefikConfig) SetMiddleware(name string, def map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// PlainHTTPForwardAuth turns the forwardAuth middleware name into the
+// plain-HTTP hop a user may still configure instead of the repository's
+// HTTPS one: its address's https:// becomes http:// and its tls block goes.
+// Use it with AuthService.WithoutTLS.
+func (c *TraefikConfig) PlainHTTPForwardAuth(name string) error {
+	for _, tree := range c.Dynamic {
+		fa := childMap(childMap(childMap(childMap(tree, "http"), "middlewares"), name), "forwardauth")
+		if fa == nil {
+			continue
+		}
+		addr, _ := childValue(fa, "address").(string)
+		if !strings.HasPrefix(addr, "https://") {
+			return fmt.Errorf("forwardAuth middleware %q: address %q is not https://", name, addr)
+		}
+		deleteKey(fa, "address")
+		deleteKey(fa, "tls")
+		fa["address"] = "http://" + strings.TrimPrefix(addr, "https://")
+		return nil
+	}
+	return fmt.Errorf("the Traefik configuration declares no forwardAuth middleware %q", name)
 }
 
 // dropRouterMiddleware removes name from a router's middlewares: a

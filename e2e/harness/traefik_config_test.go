@@ -50,8 +50,15 @@ func TestLoadTraefikConfig(t *testing.T) {
 
 	http := childMap(c.Dynamic[labelsFile], "http")
 	fa := childMap(childMap(childMap(http, "middlewares"), "registry-auth"), "forwardauth")
-	if got := childValue(fa, "address"); got != "http://127.0.0.1:2222/auth" {
-		t.Errorf("forwardAuth address: got %v, want http://127.0.0.1:2222/auth", got)
+	if got := childValue(fa, "address"); got != "https://127.0.0.1:2222/auth" {
+		t.Errorf("forwardAuth address: got %v, want https://127.0.0.1:2222/auth", got)
+	}
+	// The hop's certificates: container paths under /certs become the test's files.
+	tlsBlock := childMap(fa, "tls")
+	for key, file := range map[string]string{"ca": "ca.crt", "cert": "traefik.crt", "key": "traefik.key"} {
+		if got, want := childValue(tlsBlock, key), filepath.Join(certDir, "auth-hop", file); got != want {
+			t.Errorf("forwardAuth tls.%s: got %v, want %s", key, got, want)
+		}
 	}
 	if got := childValue(fa, "trustforwardheader"); got != "false" {
 		t.Errorf("forwardAuth trustForwardHeader: got %v, want false as in docker-compose.yml", got)
@@ -172,5 +179,36 @@ func TestDropRouterMiddleware(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestPlainHTTPForwardAuth: the plain-HTTP hop drops the tls block and the
+// https:// of the labels' forwardAuth middleware.
+func TestPlainHTTPForwardAuth(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c, err := LoadTraefikConfig(context.Background(), TraefikInputs{
+		RepoRoot: root, Dir: dir,
+		Backends: map[string]string{"registry": "127.0.0.1:1111", "auth": "127.0.0.1:2222"},
+		Mounts:   map[string]string{"certs": filepath.Join(dir, "certs")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PlainHTTPForwardAuth("registry-auth"); err != nil {
+		t.Fatal(err)
+	}
+	fa := childMap(childMap(childMap(childMap(c.Dynamic[labelsFile], "http"), "middlewares"), "registry-auth"), "forwardauth")
+	if got := childValue(fa, "address"); got != "http://127.0.0.1:2222/auth" {
+		t.Errorf("address: got %v, want http://127.0.0.1:2222/auth", got)
+	}
+	if got := childValue(fa, "tls"); got != nil {
+		t.Errorf("tls: got %v, want none", got)
+	}
+	if err := c.PlainHTTPForwardAuth("registry-auth"); err == nil {
+		t.Error("a second call: got nil, want an error (no https:// address left)")
 	}
 }

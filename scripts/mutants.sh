@@ -46,6 +46,9 @@ mutant dot-segments-accepted registry.go \
 mutant encoded-slash-accepted registry.go \
 	'if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {' \
 	'if strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {'
+mutant client-cert-not-required routes.go \
+	'if clientCerts {' \
+	'if false {'
 mutant no-challenge-on-401 responses.go \
 	'w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)' \
 	''

@@ -312,6 +312,43 @@ func TestStack(t *testing.T) {
 		t.Logf("policy edit in force for docker push in an attempt started %v after the edit", took.Round(time.Millisecond))
 	})
 
+	t.Run("4c users added and removed with the README's compose command", func(t *testing.T) {
+		// README.md, "Users and the push group": a one-off container of the auth service
+		// with ./auth mounted writable beside the service's read-only /auth, as the
+		// directory's owner with the service's group. (Mounting it over /auth instead is
+		// not reliable: docker-compose 1.29 then mounts either copy, and the commands
+		// found /auth read-only in some runs.)
+		ra := func(stdin string, args ...string) (string, error) {
+			full := append([]string{}, s.composeCmd[1:]...)
+			full = append(full, "-p", s.project, "-f", filepath.Join(dir, "docker-compose.yml"),
+				"run", "--rm", "-T", "--user", fmt.Sprintf("%d:%d", os.Getuid(), serviceGID), "-v", filepath.Join(dir, "auth")+":/auth-rw",
+				"-e", "REGISTRY_AUTH_HTPASSWD=/auth-rw/htpasswd", "-e", "REGISTRY_AUTH_GROUPS=/auth-rw/groups", "auth")
+			return run(ctx, dir, nil, strings.NewReader(stdin), s.composeCmd[0], append(full, args...)...)
+		}
+		out, err := ra("erin-secret-1\n", "user", "add", "--wait", "https://auth:8080", "erin")
+		if err != nil {
+			t.Fatalf("user add through compose run: %v\n%s", err, out)
+		}
+		t.Logf("user add through compose run:\n%s", strings.TrimSpace(out))
+		mustLogin(ctx, t, s, "erin", "erin-secret-1") // at once: --wait saw the service load it
+		if out, err := ra("", "user", "remove", "--wait", "https://auth:8080", "erin"); err != nil {
+			t.Fatalf("user remove through compose run: %v\n%s", err, out)
+		}
+		if out, err := s.docker(ctx, strings.NewReader("erin-secret-1"), "login", registryHost, "-u", "erin", "--password-stdin"); err == nil {
+			t.Errorf("the next login of a removed user succeeded:\n%s", out)
+		}
+		// The files stay readable by the service: mode 0640, group 65532.
+		for _, f := range []string{"htpasswd", "groups"} {
+			fi, err := os.Stat(filepath.Join(dir, "auth", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gid := fi.Sys().(*syscall.Stat_t).Gid; fi.Mode().Perm() != 0o640 || gid != serviceGID {
+				t.Errorf("%s after the commands: mode %v group %d, want 0640 and %d", f, fi.Mode().Perm(), gid, serviceGID)
+			}
+		}
+	})
+
 	t.Run("5 registry and auth service not reachable from the host", func(t *testing.T) {
 		for _, svc := range []string{"registry", "auth"} {
 			var ports map[string][]struct{ HostIP, HostPort string }

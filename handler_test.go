@@ -293,6 +293,7 @@ func TestPolicyAnswers(t *testing.T) {
 		{"a refused mount is sent to a plain upload", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base&digest=x", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "registry.example:5043"), 307, "", ""},
 		{"unless Traefik's headers are missing", hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), 403, "", ""},
 		{"or malformed", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example/x?"), 403, "", ""},
+		{"or naming a scheme other than http(s)", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "javascript", "X-Forwarded-Host", "registry.example:5043"), 403, "", ""},
 		{"the catalog for an admin", hdr("GET", "/v2/_catalog", basic("alice", "alice-secret")), 200, "alice", ""},
 		{"not for others", hdr("GET", "/v2/_catalog", basic("carol", "carol-secret")), 403, "", ""},
 	} {

@@ -34,9 +34,9 @@ mutant nul-in-password-accepted handler.go \
 mutant unknown-route-allowed handler.go \
 	'if routeErr != nil {' \
 	'if false {'
-mutant unknown-users-skip-hash store.go \
-	'hash = snap.dummyHash' \
-	'return verification{}, nil'
+mutant unknown-users-skip-hash authn.go \
+	'_, err := verifyPassword(snap.dummyHash, c.password)' \
+	'err := error(nil)'
 mutant route-method-unchecked registry.go \
 	'if !strings.Contains(" "+r.methods+" ", " "+method+" ") {' \
 	'if false {'
@@ -100,7 +100,7 @@ mutant failed-reload-replaces-snapshot store.go \
 	's.lastFailure = msg' \
 	's.lastFailure = msg; s.current.Store(res.snap)'
 mutant empty-htpasswd-loads load.go \
-	'if len(hf.users) == 0 {' \
+	'if len(hf.users) == 0 && hfile.path != "" {' \
 	'if false {'
 # Timeouts not wired to their flags.
 mutant header-timeout-unwired main.go \

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,7 +54,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 		}
 	}
 	req, routeErr := parseRegistryRequest(method, uri)
-	policyName := cmpOrBuiltin(snap.policy.file)
+	policyName := cmp.Or(snap.policy.file, "the built-in policy")
 	if routeErr != nil {
 		status := 403
 		if id.anonymous {
@@ -93,11 +94,4 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 func usageError(stderr io.Writer, err error) error {
 	fmt.Fprintln(stderr, "registry-auth explain:", err)
 	return exitStatus(2)
-}
-
-func cmpOrBuiltin(file string) string {
-	if file == "" {
-		return "the built-in policy"
-	}
-	return file
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -83,38 +82,7 @@ func (l *lab) measureEdit(ctx context.Context, id setupID, files *userFiles) (_ 
 // pass sends one GET of url for each user, editWorkers at a time, and
 // returns the latencies. Any answer but 200 fails it.
 func (l *lab) pass(ctx context.Context, url string, users []credential) ([]time.Duration, error) {
-	work := make(chan credential)
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errs []error
-	var wg sync.WaitGroup
-	for range editWorkers {
-		wg.Go(func() {
-			for c := range work {
-				start := time.Now()
-				status, err := get(ctx, l.client, url, c.basic(), nil)
-				d := time.Since(start)
-				if err == nil && status != http.StatusOK {
-					err = fmt.Errorf("GET %s as %s: status %d, want 200", url, c.User, status)
-				}
-				mu.Lock()
-				lat = append(lat, d)
-				if err != nil {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for _, c := range users {
-		work <- c
-	}
-	close(work)
-	wg.Wait()
-	if len(errs) > 3 {
-		errs = append(errs[:3], fmt.Errorf("and %d more", len(errs)-3))
-	}
-	return lat, errors.Join(errs...)
+	return l.getEach(ctx, "GET", url, users, nil, editWorkers)
 }
 
 // waitAccepted polls url as c until it answers 200 (the service has loaded

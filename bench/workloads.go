@@ -74,22 +74,33 @@ func (l *lab) checkSetup(ctx context.Context, s *stack) ([]string, error) {
 // warmUp sends one request per user to url (8 at a time) and fails unless
 // every one is answered 200: it fills caches, and proves every user works.
 func (l *lab) warmUp(ctx context.Context, url string, users []credential, headers map[string]string) error {
+	_, err := l.getEach(ctx, "warm-up GET", url, users, headers, 8)
+	return err
+}
+
+// getEach sends one GET of url for each user, workers at a time, and returns
+// the latencies. Any answer but 200 fails it; what names the request in errors.
+func (l *lab) getEach(ctx context.Context, what, url string, users []credential, headers map[string]string, workers int) ([]time.Duration, error) {
 	work := make(chan credential)
 	var mu sync.Mutex
+	var lat []time.Duration
 	var errs []error
 	var wg sync.WaitGroup
-	for range 8 {
+	for range workers {
 		wg.Go(func() {
 			for c := range work {
+				start := time.Now()
 				status, err := get(ctx, l.client, url, c.basic(), headers)
+				d := time.Since(start)
 				if err == nil && status != http.StatusOK {
-					err = fmt.Errorf("warm-up GET %s as %s: status %d, want 200", url, c.User, status)
+					err = fmt.Errorf("%s %s as %s: status %d, want 200", what, url, c.User, status)
 				}
+				mu.Lock()
+				lat = append(lat, d)
 				if err != nil {
-					mu.Lock()
 					errs = append(errs, err)
-					mu.Unlock()
 				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -101,7 +112,7 @@ func (l *lab) warmUp(ctx context.Context, url string, users []credential, header
 	if len(errs) > 3 {
 		errs = append(errs[:3], fmt.Errorf("and %d more", len(errs)-3))
 	}
-	return errors.Join(errs...)
+	return lat, errors.Join(errs...)
 }
 
 // basics returns the Authorization values of users.

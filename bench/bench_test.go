@@ -77,7 +77,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	docs := t.TempDir()
 	o, err := parseOptions([]string{
-		"--setups=1,4,5,8",
+		"--setups=1,4,5,8,9",
 		// Four connections: the Apache recipe at bcrypt cost 10 then answers
 		// within the one-second runs.
 		"--duration=1s", "--min-cycles=0", "--connections=4",
@@ -95,8 +95,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("bench: %v", err)
 	}
 
-	if got := len(res.Setups); got != 4 {
-		t.Fatalf("got %d setups, want 4", got)
+	if got := len(res.Setups); got != 5 {
+		t.Fatalf("got %d setups, want 5", got)
 	}
 	for _, s := range res.Setups {
 		if len(s.Errors) > 0 {
@@ -155,7 +155,7 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("setup %d, %s: %d auth connections (counted %v), want at least 1", s.Setup, w, n, ok)
 			}
 		}
-		if s.Setup.usesRegistryAuth() {
+		if s.Setup.measuresEdit() {
 			if e := s.Edit; e == nil || e.Users != editUsers || e.AfterEditHashes != 0 || e.WarmP99 <= 0 {
 				t.Errorf("setup %d: edit under load %+v, want %d users and 0 hashes after the edit", s.Setup, e, editUsers)
 			}

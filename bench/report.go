@@ -156,9 +156,10 @@ func renderMarkdown(r *results, chart bool) string {
 	w("| 6 | %s | the same with `--cache-ttl 0`: one bcrypt comparison per request. |\n", traefikRegistryNoTTL)
 	w("| 7 | %s | setup 4's server over TLS (HTTP/2 by ALPN, TLS 1.2 minimum), asking for and verifying a client certificate as registry-auth does: the ceiling of the HTTPS hop. |\n", traefikCeilingTLS)
 	w("| 8 | %s | registry-auth as `docker-compose.yml` runs it: HTTPS with HTTP/2, Traefik's client certificate required (`--tls-cert`, `--tls-key`, `--tls-client-ca`). |\n", traefikRegistryAuthTLS)
-	w("\nSetups 2 to 8 use the repository's `traefik/traefik.yml` and the Traefik labels of ")
+	w("| 9 | %s | setup 8 with `--policy`: %d rules, of which the first %d never match the bench's requests (half skipped by their group, half by their repositories) and the last two are the Apache recipe's rule (`bench/policy.go`), so every decision walks the whole policy. |\n", traefikRegistryAuthPolicy, longPolicyRules, longPolicyRules-2)
+	w("\nSetups 2 to 9 use the repository's `traefik/traefik.yml` and the Traefik labels of ")
 	w("`docker-compose.yml`, with addresses and certificate paths changed and, for 2 and 3, the `registry-auth` ")
-	w("middleware replaced. Setups 7 and 8 keep the labels' HTTPS hop (`https://auth:8080/auth` with `tls.ca`, `tls.cert`, `tls.key`); ")
+	w("middleware replaced. Setups 7 to 9 keep the labels' HTTPS hop (`https://auth:8080/auth` with `tls.ca`, `tls.cert`, `tls.key`); ")
 	w("4 to 6 use the plain-HTTP hop a user may still configure (`http://`, no `tls` block, registry-auth without its TLS variables). ")
 	w("The same htpasswd and groups files serve every setup; the ")
 	w("first user is the only member of `pusher`.\n\n")
@@ -475,6 +476,8 @@ func renderTargets(b *strings.Builder, r *results) {
 	seven := r.manifestRPS(traefikCeilingTLS, users64Cost10)
 	row("setup 8 (registry-auth over TLS/HTTP/2) ≥ 1.1× setup 4 (plain-HTTP ceiling), 64 users, cost 10", ratio(eight, four), eight >= 1.1*four, eight > 0 && four > 0)
 	row("setup 8 ≥ 0.9× setup 7 (TLS ceiling), 64 users, cost 10", ratio(eight, seven), eight >= 0.9*seven, eight > 0 && seven > 0)
+	nine := r.manifestRPS(traefikRegistryAuthPolicy, users64Cost10)
+	row(fmt.Sprintf("setup 9 (a %d-rule policy) within 5%% of setup 8 (none), 64 users, cost 10", longPolicyRules), ratio(nine, eight), nine >= 0.95*eight, nine > 0 && eight > 0)
 	if s := r.setup(traefikRegistryAuthTLS); s != nil {
 		n, ok := s.Connections[users64Cost10]
 		row(fmt.Sprintf("connections accepted by registry-auth over TLS during a run (%s, %d clients) under 50", r.Params.Duration, r.Params.Connections), fmt.Sprintf("%d", n), n < 50, ok)
@@ -568,6 +571,8 @@ func chartLabel(id setupID) string {
 		return "7 200 at once\\nTLS/HTTP/2"
 	case traefikRegistryAuthTLS:
 		return "8 registry-auth\\nTLS + client cert"
+	case traefikRegistryAuthPolicy:
+		return "9 registry-auth\\n200-rule policy"
 	}
 	return id.String()
 }

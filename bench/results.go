@@ -7,7 +7,7 @@ import (
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// setupID names the eight setups, in the order the report lists them.
+// setupID names the nine setups, in the order the report lists them.
 type setupID int
 
 const (
@@ -21,9 +21,12 @@ const (
 	// setups 4 to 6 use the plain-HTTP hop a user may still configure.
 	traefikCeilingTLS      setupID = 7 // forwardAuth over TLS to the 200-at-once server
 	traefikRegistryAuthTLS setupID = 8 // forwardAuth over TLS to registry-auth, cache on
+	// Setup 8 with an access policy of 200 rules (policy.go): the cost of
+	// a long policy in the chain.
+	traefikRegistryAuthPolicy setupID = 9
 )
 
-var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL, traefikCeilingTLS, traefikRegistryAuthTLS}
+var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL, traefikCeilingTLS, traefikRegistryAuthTLS, traefikRegistryAuthPolicy}
 
 func (s setupID) String() string {
 	switch s {
@@ -43,13 +46,15 @@ func (s setupID) String() string {
 		return "Traefik + forwardAuth 200 at once, TLS/HTTP/2"
 	case traefikRegistryAuthTLS:
 		return "Traefik + registry-auth, TLS/HTTP/2 + client cert"
+	case traefikRegistryAuthPolicy:
+		return "Traefik + registry-auth, TLS/HTTP/2, 200-rule policy"
 	}
 	return "unknown setup"
 }
 
 // tlsHop reports whether Traefik asks the auth server over HTTPS (HTTP/2).
 func (s setupID) tlsHop() bool {
-	return s == traefikCeilingTLS || s == traefikRegistryAuthTLS
+	return s == traefikCeilingTLS || s == traefikRegistryAuthTLS || s == traefikRegistryAuthPolicy
 }
 
 // ceiling reports whether the auth server is the 200-at-once server.
@@ -65,7 +70,14 @@ func (s setupID) authenticates() bool {
 
 // usesRegistryAuth reports whether registry-auth makes the decisions.
 func (s setupID) usesRegistryAuth() bool {
-	return s == traefikRegistryAuth || s == traefikRegistryNoTTL || s == traefikRegistryAuthTLS
+	return s == traefikRegistryAuth || s == traefikRegistryNoTTL || s == traefikRegistryAuthTLS || s == traefikRegistryAuthPolicy
+}
+
+// measuresEdit reports whether the edit-under-load workload runs on the
+// setup: registry-auth with its cache (--cache-ttl 0 has no verdicts to
+// keep) and without the long policy, which decides nothing about hashing.
+func (s setupID) measuresEdit() bool {
+	return s.usesRegistryAuth() && s != traefikRegistryNoTTL && s != traefikRegistryAuthPolicy
 }
 
 // enforcesPushGroup reports whether the setup refuses a push by a user

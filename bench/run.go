@@ -48,7 +48,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	duration := fs.Duration("duration", 0, "length of each wrk run (default 2s quick, 20s full)")
 	connections := fs.Int("connections", 32, "wrk connections")
 	threads := fs.Int("threads", 2, "wrk threads")
-	setups := fs.String("setups", "1,2,3,4,5,6,7,8", "setups to run, by number (see docs/BENCHMARKS.md)")
+	setups := fs.String("setups", "1,2,3,4,5,6,7,8,9", "setups to run, by number (see docs/BENCHMARKS.md)")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run")
 	pulls := fs.Int("pulls", 0, "pulls of the 20-layer image per setup (default 2 quick, 10 full)")
 	pushMiB := fs.Int64("push-mib", 0, "size of the pushed layer in MiB (default 1024: 1 GiB)")
@@ -447,8 +447,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 			return load(s, users64Cost5, s.files.Users)
 		})
 	}
-	// --cache-ttl 0 has no verdicts to keep across an edit.
-	if o.Workloads["edit"] && id.usesRegistryAuth() && id != traefikRegistryNoTTL && ctx.Err() == nil {
+	if o.Workloads["edit"] && id.measuresEdit() && ctx.Err() == nil {
 		e, err := l.measureEdit(ctx, id, l.editFiles)
 		if err != nil {
 			fail("edit under load", err)

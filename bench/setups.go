@@ -100,10 +100,17 @@ func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *
 		if err = l.startCeiling(ctx, s); err == nil {
 			err = l.startTraefik(ctx, s)
 		}
-	case traefikRegistryAuth, traefikRegistryNoTTL, traefikRegistryAuthTLS:
+	case traefikRegistryAuth, traefikRegistryNoTTL, traefikRegistryAuthTLS, traefikRegistryAuthPolicy:
 		var extra []string
-		if id == traefikRegistryNoTTL {
+		switch id {
+		case traefikRegistryNoTTL:
 			extra = []string{"--cache-ttl", "0"}
+		case traefikRegistryAuthPolicy:
+			path := filepath.Join(filepath.Dir(s.files.Htpasswd), "policy.yml")
+			if err = writeLongPolicy(path); err != nil {
+				return nil, err
+			}
+			extra = []string{"--policy", path}
 		}
 		if err = l.startRegistryAuth(ctx, s, s.files, extra...); err == nil {
 			err = l.startTraefik(ctx, s)
@@ -322,7 +329,7 @@ func setMiddleware(cfg *harness.TraefikConfig, s *stack) error {
 	case traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL:
 		// The plain-HTTP hop, as a user who keeps it configures it.
 		return cfg.PlainHTTPForwardAuth(composeMiddleware)
-	case traefikCeilingTLS, traefikRegistryAuthTLS:
+	case traefikCeilingTLS, traefikRegistryAuthTLS, traefikRegistryAuthPolicy:
 		return nil // the labels' HTTPS hop with Traefik's client certificate
 	default:
 		return fmt.Errorf("setup %d is not a Traefik setup", s.id)

@@ -1,26 +1,20 @@
 package main
 
-// A real OpenLDAP slapd for the LDAP tests: Debian's slapd and ldap-utils, started as a
-// plain process on a loopback port with a configuration written here. The e2e module cannot
-// share this file (a root package test cannot import another module's test code, nor the
-// other way round), so e2e/harness has its own starter for the end-to-end tests.
+// A real OpenLDAP slapd for the LDAP tests, prepared by internal/slapd (which e2e and bench
+// share) and run here as a plain exec.Cmd.
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
+	"context"
+	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/slapd"
 )
 
 // unavailable stops t because a program it needs is missing: a failure when CI is set, a
@@ -33,30 +27,10 @@ func unavailable(t testing.TB, what, how string) {
 	t.Skipf("%s; %s to run this test (scripts/test.sh does it)", what, how)
 }
 
-// lookTool finds a program in PATH or in the sbin directories Debian puts slapd in.
-func lookTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-		if p := filepath.Join(dir, name); isExecutable(p) {
-			return p
-		}
-	}
-	unavailable(t, name+" is not installed", "apt-get install "+pkg)
-	return ""
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
 const (
-	testBaseDN     = "dc=example,dc=com"
-	testRootDN     = "cn=admin,dc=example,dc=com"
-	testRootPW     = "admin-secret"
+	testBaseDN     = slapd.BaseDN
+	testRootDN     = slapd.RootDN
+	testRootPW     = slapd.RootPassword
 	testReaderDN   = "cn=reader,dc=example,dc=com"
 	testReaderPW   = "reader-secret"
 	testPeopleBase = "ou=people,dc=example,dc=com"
@@ -128,81 +102,47 @@ userPassword: %[1]s-dir-secret
 // slapdServer is a running slapd: url is plain LDAP (StartTLS offered), ldapsURL TLS from
 // the first byte, both signed by the CA in caFile.
 type slapdServer struct {
-	t                testing.TB
-	slapd, conf, dir string
-	url, ldapsURL    string
-	caFile           string
-	cmd              *exec.Cmd
-	exited           chan struct{}
+	t             testing.TB
+	srv           *slapd.Server
+	dir           string
+	url, ldapsURL string
+	caFile        string
+	cmd           *exec.Cmd
+	exited        chan struct{}
 }
 
 // startSlapd starts a slapd loaded with testDirectoryLDIF; t.Cleanup stops it.
 func startSlapd(t testing.TB) *slapdServer {
 	t.Helper()
-	slapd := lookTool(t, "slapd", "slapd (preseed slapd/no_configuration true)")
-	lookTool(t, "ldapadd", "ldap-utils")
-	lookTool(t, "ldapwhoami", "ldap-utils")
-	if _, err := os.Stat("/usr/lib/ldap/back_mdb.so"); err != nil {
-		unavailable(t, "slapd's mdb backend is not in /usr/lib/ldap", "apt-get install slapd")
-	}
 	dir := t.TempDir()
-	s := &slapdServer{t: t, slapd: slapd, dir: dir, conf: filepath.Join(dir, "slapd.conf"), caFile: filepath.Join(dir, "ca.pem")}
-	writeTestCertificates(t, dir)
-	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
+	srv, err := slapd.New(dir)
+	if missing := (*slapd.MissingError)(nil); errors.As(err, &missing) {
+		unavailable(t, missing.What, missing.How)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/nis.schema
-include /etc/ldap/schema/inetorgperson.schema
-modulepath /usr/lib/ldap
-moduleload back_mdb
-moduleload memberof
-pidfile %[1]s/slapd.pid
-TLSCACertificateFile %[1]s/ca.pem
-TLSCertificateFile %[1]s/server.pem
-TLSCertificateKeyFile %[1]s/server.key
-access to attrs=userPassword by self write by anonymous auth by * none
-access to * by * read
-database mdb
-maxsize 16777216
-directory %[1]s/db
-suffix "%[2]s"
-rootdn "%[3]s"
-rootpw %[4]s
-overlay memberof
-`, dir, testBaseDN, testRootDN, testRootPW)
-	writeFile(t, s.conf, conf)
-	s.url, s.ldapsURL = "ldap://"+freeLoopbackAddr(t)+"/", "ldaps://"+freeLoopbackAddr(t)+"/"
+	s := &slapdServer{t: t, srv: srv, dir: dir, url: srv.URL, ldapsURL: srv.LDAPSURL, caFile: srv.CAFile}
 	s.start()
 	t.Cleanup(s.stop)
-	ldif := filepath.Join(dir, "directory.ldif")
-	writeFile(t, ldif, testDirectoryLDIF)
-	s.ldap("ldapadd", "-f", ldif)
-	return s
-}
-
-// ldap runs an ldap-utils command as the root DN against s.
-func (s *slapdServer) ldap(tool string, args ...string) {
-	s.t.Helper()
-	args = append([]string{"-x", "-H", s.url, "-D", testRootDN, "-w", testRootPW}, args...)
-	if out, err := exec.Command(tool, args...).CombinedOutput(); err != nil {
-		s.t.Fatalf("%s %v: %v\n%s", tool, args, err, out)
+	if err := srv.Add(context.Background(), testDirectoryLDIF); err != nil {
+		t.Fatal(err)
 	}
+	return s
 }
 
 // modify applies an LDIF change as the root DN.
 func (s *slapdServer) modify(ldif string) {
 	s.t.Helper()
-	p := filepath.Join(s.dir, fmt.Sprintf("change-%d.ldif", time.Now().UnixNano()))
-	writeFile(s.t, p, ldif)
-	s.ldap("ldapmodify", "-f", p)
+	if err := s.srv.Modify(context.Background(), ldif); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // start runs slapd on s's addresses and waits until it answers.
 func (s *slapdServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(s.slapd, "-f", s.conf, "-h", s.url+" "+s.ldapsURL, "-d", "0")
+	s.cmd = exec.Command(s.srv.Bin, s.srv.Args(slapd.Quiet)...)
 	logs := &lockedBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = logs, logs
 	if err := s.cmd.Start(); err != nil {
@@ -210,14 +150,9 @@ func (s *slapdServer) start() {
 	}
 	s.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, exited chan struct{}) { cmd.Wait(); close(exited) }(s.cmd, s.exited)
-	waitFor(s.t, 20*time.Second, "slapd to answer ldapwhoami", func() bool {
-		select {
-		case <-s.exited:
-			s.t.Fatalf("slapd exited: %s", logs.String())
-		default:
-		}
-		return exec.Command("ldapwhoami", "-x", "-H", s.url).Run() == nil
-	})
+	if err := s.srv.Wait(context.Background(), s.exited); err != nil {
+		s.t.Fatalf("%v\n%s", err, logs.String())
+	}
 }
 
 // stop ends slapd by its pid and waits for it to exit.
@@ -235,6 +170,12 @@ func (s *slapdServer) stop() {
 	s.cmd = nil
 }
 
+// hostPort is the host:port of an ldap:// or ldaps:// URL of s.
+func hostPort(u string) string {
+	_, rest, _ := strings.Cut(u, "://")
+	return strings.TrimSuffix(rest, "/")
+}
+
 // freeLoopbackAddr is a loopback address with a port nothing listens on right now.
 func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
@@ -244,45 +185,4 @@ func freeLoopbackAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// writeTestCertificates writes ca.pem, server.pem and server.key (for 127.0.0.1 and
-// localhost) into dir.
-func writeTestCertificates(t testing.TB, dir string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registry-auth test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	for name, block := range map[string]*pem.Block{
-		"ca.pem": {Type: "CERTIFICATE", Bytes: caDER}, "server.pem": {Type: "CERTIFICATE", Bytes: leafDER},
-		"server.key": {Type: "PRIVATE KEY", Bytes: keyDER},
-	} {
-		writeFile(t, filepath.Join(dir, name), string(pem.EncodeToMemory(block)))
-	}
-}
-
-// hostPort is the host:port of an ldap:// or ldaps:// URL of s.
-func hostPort(u string) string {
-	_, rest, _ := strings.Cut(u, "://")
-	return strings.TrimSuffix(rest, "/")
 }

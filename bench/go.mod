@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/google/go-containerregistry v0.22.1
+	github.com/registry-auth/registry-auth v0.0.0-00010101000000-000000000000
 	github.com/registry-auth/registry-auth/e2e v0.0.0-00010101000000-000000000000
 	golang.org/x/crypto v0.59.0
 )
@@ -29,4 +30,7 @@ require (
 	golang.org/x/text v0.44.0 // indirect
 )
 
-replace github.com/registry-auth/registry-auth/e2e => ../e2e
+replace (
+	github.com/registry-auth/registry-auth => ../
+	github.com/registry-auth/registry-auth/e2e => ../e2e
+)

@@ -84,6 +84,9 @@ func baseEnv() []string {
 	return env
 }
 
+// Done returns a channel closed when the process has exited, for whatever reason.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
 // Pid returns the process id, which is also its process group's id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
@@ -111,26 +113,63 @@ DES), weak hashes (MD5, SHA-1), duplicate users (the first wins, as in Apache), 
 missing from the htpasswd file, an empty push group, files other users can read or write; in
 the policy, syntax and type errors, unknown keys, subjects and actions, groups no file defines
 and users the htpasswd file lacks, rules an earlier rule shadows, push granted without pull.
-Exit status 1 if the service would refuse the files or skip a line, 0 otherwise.
+With --ldap-url, members and user subjects the htpasswd file lacks are not reported (they may
+be directory users); with --ldap-group-base too, a push group or policy group the files leave
+empty is reported as one the directory's groups decide, not as "nobody can push".
+
+With --ldap-url and the service's other --ldap-* settings, it also checks the directory as
+the service would use it: the settings, a connection (hosts in order, StartTLS or ldaps with
+--ldap-ca) and the service account's bind (or anonymous searches), naming the host that
+answered. With --ldap-test-user NAME it then searches NAME as a login would and prints the
+entry's DN, the name the service uses (the directory's spelling) and the user's groups:
+the directory's (name and DN, nested ones too) and the groups file's. It asks for no
+password and never prints the service account's.
+Exit status 1 if the service would refuse the files or skip a line, if the directory cannot
+be reached or bound, or if the test user is not exactly one entry; 0 otherwise.
+Example: registry-auth check --ldap-url "ldap://ldap/dc=example,dc=com?uid" --ldap-test-user alice
 `
 
-// checkCommand validates the files and reports problems on stdout.
+// checkCommand validates the files and the directory and reports problems on stdout.
 func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stderr)
 	var src sources
+	var dir ldapConfig
+	var testUser string
 	defineSourceFlags(fs, &src)
+	dir.define(fs)
+	fs.stringVar(&testUser, "ldap-test-user", "", "with --ldap-url, search this user as a login would and print the DN and groups found (no password asked)")
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
+	switch {
+	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q: check takes flags only (see --help)", fs.Arg(0))
+	case testUser != "" && dir.url == "":
+		return errors.New("--ldap-test-user needs --ldap-url: add --ldap-url and the other --ldap-* settings the service runs with")
+	case src.htpasswd == "" && dir.url == "":
+		return errors.New("--htpasswd is empty: give the path of the htpasswd file, or --ldap-url to take every user from a directory")
 	}
+	src.directory, src.directoryGroups = dir.supplies()
 	// loadSources in two steps: a file that cannot be read is an error of its own, not a report.
 	set, err := src.read()
 	if err != nil {
 		return err
 	}
-	res, err := buildSnapshot(set, src.pushGroup)
+	snap, filesOK := reportFiles(stdout, src, set)
+	directoryOK := true
+	if dir.url != "" {
+		directoryOK = checkDirectory(stdout, dir, testUser, snap)
+	}
+	if !filesOK || !directoryOK {
+		return errReported
+	}
+	return nil
+}
+
+// reportFiles reports the problems of the files in set and a summary; the snapshot is nil
+// when the service would refuse them, and ok is false then and when it would skip a line.
+func reportFiles(stdout io.Writer, src sources, set fileSet) (snap *snapshot, ok bool) {
+	res, err := buildSnapshot(set, src)
 	errorsFound := 0
 	for _, p := range res.problems {
 		fmt.Fprintln(stdout, p)
@@ -145,9 +184,9 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 	}
 	if err != nil {
 		fmt.Fprintln(stdout, "error:", err)
-		return errReported
+		return nil, false
 	}
-	snap := res.snap
+	snap = res.snap
 	if snap.policy.file == "" {
 		fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
 			len(snap.users), len(snap.groups), snap.groupSize(src.pushGroup), src.pushGroup, errorsFound, warningsFound)
@@ -155,10 +194,116 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 		fmt.Fprintf(stdout, "%d users, %d groups, %d policy rules; %d errors, %d warnings\n",
 			len(snap.users), len(snap.groups), len(snap.policy.rules), errorsFound, warningsFound)
 	}
-	if errorsFound > 0 {
-		return errReported
+	return snap, errorsFound == 0
+}
+
+// checkDirectory reports, on lines starting "ldap:", what the directory of c answers with
+// the service's own code: the host that answered and the service account's bind, then, with
+// testUser, that user's entry and groups (snap, nil when the files failed, adds the groups
+// file's). ok is false when the service could not use the directory or the user.
+func checkDirectory(stdout io.Writer, c ldapConfig, testUser string, snap *snapshot) (ok bool) {
+	fail := func(format string, args ...any) bool {
+		// One line per problem: dial joins the errors of every host with newlines, and go-ldap
+		// ends a result without a diagnostic message in ": ".
+		msg := strings.ReplaceAll(strings.ReplaceAll(fmt.Sprintf(format, args...), ": \n", "\n"), "\n", "; ")
+		fmt.Fprintln(stdout, "ldap: error:", strings.TrimSuffix(msg, ": "))
+		return false
 	}
-	return nil
+	if err := c.validate(); err != nil {
+		for _, e := range unjoin(err) {
+			fail("%v", e)
+		}
+		return false
+	}
+	d, err := newDirectory(c, slog.New(slog.DiscardHandler), newMetrics())
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer d.close()
+	secret, _, err := d.bindSecret()
+	if err != nil {
+		return fail("%v", err)
+	}
+	conn, host, err := d.serviceConn(secret)
+	switch {
+	case err != nil && host == "":
+		return fail("cannot connect to %s: %v%s", c.url, err, unreachableHint(err, c.timeout))
+	case err != nil:
+		return fail("connected to %s://%s, but %v", c.parsed.scheme, host, err)
+	}
+	d.release(conn) // for the searches below
+	as := "searching anonymously (no --ldap-bind-dn)"
+	if c.bindDN != "" {
+		as = "bound as " + c.bindDN
+	}
+	if c.startTLS {
+		as = "StartTLS, " + as
+	}
+	fmt.Fprintf(stdout, "ldap: connected to %s://%s, %s\n", c.parsed.scheme, host, as)
+	if testUser == "" {
+		return true
+	}
+	scope := "sub"
+	if c.parsed.scope == ldap.ScopeSingleLevel {
+		scope = "one"
+	}
+	search := fmt.Sprintf("%s under %q (scope %s)", c.parsed.userFilter(testUser), c.parsed.baseDN, scope)
+	entry, found, err := d.findUser(testUser)
+	switch {
+	case err != nil:
+		return fail("searching user %q: %v", testUser, err)
+	case found == 0:
+		return fail("no entry for user %q: searched %s; a login with this name is refused as an unknown user", testUser, search)
+	case found > 1:
+		return fail("user %q matches several entries: searched %s; a login with this name is refused: make --ldap-url's attribute and filter match one entry per user", testUser, search)
+	}
+	fmt.Fprintf(stdout, "ldap: user %q is %s, named %q (the directory's spelling: logs, X-Forwarded-User and the policy use it)\n", testUser, entry.dn, entry.user)
+	if c.groupBase == "" {
+		fmt.Fprintln(stdout, "ldap: no directory groups: --ldap-group-base is empty")
+	} else {
+		groups, err := d.groupEntries(entry.dn, entry.user)
+		if err != nil {
+			return fail("searching the groups of %s: %v", entry.dn, err)
+		}
+		if len(groups) == 0 {
+			fmt.Fprintf(stdout, "ldap: %s is in no directory group under %s\n", entry.user, c.groupBase)
+		}
+		for _, g := range groups {
+			nested := ""
+			switch {
+			case g.depth == 1:
+				nested = ", through 1 nested group"
+			case g.depth > 1:
+				nested = fmt.Sprintf(", through %d nested groups", g.depth)
+			}
+			fmt.Fprintf(stdout, "ldap: directory group %q (%s%s)\n", g.name, g.dn, nested)
+		}
+	}
+	if snap != nil && len(snap.userGroups[entry.user]) > 0 {
+		fmt.Fprintf(stdout, "ldap: groups file groups of %s: %s\n", entry.user, strings.Join(snap.userGroups[entry.user], ", "))
+	}
+	return true
+}
+
+// unreachableHint says what to check when a connection to the directory failed in the
+// network (not in TLS, whose errors say what to do themselves).
+func unreachableHint(err error, timeout time.Duration) string {
+	var netErr net.Error
+	switch {
+	case !errors.As(err, &netErr):
+		return ""
+	case netErr.Timeout():
+		return fmt.Sprintf(" (no answer within --ldap-timeout %v: check that the directory runs and that --ldap-url names its hosts and ports, or raise --ldap-timeout)", timeout)
+	}
+	return " (check that the directory runs and that --ldap-url names its hosts and ports)"
+}
+
+// unjoin is the errors errors.Join put together, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // defineSourceFlags defines the flags naming the files the service loads into s, for every

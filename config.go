@@ -215,7 +215,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	if err := c.ldap.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	c.files.directory = c.ldap.url != ""
+	c.files.directory, c.files.directoryGroups = c.ldap.supplies()
 	nets, err := parseCIDRList(trusted)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))

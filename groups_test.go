@@ -181,7 +181,7 @@ func TestGroupsCheckedAgainstUsers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := buildSnapshot(testFileSet("apache.htpasswd", users, "apache.groups", groups), tt.pushGroup)
+			res, err := buildSnapshot(testFileSet("apache.htpasswd", users, "apache.groups", groups), sources{pushGroup: tt.pushGroup})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -293,7 +293,7 @@ func TestLegacy2xWithNonASCIIPassword(t *testing.T) {
 func TestRefusedLinesSkipped(t *testing.T) {
 	t.Parallel()
 	data := readTestdata(t, "refused.htpasswd")
-	res, err := buildSnapshot(testFileSet("testdata/refused.htpasswd", data, "", nil), "pusher")
+	res, err := buildSnapshot(testFileSet("testdata/refused.htpasswd", data, "", nil), sources{pushGroup: "pusher"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestEmptyFile(t *testing.T) {
 			if err != nil || len(f.users) != 0 {
 				t.Fatalf("got %d users, error %v, want 0 users, no error", len(f.users), err)
 			}
-			_, err = buildSnapshot(testFileSet("users.htpasswd", []byte(tt.data), "", nil), "pusher")
+			_, err = buildSnapshot(testFileSet("users.htpasswd", []byte(tt.data), "", nil), sources{pushGroup: "pusher"})
 			want := "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"
 			if err == nil || err.Error() != want {
 				t.Errorf("got %v, want %q", err, want)

@@ -161,13 +161,38 @@ func (d *directory) findUser(name string) (entry directoryAnswer, found int, err
 	return entry, 1, nil
 }
 
-// groupsOf is the keys (groupKey) of the groups of the user with dn and name, nested groups
-// followed up to --ldap-group-depth levels through member and uniqueMember.
+// groupsOf is the keys (groupKey) of the groups of the user with dn and name: each group's
+// DN and name.
 func (d *directory) groupsOf(dn, user string) ([]string, error) {
+	groups, err := d.groupEntries(dn, user)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, g := range groups {
+		keys = append(keys, groupKey(g.dn))
+		if g.name != "" {
+			keys = append(keys, groupKey(g.name))
+		}
+	}
+	return keys, nil
+}
+
+// directoryGroup is a group of a user as the directory spells it; depth 0 holds the user
+// directly, depth n through n nested groups.
+type directoryGroup struct {
+	dn, name string
+	depth    int
+}
+
+// groupEntries is the groups of the user with dn and name: those --ldap-group-filter finds
+// under --ldap-group-base, then, up to --ldap-group-depth levels, the groups holding those
+// through member and uniqueMember.
+func (d *directory) groupEntries(dn, user string) ([]directoryGroup, error) {
 	if d.cfg.groupBase == "" {
 		return nil, nil
 	}
-	var keys []string
+	var groups []directoryGroup
 	seen := map[string]bool{}
 	filter := groupFilterFor(d.cfg.groupFilter, dn, user)
 	for level := 0; level <= d.cfg.groupDepth && filter != ""; level++ {
@@ -185,10 +210,7 @@ func (d *directory) groupsOf(dn, user string) ([]string, error) {
 				continue // a cycle, or a group reached twice
 			}
 			seen[key] = true
-			keys = append(keys, key)
-			if name := e.GetAttributeValue(d.cfg.groupNameAttr); name != "" {
-				keys = append(keys, groupKey(name))
-			}
+			groups = append(groups, directoryGroup{dn: e.DN, name: e.GetAttributeValue(d.cfg.groupNameAttr), depth: level})
 			esc := ldap.EscapeFilter(e.DN)
 			next = append(next, "(member="+esc+")(uniqueMember="+esc+")")
 		}
@@ -197,7 +219,7 @@ func (d *directory) groupsOf(dn, user string) ([]string, error) {
 			filter = "(|" + strings.Join(next, "") + ")"
 		}
 	}
-	return keys, nil
+	return groups, nil
 }
 
 func (d *directory) timeLimit() int { return max(1, int(d.cfg.timeout/time.Second)) }
@@ -244,20 +266,28 @@ func (d *directory) searchConn() (conn *ldap.Conn, fresh bool, err error) {
 		conn.Close()
 	default:
 	}
-	conn, err = d.dial()
+	conn, _, err = d.serviceConn(secret)
+	return conn, true, err
+}
+
+// serviceConn dials the first host that answers and binds there as the service account
+// with secret (no bind without --ldap-bind-dn: anonymous searches); host is the one that
+// answered.
+func (d *directory) serviceConn(secret []byte) (conn *ldap.Conn, host string, err error) {
+	conn, host, err = d.dial()
 	if err != nil {
-		return nil, true, err
+		return nil, "", err
 	}
 	if d.cfg.bindDN != "" {
 		if err := conn.Bind(d.cfg.bindDN, string(secret)); err != nil {
 			conn.Close()
 			if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-				return nil, true, fmt.Errorf("the service account %s cannot bind: check --ldap-bind-dn and the password in --ldap-bind-password-file: %w", d.cfg.bindDN, err)
+				return nil, host, fmt.Errorf("the service account %s cannot bind: check --ldap-bind-dn and the password in --ldap-bind-password-file: %w", d.cfg.bindDN, err)
 			}
-			return nil, true, err
+			return nil, host, fmt.Errorf("the service account %s cannot bind on %s: %w", d.cfg.bindDN, host, err)
 		}
 	}
-	return conn, true, nil
+	return conn, host, nil
 }
 
 func (d *directory) release(conn *ldap.Conn) {
@@ -302,8 +332,9 @@ func (d *directory) bindSecret() (secret []byte, changed bool, err error) {
 	return d.secret, changed, nil
 }
 
-// dial connects to the first of the URL's hosts that answers, with StartTLS if asked.
-func (d *directory) dial() (*ldap.Conn, error) {
+// dial connects to the first of the URL's hosts that answers, with StartTLS if asked, and
+// says which it was. The error names every host tried.
+func (d *directory) dial() (*ldap.Conn, string, error) {
 	var errs []error
 	for _, host := range d.cfg.parsed.hosts {
 		opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.cfg.timeout})}
@@ -315,7 +346,7 @@ func (d *directory) dial() (*ldap.Conn, error) {
 		}
 		conn, err := ldap.DialURL(d.cfg.parsed.scheme+"://"+host, opts...)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %w", host, untrustedHint(err)))
 			continue
 		}
 		conn.SetTimeout(d.cfg.timeout)
@@ -325,19 +356,36 @@ func (d *directory) dial() (*ldap.Conn, error) {
 			cfg.ServerName = strings.Trim(cfg.ServerName, "[]")
 			if err := conn.StartTLS(cfg); err != nil {
 				conn.Close()
-				errs = append(errs, fmt.Errorf("StartTLS with %s: %w", host, err))
+				errs = append(errs, fmt.Errorf("StartTLS with %s: %w", host, untrustedHint(err)))
 				continue
 			}
 		}
-		return conn, nil
+		return conn, host, nil
 	}
-	return nil, errors.Join(errs...)
+	return nil, "", errors.Join(errs...)
+}
+
+// untrustedHint adds to a TLS verification failure what to do about it.
+func untrustedHint(err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	switch {
+	// go-ldap's StartTLS formats the handshake's error with %v, so only its text is left.
+	case errors.As(err, &unknownCA), strings.Contains(err.Error(), "certificate signed by unknown authority"):
+		return fmt.Errorf("the directory's certificate is signed by a CA not trusted here: give --ldap-ca the PEM of that CA: %w", err)
+	case errors.As(err, &hostname):
+		return fmt.Errorf("the directory's certificate does not name the host of --ldap-url: use a name it holds: %w", err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("the directory's certificate is not valid: %w", err)
+	}
+	return err
 }
 
 // bind checks password for dn on a connection of its own, closed after: ok false is a wrong
 // password (or a DN without one); an error means the directory could not answer.
 func (d *directory) bind(dn string, password []byte) (ok bool, err error) {
-	conn, err := d.dial()
+	conn, _, err := d.dial()
 	if err != nil {
 		return false, err
 	}
@@ -393,8 +441,7 @@ func (d *directory) isUp() bool {
 	return !d.down
 }
 
-// ping connects and binds as the service account (or searches anonymously), as at start
-// and in `check`.
+// ping connects and binds as the service account (or searches anonymously), at start.
 func (d *directory) ping() error {
 	conn, _, err := d.searchConn()
 	if err != nil {

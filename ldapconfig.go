@@ -88,6 +88,12 @@ func (c *ldapConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// supplies says what the directory adds to the files, for sources: users (with --ldap-url)
+// and groups (with --ldap-group-base too).
+func (c *ldapConfig) supplies() (users, groups bool) {
+	return c.url != "", c.url != "" && c.groupBase != ""
+}
+
 // ldapURL is an AuthLDAPURL taken apart.
 type ldapURL struct {
 	scheme    string   // ldap or ldaps

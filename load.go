@@ -23,8 +23,9 @@ type sources struct {
 	policy    string // "": the built-in rule of pushGroup
 	pushGroup string
 	// directory: an LDAP directory decides for the users the htpasswd file lacks, so members
-	// and subjects the files do not know may be its users and groups.
-	directory bool
+	// and user subjects the files do not know may be its users. directoryGroups: it also
+	// gives groups (--ldap-group-base), so a group the files leave empty may have members.
+	directory, directoryGroups bool
 }
 
 // Roles name the files in logs and on /readyz.
@@ -116,13 +117,15 @@ func loadSources(s sources) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
-	return buildSnapshot(set, s.pushGroup)
+	return buildSnapshot(set, s)
 }
 
-// buildSnapshot parses the files into a snapshot (without its dummy hash) and lists
-// their problems. It is pure.
-func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
+// buildSnapshot parses the files of set into a snapshot (without its dummy hash) and lists
+// their problems. Of s it reads only what no file holds: the push group and what a
+// directory supplies, which changes the warnings. It is pure.
+func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	var res loadResult
+	pushGroup := s.pushGroup
 	hfile, gfile, pfile := set.get(roleHTPasswd), set.get(roleGroups), set.get(rolePolicy)
 	addProblems := func(file string, ps lineProblems) {
 		for _, p := range ps {
@@ -148,7 +151,8 @@ func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 	}
 	for _, group := range sortedKeys(gf.members) {
 		for _, member := range sortedKeys(gf.members[group]) {
-			if _, ok := hf.users[member]; !ok && hfile.path != "" {
+			// With a directory, a member the file lacks may be a directory user: nothing to say.
+			if _, ok := hf.users[member]; !ok && hfile.path != "" && !s.directory {
 				res.problems = append(res.problems, lineProblem{file: gfile.path, severity: severityWarning,
 					message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
 			}
@@ -167,8 +171,11 @@ func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 	if pfile.path == "" {
 		snap.policy = builtinPolicy(pushGroup)
 		if snap.groupSize(pushGroup) == 0 {
-			res.problems = append(res.problems, lineProblem{file: cmp.Or(gfile.path, "(no groups file)"), severity: severityWarning,
-				message: fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)})
+			msg := fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)
+			if s.directoryGroups {
+				msg = fmt.Sprintf("the push group %q has no members in the files: the directory's groups decide who may push (%s)", pushGroup, directoryGroupsHint)
+			}
+			res.problems = append(res.problems, lineProblem{file: cmp.Or(gfile.path, "(no groups file)"), severity: severityWarning, message: msg})
 		}
 	} else {
 		p, warnings, err := parsePolicy(pfile.data, pfile.path)
@@ -176,21 +183,26 @@ func buildSnapshot(set fileSet, pushGroup string) (loadResult, error) {
 			return res, err
 		}
 		addProblems(pfile.path, warnings)
-		addProblems(pfile.path, policySubjectWarnings(p, snap, hfile.path, gfile.path))
+		addProblems(pfile.path, policySubjectWarnings(p, snap, s, hfile.path, gfile.path))
 		snap.policy = p
 	}
 	res.snap = snap
 	return res, nil
 }
 
-// policySubjectWarnings names the subjects of p that no loaded file knows: such a rule
-// grants nothing (today; a directory backend may know them).
-func policySubjectWarnings(p *accessPolicy, snap *snapshot, htpasswdName, groupsName string) lineProblems {
+// directoryGroupsHint says where to see what the files cannot show.
+const directoryGroupsHint = "`registry-auth check --ldap-test-user NAME` shows a user's directory groups"
+
+// policySubjectWarnings names the subjects of p that no loaded file knows: without a
+// directory such a rule grants nothing. A user the file lacks may be a directory user, so
+// with a directory nothing is said of users; a group the files leave empty is named, with
+// directory groups, as one the directory decides.
+func policySubjectWarnings(p *accessPolicy, snap *snapshot, src sources, htpasswdName, groupsName string) lineProblems {
 	var ps lineProblems
 	seen := map[string]bool{}
 	check := func(line int, s subjects) {
 		for _, u := range s.users {
-			if _, ok := snap.users[u]; !ok && !seen["u"+u] {
+			if _, ok := snap.users[u]; !ok && !seen["u"+u] && !src.directory {
 				seen["u"+u] = true
 				ps.add(line, severityWarning, "user %q is not in %s", u, htpasswdName)
 			}
@@ -199,7 +211,11 @@ func policySubjectWarnings(p *accessPolicy, snap *snapshot, htpasswdName, groups
 			name := p.groupNames[g]
 			if snap.groupSize(name) == 0 && !seen["g"+name] {
 				seen["g"+name] = true
-				ps.add(line, severityWarning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
+				if src.directoryGroups {
+					ps.add(line, severityWarning, "group %q has no members in %s: the directory's groups decide (%s)", name, cmp.Or(groupsName, "(no groups file)"), directoryGroupsHint)
+				} else {
+					ps.add(line, severityWarning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
+				}
 			}
 		}
 	}

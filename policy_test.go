@@ -221,7 +221,7 @@ catalog: [user:alice]
 `)
 	set := testFileSet("users", []byte(htpasswdLines(t, "alice", "a")), "groups", []byte("ops: alice\n"))
 	set.files = append(set.files, loadedFile{role: rolePolicy, path: "p.yaml", data: policy})
-	res, err := buildSnapshot(set, "pusher")
+	res, err := buildSnapshot(set, sources{pushGroup: "pusher"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func (s *store) reload(reason string) error {
 	}
 	var res loadResult
 	if err == nil {
-		res, err = buildSnapshot(set, s.sources.pushGroup)
+		res, err = buildSnapshot(set, s.sources)
 	}
 	if err != nil {
 		// The same failure seen again (every poll tick while a file stays broken) is

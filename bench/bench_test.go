@@ -68,16 +68,20 @@ func (b *syncBuffer) String() string {
 }
 
 // TestSmoke runs the whole harness in a tiny mode: the Apache recipe, the
-// ceiling and registry-auth, every workload, one-second loads, and checks
-// that each measurement was taken without failures and that the report
-// and chart were written. It asserts nothing about speed.
+// ceiling and registry-auth, both with LDAP too, every workload, one-second
+// loads, and checks that each measurement was taken without failures, that
+// slapd's binds were counted, and that the report and chart were written.
+// It asserts nothing about speed.
 func TestSmoke(t *testing.T) {
 	needTools(t)
+	// Setups 10 and 11's directory.
+	harness.RequireTool(t, "slapd", "slapd")
+	harness.RequireTool(t, "ldapadd", "ldap-utils")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	docs := t.TempDir()
 	o, err := parseOptions([]string{
-		"--setups=1,4,5,8,9",
+		"--setups=1,4,5,8,9,10,11",
 		// Four connections: the Apache recipe at bcrypt cost 10 then answers
 		// within the one-second runs.
 		"--duration=1s", "--min-cycles=0", "--connections=4",
@@ -95,8 +99,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("bench: %v", err)
 	}
 
-	if got := len(res.Setups); got != 5 {
-		t.Fatalf("got %d setups, want 5", got)
+	if got := len(res.Setups); got != 7 {
+		t.Fatalf("got %d setups, want 7", got)
 	}
 	for _, s := range res.Setups {
 		if len(s.Errors) > 0 {
@@ -105,7 +109,7 @@ func TestSmoke(t *testing.T) {
 		if len(s.Checks) == 0 {
 			t.Errorf("setup %d: no check passed", s.Setup)
 		}
-		for _, w := range manifestWorkloads {
+		for _, w := range s.Setup.workloads() {
 			r := s.Manifest[w]
 			switch {
 			case r == nil:
@@ -127,11 +131,12 @@ func TestSmoke(t *testing.T) {
 		if s.Push == nil || s.Push.Size != 16<<20 || s.Push.ProxyPeak <= 0 {
 			t.Errorf("setup %d: push result %+v, want a 16 MiB push with the proxy's peak memory", s.Setup, s.Push)
 		}
-		if s.Setup != apacheRecipe && (s.Push == nil || s.Push.AuthPeak <= 0) {
+		apache := s.Setup == apacheRecipe || s.Setup == apacheLDAP
+		if !apache && (s.Push == nil || s.Push.AuthPeak <= 0) {
 			t.Errorf("setup %d: no peak memory of the auth process", s.Setup)
 		}
 		wantReloads := 0
-		if s.Setup.usesRegistryAuth() {
+		if s.Setup.measuresReload() {
 			wantReloads = 2
 		}
 		if len(s.Reload) != wantReloads {
@@ -140,12 +145,12 @@ func TestSmoke(t *testing.T) {
 		// Over plain HTTP each manifest load opens connections to the auth
 		// server; over HTTP/2 Traefik keeps the one it opened for the checks
 		// and the warm-up, so a load may open none. Apache has no auth server.
-		for _, w := range manifestWorkloads {
+		for _, w := range s.Setup.workloads() {
 			n, ok := s.Connections[w]
 			switch {
-			case s.Setup == apacheRecipe:
+			case apache:
 				if ok {
-					t.Errorf("setup 1, %s: %d auth connections counted, want none (no auth server)", w, n)
+					t.Errorf("setup %d, %s: %d auth connections counted, want none (no auth server)", s.Setup, w, n)
 				}
 			case s.Setup.tlsHop():
 				if !ok || n < 0 || n > 4 {
@@ -155,6 +160,7 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("setup %d, %s: %d auth connections (counted %v), want at least 1", s.Setup, w, n, ok)
 			}
 		}
+		checkBinds(t, s)
 		if s.Setup.measuresEdit() {
 			if e := s.Edit; e == nil || e.Users != editUsers || e.AfterEditHashes != 0 || e.WarmP99 <= 0 {
 				t.Errorf("setup %d: edit under load %+v, want %d users and 0 hashes after the edit", s.Setup, e, editUsers)
@@ -182,6 +188,7 @@ func TestSmoke(t *testing.T) {
 		"## Machine", "## GET manifest, 64 users, bcrypt cost 10", "## GET manifest, 1 user, bcrypt cost 10",
 		"## Pull of a 20-layer image", "## Push of a 16 MiB layer", "## The /auth endpoint alone",
 		"| 1 | Apache recipe |", "| 5 | Traefik + registry-auth |", "| 8 | Traefik + registry-auth, TLS/HTTP/2 + client cert |",
+		"## GET manifest, 64 directory users (LDAP)", "| 10 | Apache recipe with mod_authnz_ldap |", "| 11 | Traefik + registry-auth with LDAP, TLS/HTTP/2 |",
 		"## Edit under load", chartName,
 	} {
 		if !strings.Contains(string(md), want) {
@@ -192,11 +199,37 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("1 Apache")) || !bytes.Contains(svg, []byte("registry-auth")) {
+	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("1 Apache")) || !bytes.Contains(svg, []byte("registry-auth")) || !bytes.Contains(svg, []byte("mod_authnz_ldap")) {
 		t.Errorf("%s is not an SVG bar chart naming the setups:\n%.300s", chartName, svg)
 	}
 	if left := harness.Descendants(os.Getpid()); len(left) > 0 {
 		t.Errorf("processes left running after the harness returned: %v", left)
+	}
+}
+
+// checkBinds checks the bind counts of a directory setup (and that the
+// others have none): present, over the whole directory, with the run's
+// requests, and counting something (the warm-up's users are not all
+// cached by the checks). For registry-auth it checks the cache's promise too,
+// which is no speed: at most one user bind per credential per cache TTL.
+func checkBinds(t *testing.T, s *setupResult) {
+	t.Helper()
+	b := s.Binds
+	switch {
+	case !s.Setup.directory():
+		if b != nil {
+			t.Errorf("setup %d: bind counts %+v, want none (no directory)", s.Setup, b)
+		}
+	case b == nil:
+		t.Errorf("setup %d: no bind counts", s.Setup)
+	case b.Credentials != directoryPeople || b.CacheTTL <= 0 || b.Session <= 0:
+		t.Errorf("setup %d: bind counts %+v, want %d credentials, a cache TTL and a session length", s.Setup, b, directoryPeople)
+	case s.Manifest[users64Directory] == nil || b.RunRequests != s.Manifest[users64Directory].Requests || b.RunRequests == 0:
+		t.Errorf("setup %d: bind counts for %d requests, want the run's (%+v)", s.Setup, b.RunRequests, s.Manifest[users64Directory])
+	case b.WarmUpUser < 1:
+		t.Errorf("setup %d: %d user binds in the warm-up, want at least 1 (no user was cached before)", s.Setup, b.WarmUpUser)
+	case s.Setup.usesRegistryAuth() && b.userBinds() > b.allowedUserBinds():
+		t.Errorf("setup %d: %d user binds for %d credentials in %v with a cache TTL of %v, want at most %d", s.Setup, b.userBinds(), b.Credentials, b.Session, b.CacheTTL, b.allowedUserBinds())
 	}
 }
 
@@ -335,5 +368,31 @@ func TestLoopbackOnly(t *testing.T) {
 		if got := loopbackOnly(tt.url) == nil; got != tt.want {
 			t.Errorf("loopbackOnly(%q) allowed=%v, want %v", tt.url, got, tt.want)
 		}
+	}
+}
+
+// TestBindResult checks the bound of the bind target and the rate per
+// 1,000 requests.
+func TestBindResult(t *testing.T) {
+	tests := []struct {
+		name        string
+		b           bindResult
+		wantAllowed int
+		wantPerK    float64 // of 5 binds
+	}{
+		{"session shorter than the TTL: one per credential", bindResult{Credentials: 64, CacheTTL: 5 * time.Minute, Session: 20 * time.Second, RunRequests: 10000}, 64, 0.5},
+		{"session of exactly one TTL", bindResult{Credentials: 64, CacheTTL: time.Minute, Session: time.Minute, RunRequests: 1000}, 64, 5},
+		{"session into a second TTL", bindResult{Credentials: 10, CacheTTL: time.Minute, Session: 61 * time.Second, RunRequests: 1000}, 20, 5},
+		{"no cache: no bind is free", bindResult{Credentials: 64, Session: time.Second}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.b.allowedUserBinds(); got != tt.wantAllowed {
+				t.Errorf("allowedUserBinds: got %d, want %d", got, tt.wantAllowed)
+			}
+			if got := tt.b.perThousand(5); got != tt.wantPerK {
+				t.Errorf("perThousand(5): got %v, want %v", got, tt.wantPerK)
+			}
+		})
 	}
 }

@@ -59,6 +59,9 @@ func describeMachine(ctx context.Context, repoRoot string, bins map[string]strin
 	}
 	version("Apache httpd", "apache2", "-v")
 	version("wrk", "wrk", "-v")
+	if slapd, err := harness.LookTool("slapd"); err == nil {
+		version("OpenLDAP slapd (setups 10 and 11)", slapd, "-VV")
+	}
 	return m
 }
 

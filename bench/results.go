@@ -7,7 +7,7 @@ import (
 	"github.com/registry-auth/registry-auth/e2e/harness"
 )
 
-// setupID names the nine setups, in the order the report lists them.
+// setupID names the eleven setups, in the order the report lists them.
 type setupID int
 
 const (
@@ -24,9 +24,14 @@ const (
 	// Setup 8 with an access policy of 200 rules (policy.go): the cost of
 	// a long policy in the chain.
 	traefikRegistryAuthPolicy setupID = 9
+	// Users from a directory (the lab's one slapd, directory.go) instead of
+	// an htpasswd file: the Apache recipe with mod_authnz_ldap, and
+	// registry-auth with --ldap-url over setup 8's HTTPS hop.
+	apacheLDAP              setupID = 10
+	traefikRegistryAuthLDAP setupID = 11
 )
 
-var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL, traefikCeilingTLS, traefikRegistryAuthTLS, traefikRegistryAuthPolicy}
+var allSetups = []setupID{apacheRecipe, traefikBasicAuth, traefikNoAuth, traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL, traefikCeilingTLS, traefikRegistryAuthTLS, traefikRegistryAuthPolicy, apacheLDAP, traefikRegistryAuthLDAP}
 
 func (s setupID) String() string {
 	switch s {
@@ -48,13 +53,17 @@ func (s setupID) String() string {
 		return "Traefik + registry-auth, TLS/HTTP/2 + client cert"
 	case traefikRegistryAuthPolicy:
 		return "Traefik + registry-auth, TLS/HTTP/2, 200-rule policy"
+	case apacheLDAP:
+		return "Apache recipe with mod_authnz_ldap"
+	case traefikRegistryAuthLDAP:
+		return "Traefik + registry-auth with LDAP, TLS/HTTP/2"
 	}
 	return "unknown setup"
 }
 
 // tlsHop reports whether Traefik asks the auth server over HTTPS (HTTP/2).
 func (s setupID) tlsHop() bool {
-	return s == traefikCeilingTLS || s == traefikRegistryAuthTLS || s == traefikRegistryAuthPolicy
+	return s == traefikCeilingTLS || s == traefikRegistryAuthTLS || s == traefikRegistryAuthPolicy || s == traefikRegistryAuthLDAP
 }
 
 // ceiling reports whether the auth server is the 200-at-once server.
@@ -70,31 +79,55 @@ func (s setupID) authenticates() bool {
 
 // usesRegistryAuth reports whether registry-auth makes the decisions.
 func (s setupID) usesRegistryAuth() bool {
-	return s == traefikRegistryAuth || s == traefikRegistryNoTTL || s == traefikRegistryAuthTLS || s == traefikRegistryAuthPolicy
+	return s == traefikRegistryAuth || s == traefikRegistryNoTTL || s == traefikRegistryAuthTLS || s == traefikRegistryAuthPolicy || s == traefikRegistryAuthLDAP
+}
+
+// directory reports whether the users come from the lab's slapd rather
+// than an htpasswd file.
+func (s setupID) directory() bool {
+	return s == apacheLDAP || s == traefikRegistryAuthLDAP
+}
+
+// measuresReload reports whether the reload workload (a user written into
+// the htpasswd file) runs on the setup: registry-auth with a file.
+func (s setupID) measuresReload() bool {
+	return s.usesRegistryAuth() && !s.directory()
 }
 
 // measuresEdit reports whether the edit-under-load workload runs on the
 // setup: registry-auth with its cache (--cache-ttl 0 has no verdicts to
-// keep) and without the long policy, which decides nothing about hashing.
+// keep), an htpasswd file to edit, and without the long policy, which
+// decides nothing about hashing.
 func (s setupID) measuresEdit() bool {
-	return s.usesRegistryAuth() && s != traefikRegistryNoTTL && s != traefikRegistryAuthPolicy
+	return s.measuresReload() && s != traefikRegistryNoTTL && s != traefikRegistryAuthPolicy
 }
 
 // enforcesPushGroup reports whether the setup refuses a push by a user
 // outside the push group (Traefik's basicAuth has no groups).
 func (s setupID) enforcesPushGroup() bool {
-	return s == apacheRecipe || s.usesRegistryAuth()
+	return s == apacheRecipe || s == apacheLDAP || s.usesRegistryAuth()
 }
 
-// manifestWorkload is one of the three wrk workloads.
+// workloads returns the manifest workloads the setup runs: the directory's
+// users for setups 10 and 11, the htpasswd files' for the others.
+func (s setupID) workloads() []manifestWorkload {
+	if s.directory() {
+		return []manifestWorkload{users64Directory}
+	}
+	return manifestWorkloads
+}
+
+// manifestWorkload is one of the wrk workloads.
 type manifestWorkload int
 
 const (
 	users64Cost10 manifestWorkload = iota
 	users64Cost5
 	oneUserCost10
+	users64Directory // 64 users of the directory, for setups 10 and 11 only
 )
 
+// manifestWorkloads are the htpasswd setups' workloads.
 var manifestWorkloads = []manifestWorkload{users64Cost10, users64Cost5, oneUserCost10}
 
 func (w manifestWorkload) String() string {
@@ -105,6 +138,8 @@ func (w manifestWorkload) String() string {
 		return "64 users, bcrypt cost 5"
 	case oneUserCost10:
 		return "1 user, bcrypt cost 10"
+	case users64Directory:
+		return "64 directory users"
 	}
 	return "unknown workload"
 }
@@ -121,8 +156,11 @@ type setupResult struct {
 	// during each manifest load (its own count), by workload.
 	Connections map[manifestWorkload]int64
 	Edit        *editResult
-	Checks      []string // the sanity checks that passed
-	Errors      []string
+	// Binds is what slapd saw around the directory workload (setups 10
+	// and 11 only).
+	Binds  *bindResult
+	Checks []string // the sanity checks that passed
+	Errors []string
 }
 
 // pushResult is one big-layer push and the memory around it.
@@ -134,6 +172,42 @@ type pushResult struct {
 	AuthBefore  int64  // its VmRSS before the push
 	AuthPeak    int64  // its VmHWM during the push
 	PeakSampled bool   // true when clear_refs failed and the peak was sampled instead
+}
+
+// bindResult counts the BIND operations slapd logged around the manifest
+// load of the directory's users: during the warm-up (one request per user,
+// from the first request after the setup's checks) and during the measured
+// run. Users are the directory's people binding with their passwords; the
+// service account is the one both setups search as, and it is counted apart.
+type bindResult struct {
+	Credentials   int           // distinct user:password pairs of the load
+	CacheTTL      time.Duration // how long the setup remembers a verified credential
+	Session       time.Duration // from the warm-up's start to the end of the run
+	WarmUpUser    int
+	WarmUpService int
+	RunUser       int
+	RunService    int
+	RunRequests   int64 // requests wrk completed in the run
+}
+
+// userBinds returns the user binds from the warm-up's start to the end of the run.
+func (b *bindResult) userBinds() int { return b.WarmUpUser + b.RunUser }
+
+// perThousand returns n binds per 1,000 of the run's requests.
+func (b *bindResult) perThousand(n int) float64 {
+	if b.RunRequests == 0 {
+		return 0
+	}
+	return 1000 * float64(n) / float64(b.RunRequests)
+}
+
+// allowedUserBinds is the target's bound: one bind per credential per cache
+// TTL begun during the session.
+func (b *bindResult) allowedUserBinds() int {
+	if b.CacheTTL <= 0 {
+		return 0
+	}
+	return b.Credentials * int((b.Session+b.CacheTTL-1)/b.CacheTTL)
 }
 
 // editResult is the "edit under load" workload: every user once (hashed),

@@ -48,7 +48,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	duration := fs.Duration("duration", 0, "length of each wrk run (default 2s quick, 20s full)")
 	connections := fs.Int("connections", 32, "wrk connections")
 	threads := fs.Int("threads", 2, "wrk threads")
-	setups := fs.String("setups", "1,2,3,4,5,6,7,8,9", "setups to run, by number (see docs/BENCHMARKS.md)")
+	setups := fs.String("setups", "1,2,3,4,5,6,7,8,9,10,11", "setups to run, by number (see docs/BENCHMARKS.md)")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run")
 	pulls := fs.Int("pulls", 0, "pulls of the 20-layer image per setup (default 2 quick, 10 full)")
 	pushMiB := fs.Int64("push-mib", 0, "size of the pushed layer in MiB (default 1024: 1 GiB)")
@@ -304,8 +304,10 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 
 // runSetup measures every selected workload on setup id: a first session
 // on the cost-10 files (both 64-user and one-user loads, pulls, the push,
-// the reloads), a second on the cost-5 files. A failure is recorded and
-// ends that session, not the run.
+// the reloads), a second on the cost-5 files. Setups 10 and 11 have one
+// session, on the directory's users (their 64-user load with slapd's binds
+// counted, pulls, the push). A failure is recorded and ends that session,
+// not the run.
 func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles, o *options) *setupResult {
 	sr := &setupResult{Setup: id, Manifest: map[manifestWorkload]*loadResult{}, Connections: map[manifestWorkload]int64{}}
 	say := func(format string, a ...any) { fmt.Fprintf(l.out, "  [%d] "+format+"\n", append([]any{id}, a...)...) }
@@ -323,7 +325,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		sessionDuration = 0
 		s, err := l.startSetup(ctx, id, files)
 		if err != nil {
-			fail(fmt.Sprintf("start (cost %d files)", files.Cost), err)
+			fail(fmt.Sprintf("start (%s)", files), err)
 			return
 		}
 		checks, err := l.checkSetup(ctx, s)
@@ -339,6 +341,9 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		if s.auth != nil && s.auth.Unexpected() {
 			err = errors.Join(err, fmt.Errorf("%s exited during the measurements:\n%s", s.auth.Name, s.auth.LogTail(4<<10)))
 		}
+		if d := l.directory; files.Directory && d.proc.Unexpected() {
+			err = errors.Join(err, fmt.Errorf("slapd exited during the measurements:\n%s", d.proc.LogTail(4<<10)))
+		}
 		// Without the harness's idle keep-alive connections, Traefik's
 		// graceful shutdown has nothing to wait for.
 		l.client.CloseIdleConnections()
@@ -346,7 +351,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 			err = errors.Join(err, serr)
 		}
 		if err != nil && ctx.Err() == nil {
-			fail(fmt.Sprintf("cost %d session", files.Cost), err)
+			fail(fmt.Sprintf("%s session", files), err)
 		}
 	}
 
@@ -383,10 +388,23 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 		return nil
 	}
 
-	wantReload := o.Workloads["reload"] && id.usesRegistryAuth()
+	wantReload := o.Workloads["reload"] && id.measuresReload()
+	first := cost10
+	if id.directory() {
+		d, err := l.startDirectory(ctx)
+		if err != nil {
+			fail("start the directory", err)
+			return sr
+		}
+		first = d.files
+	}
 	if o.Workloads["manifest"] || o.Workloads["pull"] || o.Workloads["push"] || wantReload {
-		session(cost10, func(s *stack) error {
-			if o.Workloads["manifest"] {
+		session(first, func(s *stack) error {
+			if o.Workloads["manifest"] && id.directory() {
+				if err := l.measureDirectoryLoad(ctx, s, sr, load); err != nil {
+					return err
+				}
+			} else if o.Workloads["manifest"] {
 				if err := l.warmUp(ctx, s.proxyURL(manifestPath), s.files.Users, nil); err != nil {
 					return err
 				}
@@ -439,7 +457,7 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 			return nil
 		})
 	}
-	if o.Workloads["manifest"] {
+	if o.Workloads["manifest"] && !id.directory() {
 		session(cost5, func(s *stack) error {
 			if err := l.warmUp(ctx, s.proxyURL(manifestPath), s.files.Users, nil); err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/registry-auth/registry-auth/e2e/harness"
+	"github.com/registry-auth/registry-auth/internal/slapd"
 )
 
 // lab is what every setup of a run shares: the programs, the certificate,
@@ -27,6 +28,7 @@ type lab struct {
 	// presents Traefik's client certificate (plain HTTP works with it too).
 	hopClient *http.Client
 	editFiles *userFiles // the edit workload's 500 users, nil when it does not run
+	directory *directory // setups 10 and 11's slapd, started by the first of them
 	out       io.Writer  // progress lines
 	started   time.Time
 	registry  *harness.Registry
@@ -62,7 +64,7 @@ func (s *stack) proxyURL(path string) string { return "https://" + s.proxyAddr +
 // no failure of the measurements.
 func (s *stack) stop(out io.Writer) error {
 	err := harness.StopTogether(s.proxy, s.auth)
-	if s.id == apacheRecipe && errors.Is(err, harness.ErrKilled) {
+	if (s.id == apacheRecipe || s.id == apacheLDAP) && errors.Is(err, harness.ErrKilled) {
 		fmt.Fprintf(out, "  (%v)\n", err)
 		return nil
 	}
@@ -70,7 +72,8 @@ func (s *stack) stop(out io.Writer) error {
 }
 
 // startSetup starts setup id in front of the lab's registry, with its own
-// copy of files, and waits until the proxy answers.
+// copy of files (the directory's users are not copied: there is one
+// directory), and waits until the proxy answers.
 func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *stack, err error) {
 	dir, err := os.MkdirTemp(l.dir, fmt.Sprintf("setup%d-", id))
 	if err != nil {
@@ -87,22 +90,31 @@ func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *
 			err = errors.Join(err, s.stop(l.out))
 		}
 	}()
-	if s.files, err = copyUserFiles(files, filepath.Join(dir, "auth")); err != nil {
+	if files.Directory {
+		if _, err = l.startDirectory(ctx); err != nil {
+			return nil, err
+		}
+		s.files = files
+	} else if s.files, err = copyUserFiles(files, filepath.Join(dir, "auth")); err != nil {
 		return nil, err
 	}
 	if s.proxyAddr, err = harness.FreeAddr(); err != nil {
 		return nil, err
 	}
 	switch id {
-	case apacheRecipe:
+	case apacheRecipe, apacheLDAP:
 		err = l.startApache(ctx, s)
 	case traefikCeiling, traefikCeilingTLS:
 		if err = l.startCeiling(ctx, s); err == nil {
 			err = l.startTraefik(ctx, s)
 		}
-	case traefikRegistryAuth, traefikRegistryNoTTL, traefikRegistryAuthTLS, traefikRegistryAuthPolicy:
+	case traefikRegistryAuth, traefikRegistryNoTTL, traefikRegistryAuthTLS, traefikRegistryAuthPolicy, traefikRegistryAuthLDAP:
 		var extra []string
 		switch id {
+		case traefikRegistryAuthLDAP:
+			if extra, err = l.directory.registryAuthFlags(filepath.Join(dir, "auth")); err != nil {
+				return nil, err
+			}
 		case traefikRegistryNoTTL:
 			extra = []string{"--cache-ttl", "0"}
 		case traefikRegistryAuthPolicy:
@@ -153,14 +165,23 @@ func copyUserFiles(files *userFiles, dir string) (*userFiles, error) {
 	return &c, nil
 }
 
-// startApache writes the recipe's httpd.conf and runs apache2 in the
-// foreground on it.
+// startApache writes the recipe's httpd.conf (setup 10: with the
+// directory) and runs apache2 in the foreground on it.
 func (l *lab) startApache(ctx context.Context, s *stack) error {
 	root := filepath.Join(s.dir, "apache")
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
 	_, port, _ := strings.Cut(s.proxyAddr, ":")
+	var ldap *apacheLDAPConfig
+	if s.id == apacheLDAP {
+		ldap = &apacheLDAPConfig{
+			URL:          l.directory.userURL(),
+			BindDN:       slapd.AccountDN(serviceAccount),
+			BindPassword: serviceAccountPassword,
+			PushGroupDN:  slapd.GroupDN(pushGroup),
+		}
+	}
 	conf, err := writeApacheConfig(ctx, apacheConfig{
 		ServerRoot:   root,
 		Listen:       s.proxyAddr,
@@ -170,6 +191,7 @@ func (l *lab) startApache(ctx context.Context, s *stack) error {
 		Htpasswd:     s.files.Htpasswd,
 		Groups:       s.files.Groups,
 		RegistryAddr: l.registry.Addr,
+		LDAP:         ldap,
 	})
 	if err != nil {
 		return err
@@ -255,17 +277,22 @@ func (l *lab) fetchCount(ctx context.Context, url, prefix string) (int64, error)
 }
 
 // startRegistryAuth starts registry-auth as docker-compose.yml's auth
-// service runs it, its /auth directory being the one that holds files, plus
+// service runs it, its /auth directory being the one that holds files
+// (s.dir/auth for the directory's users, whose flags extra holds), plus
 // extra flags, and waits for /readyz.
 func (l *lab) startRegistryAuth(ctx context.Context, s *stack, files *userFiles, extra ...string) error {
-	svc, err := harness.ComposeAuthService(ctx, l.repoRoot, filepath.Dir(files.Htpasswd), l.certs.HopDir)
+	authDir := filepath.Join(s.dir, "auth")
+	if !files.Directory {
+		authDir = filepath.Dir(files.Htpasswd)
+	}
+	svc, err := harness.ComposeAuthService(ctx, l.repoRoot, authDir, l.certs.HopDir)
 	if err != nil {
 		return err
 	}
 	if !s.id.tlsHop() {
 		svc = svc.WithoutTLS()
 	}
-	if svc.HTPasswdFile != files.Htpasswd || svc.GroupsFile != files.Groups {
+	if !files.Directory && (svc.HTPasswdFile != files.Htpasswd || svc.GroupsFile != files.Groups) {
 		return fmt.Errorf("docker-compose.yml's auth service reads %s and %s, the users are in %s and %s: update copyUserFiles",
 			svc.HTPasswdFile, svc.GroupsFile, files.Htpasswd, files.Groups)
 	}
@@ -312,7 +339,7 @@ const composeMiddleware = "registry-auth"
 
 // setMiddleware changes the registry router's middleware for setups 2 and
 // 3; setups 4 to 6 take the plain-HTTP form of the labels' forwardAuth
-// middleware, 7 and 8 keep it as it is (HTTPS with Traefik's client
+// middleware, 7 to 9 and 11 keep it as it is (HTTPS with Traefik's client
 // certificate); both point at s.authAddr through Backends.
 func setMiddleware(cfg *harness.TraefikConfig, s *stack) error {
 	if kind := cfg.MiddlewareKind(composeMiddleware); kind != "forwardauth" {
@@ -329,7 +356,7 @@ func setMiddleware(cfg *harness.TraefikConfig, s *stack) error {
 	case traefikCeiling, traefikRegistryAuth, traefikRegistryNoTTL:
 		// The plain-HTTP hop, as a user who keeps it configures it.
 		return cfg.PlainHTTPForwardAuth(composeMiddleware)
-	case traefikCeilingTLS, traefikRegistryAuthTLS, traefikRegistryAuthPolicy:
+	case traefikCeilingTLS, traefikRegistryAuthTLS, traefikRegistryAuthPolicy, traefikRegistryAuthLDAP:
 		return nil // the labels' HTTPS hop with Traefik's client certificate
 	default:
 		return fmt.Errorf("setup %d is not a Traefik setup", s.id)

@@ -29,12 +29,22 @@ func (c credential) basic() string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(c.User+":"+c.Password))
 }
 
-// userFiles is a generated htpasswd file and its groups file. The first
+// userFiles is a generated htpasswd file and its groups file, or with
+// Directory the people of the lab's slapd (no files, no cost). The first
 // user is the only member of the push group; the others may only pull.
 type userFiles struct {
 	Htpasswd, Groups string
 	Users            []credential
 	Cost             int
+	Directory        bool
+}
+
+// String names the users in messages: "cost 10 files" or "directory users".
+func (u *userFiles) String() string {
+	if u.Directory {
+		return "directory users"
+	}
+	return fmt.Sprintf("cost %d files", u.Cost)
 }
 
 // pusher returns the member of the push group.

@@ -385,9 +385,13 @@ func waitIdle(ctx context.Context, timeout time.Duration, procs ...*harness.Proc
 	}
 }
 
-// procsOf returns the processes of s and the registry behind it.
+// procsOf returns the processes of s and the registry behind it, and the
+// directory for setups 10 and 11.
 func (l *lab) procsOf(s *stack) []*harness.Process {
 	procs := []*harness.Process{l.registry.Process}
+	if s.id.directory() && l.directory != nil {
+		procs = append(procs, l.directory.proc)
+	}
 	for _, p := range []*harness.Process{s.proxy, s.auth} {
 		if p != nil {
 			procs = append(procs, p)

@@ -278,6 +278,27 @@ func renderManifest(b *strings.Builder, r *results, wl manifestWorkload, chart b
 	}
 }
 
+// writeLoadRow writes setup s's row of a manifest table: its load on wl, the
+// auth connections it counted, and its rate as a ratio to each of refs; the
+// row says "not measured" when wl did not run on s.
+func writeLoadRow(b *strings.Builder, s *setupResult, wl manifestWorkload, refs ...float64) {
+	res := s.Manifest[wl]
+	if res == nil {
+		fmt.Fprintf(b, "| %d | %s | not measured |%s\n", s.Setup, s.Setup, strings.Repeat(" |", 5+len(refs)))
+		return
+	}
+	conns := "–"
+	if n, ok := s.Connections[wl]; ok {
+		conns = fmt.Sprintf("%d", n)
+	}
+	fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s |", s.Setup, s.Setup,
+		rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond), conns)
+	for _, ref := range refs {
+		fmt.Fprintf(b, " %s |", ratio(res.RPS(), ref))
+	}
+	b.WriteString("\n")
+}
+
 func renderManifestTable(b *strings.Builder, r *results, wl manifestWorkload) {
 	fmt.Fprintf(b, "| # | setup | req/s | p50 | p99 | failed | run | auth connections | vs 4 (ceiling) | vs 7 (TLS ceiling) | vs 1 (Apache) |\n")
 	fmt.Fprintf(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -288,18 +309,7 @@ func renderManifestTable(b *strings.Builder, r *results, wl manifestWorkload) {
 		if s.Setup.directory() {
 			continue // their own workload: renderDirectory
 		}
-		res := s.Manifest[wl]
-		if res == nil {
-			fmt.Fprintf(b, "| %d | %s | not measured | | | | | | | | |\n", s.Setup, s.Setup)
-			continue
-		}
-		conns := "–"
-		if n, ok := s.Connections[wl]; ok {
-			conns = fmt.Sprintf("%d", n)
-		}
-		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Setup, s.Setup,
-			rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond), conns,
-			ratio(res.RPS(), ceil), ratio(res.RPS(), ceilTLS), ratio(res.RPS(), apache))
+		writeLoadRow(b, s, wl, ceil, ceilTLS, apache)
 	}
 	fmt.Fprintf(b, "\n\"auth connections\" is how many TCP connections the auth server accepted during the run, by its own count ")
 	fmt.Fprintf(b, "(registry-auth's `registry_auth_connections_accepted_total`, the 200-at-once server's own counter; at most one of them is the harness's own query).\n\n")
@@ -693,19 +703,7 @@ func renderDirectory(b *strings.Builder, r *results, chart bool) {
 		if s.Setup != traefikCeilingTLS && !s.Setup.directory() {
 			continue
 		}
-		wl := chartWorkload(s.Setup)
-		res := s.Manifest[wl]
-		if res == nil {
-			fmt.Fprintf(b, "| %d | %s | not measured | | | | | | | |\n", s.Setup, s.Setup)
-			continue
-		}
-		conns := "–"
-		if n, ok := s.Connections[wl]; ok {
-			conns = fmt.Sprintf("%d", n)
-		}
-		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Setup, s.Setup,
-			rps(res.RPS()), ms(res.P50()), ms(res.P99()), res.failures(), res.duration().Round(100*time.Millisecond), conns,
-			ratio(res.RPS(), ceilTLS), ratio(res.RPS(), anchor))
+		writeLoadRow(b, s, chartWorkload(s.Setup), ceilTLS, anchor)
 	}
 	if chart {
 		fmt.Fprintf(b, "\n![requests per second, GET manifest, 64 directory users](%s)\n", chartName)

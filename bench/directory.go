@@ -53,7 +53,7 @@ func (l *lab) startDirectory(ctx context.Context) (*directory, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := srv.Wait(ctx, exited(ctx, p)); err != nil {
+	if err := srv.Wait(ctx, p.Done()); err != nil {
 		return nil, fmt.Errorf("%w\n--- slapd log ---\n%s", err, p.LogTail(4<<10))
 	}
 	d := &directory{srv: srv, proc: p, files: &userFiles{Directory: true}}
@@ -69,26 +69,6 @@ func (l *lab) startDirectory(ctx context.Context) (*directory, error) {
 	}
 	l.directory = d
 	return d, nil
-}
-
-// exited returns a channel that is closed when p exits, for slapd.Wait.
-// harness.Process offers no such channel, so a goroutine polls it until
-// ctx ends or p exits.
-func exited(ctx context.Context, p *harness.Process) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for !p.Unexpected() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-		close(ch)
-	}()
-	return ch
 }
 
 // userURL is the AuthLDAPURL of both setups: the people, found by uid, in

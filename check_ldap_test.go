@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,7 +102,7 @@ func TestCheckLDAP(t *testing.T) {
 				`ldap: error: --ldap-group-depth -1: want 0 or more`,
 			},
 			never: []string{"ldap: connected"}},
-		{name: "a second host answers", args: f.args(s, "--ldap-url", "ldap://"+closedLoopbackAddr(t)+" "+strings.TrimPrefix(plain, "ldap://")),
+		{name: "a second host answers", args: f.args(s, "--ldap-url", "ldap://"+freeLoopbackAddr(t)+" "+strings.TrimPrefix(plain, "ldap://")),
 			want: []string{`ldap: connected to ldap://{P}, bound as ` + testReaderDN}},
 	}
 	for _, tt := range tests {
@@ -119,7 +118,7 @@ func TestCheckLDAP(t *testing.T) {
 			lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 			next := 0 // the wanted lines come in order
 			for _, want := range tt.want {
-				want = strings.NewReplacer("{P}", urlHost(s.url), "{S}", urlHost(s.ldapsURL)).Replace(want)
+				want = strings.NewReplacer("{P}", hostPort(s.url), "{S}", hostPort(s.ldapsURL)).Replace(want)
 				found := false
 				for ; next < len(lines) && !found; next++ {
 					found = strings.HasPrefix(lines[next], want)
@@ -152,7 +151,7 @@ func TestCheckLDAPDirectoryDown(t *testing.T) {
 		t.Errorf("got error %v and stderr %q, want errReported (exit status 1) and nothing on stderr", err, stderr)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	want := "ldap: error: cannot connect to " + s.url + testBaseDN + "?uid?sub?(objectClass=inetOrgPerson): " + urlHost(s.url) + ": "
+	want := "ldap: error: cannot connect to " + s.url + testBaseDN + "?uid?sub?(objectClass=inetOrgPerson): " + hostPort(s.url) + ": "
 	if !hasLineWithPrefix(lines, want) || !strings.Contains(stdout, "connection refused") || !strings.Contains(stdout, "check that the directory runs") {
 		t.Errorf("no line starts with %q naming the refused connection and what to check, in:\n%s", want, stdout)
 	}
@@ -276,21 +275,4 @@ func TestLoadWarningsWithDirectory(t *testing.T) {
 			}
 		})
 	}
-}
-
-// urlHost is the host:port of an ldap:// or ldaps:// URL of startSlapd.
-func urlHost(u string) string {
-	_, rest, _ := strings.Cut(u, "://")
-	return strings.TrimSuffix(rest, "/")
-}
-
-// closedLoopbackAddr is a loopback address nothing listens on (a directory host that is down).
-func closedLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
-	return ln.Addr().String()
 }

@@ -51,12 +51,8 @@ func newDirectoryTest(t *testing.T, s *slapdServer, o directoryOptions) *directo
 	cfg.files.directory = true
 	secret := filepath.Join(f.dir, "ldap-secret")
 	writeFile(t, secret, testReaderPW+"\n")
-	cfg.ldap = ldapConfig{
-		url:    cmpOr(o.url, s.url+testBaseDN+"?uid?sub?(objectClass=inetOrgPerson)"),
-		bindDN: testReaderDN, bindPasswordFile: secret, startTLS: o.startTLS, caFile: o.caFile,
-		timeout: 2 * time.Second, groupBase: testGroupBase, groupFilter: defaultGroupFilter,
-		groupNameAttr: "cn", groupDepth: 10,
-	}
+	cfg.ldap = testLDAPConfig(cmpOr(o.url, s.url+testBaseDN+"?uid?sub?(objectClass=inetOrgPerson)"), secret)
+	cfg.ldap.startTLS, cfg.ldap.caFile = o.startTLS, o.caFile
 	if err := cfg.ldap.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +74,16 @@ func newDirectoryTest(t *testing.T, s *slapdServer, o directoryOptions) *directo
 		h.throttle = newThrottle(throttleConfig{window: time.Minute, perUser: o.perUser, maxKeys: 100})
 	}
 	return &directoryTest{h: h, st: st, dir: dir, logs: logs, secret: secret}
+}
+
+// testLDAPConfig is the tests' directory settings: url, the service account cn=reader
+// with its password in secretFile, the groups under ou=groups nested 10 deep.
+func testLDAPConfig(url, secretFile string) ldapConfig {
+	return ldapConfig{
+		url: url, bindDN: testReaderDN, bindPasswordFile: secretFile,
+		timeout: 2 * time.Second, groupBase: testGroupBase, groupFilter: defaultGroupFilter,
+		groupNameAttr: "cn", groupDepth: 10,
+	}
 }
 
 // ask sends one forwardAuth request and returns the status, the user handed to the registry,

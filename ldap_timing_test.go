@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // BenchmarkDirectoryRefusal is the price of refusing a directory login, against the real
@@ -17,11 +16,7 @@ func BenchmarkDirectoryRefusal(b *testing.B) {
 	s := startSlapd(b)
 	secret := filepath.Join(b.TempDir(), "ldap-secret")
 	writeFile(b, secret, testReaderPW+"\n")
-	cfg := ldapConfig{
-		url:    s.url + testBaseDN + "?uid?sub?(objectClass=inetOrgPerson)",
-		bindDN: testReaderDN, bindPasswordFile: secret, timeout: 5 * time.Second,
-		groupBase: testGroupBase, groupFilter: defaultGroupFilter, groupNameAttr: "cn", groupDepth: 10,
-	}
+	cfg := testLDAPConfig(s.url+testBaseDN+"?uid?sub?(objectClass=inetOrgPerson)", secret)
 	if err := cfg.validate(); err != nil {
 		b.Fatal(err)
 	}

@@ -139,3 +139,23 @@ func BenchmarkPolicyDecision(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseRegistryRequest is the price of mapping a forwarded method and URI to a route,
+// a repository and an action, for the paths a pull and a push send most.
+func BenchmarkParseRegistryRequest(b *testing.B) {
+	digest := "sha256:" + strings.Repeat("0123456789abcdef", 4)
+	for _, tt := range []struct{ name, method, uri string }{
+		{"manifest", "GET", "/v2/team/app/manifests/latest"},
+		{"blob", "GET", "/v2/team/app/blobs/" + digest},
+		{"upload", "PATCH", "/v2/library/some-long-name/sub/blobs/uploads/0b9b4c8e-2f1a-4c56-9d3e-7f0a1b2c3d4e?_state=abcdefghijkl"},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parseRegistryRequest(tt.method, tt.uri); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -147,7 +147,7 @@ func (p *accessPolicy) decide(id identity, req registryRequest) verdict {
 	componentChecked, isComponent := false, false
 	userIsComponent := func() bool {
 		if !componentChecked {
-			componentChecked, isComponent = true, nameComponentRE.MatchString(id.user)
+			componentChecked, isComponent = true, isNameComponent(id.user)
 		}
 		return isComponent
 	}
@@ -184,9 +184,6 @@ func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsCom
 	}
 	return 0, nil
 }
-
-// nameComponentRE is one path component of a repository name.
-var nameComponentRE = mustAnchored(nameComponent)
 
 // where names a rule for people: "policy.yaml:12 (rule 3)", or "built-in rule 1".
 func (p *accessPolicy) where(r *rule) string {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"mime"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -85,40 +84,66 @@ func (req registryRequest) accesses() (list [2]access, n int) {
 	return list, 2
 }
 
-// Grammar from distribution's reference package, anchored by the route patterns below.
-const (
-	nameComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
-	namePattern   = nameComponent + `(?:/` + nameComponent + `)*`
-	tagPattern    = `[\w][\w.-]{0,127}`
-	digestPattern = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
-	uuidPattern   = `[a-zA-Z0-9-_.=]+`
-	maxNameLength = 255
-	// maxPathLength bounds the path matched against the routes; the longest real one is
-	// about 420 bytes (a 255-byte name and a sha512 digest). Matching a 64 KiB path costs
-	// milliseconds, which nobody should get for free before authentication.
-	maxPathLength = 2048
-)
+// maxPathLength bounds the path matched against the routes; the longest real one is about 420
+// bytes (a 255-byte name and a sha512 digest). Nobody gets to make us scan a 64 KiB path before
+// authentication.
+const maxPathLength = 2048
 
 // routeTable lists the registry's routes in the order distribution matches them, with the
 // methods each one serves (docs/registry-protocol.md, "Registry routes and actions";
-// distribution answers 405 to the others, but its base route takes any method). A
-// path matching none is refused. Our name grammar is distribution's without its optional
-// registry-host component (upper case, ports): such names are refused, never mapped to a
-// different route, because every pattern anchors the name right after /v2/.
+// distribution answers 405 to the others, but its base route takes any method). A path
+// matching none is refused. Every route but base and catalog is /v2/, a name (isName), a
+// literal and, for most, a reference after the last slash; as the name starts right after
+// /v2/, a name with a registry host is refused, never mapped to a different route.
 var routeTable = []struct {
 	kind    routeKind
-	marker  string // a literal in every path the pattern matches: a cheap test that skips the regexp
-	pattern *regexp.Regexp
+	match   func(path string) (name, reference string, ok bool)
 	methods string
 }{
-	{routeBase, "/v2", regexp.MustCompile(`^/v2/?$`), "GET HEAD"},
-	{routeTags, "/tags/list", regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`), "GET"},
-	{routeManifest, "/manifests/", regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + digestPattern + `)$`), "GET HEAD PUT DELETE"},
-	{routeBlob, "/blobs/", regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + digestPattern + `)$`), "GET HEAD DELETE"},
-	{routeUploadStart, "/blobs/uploads/", regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`), "POST"},
-	{routeUpload, "/blobs/uploads/", regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uuidPattern + `)$`), "GET HEAD PATCH PUT DELETE"},
-	{routeCatalog, "/_catalog", regexp.MustCompile(`^/v2/_catalog$`), "GET"},
-	{routeReferrers, "/referrers/", regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`), "GET"},
+	{routeBase, exactly("/v2", "/v2/"), "GET HEAD"},
+	{routeTags, nameThen("/tags/list", nil), "GET"},
+	{routeManifest, nameThen("/manifests/", isReference), "GET HEAD PUT DELETE"},
+	{routeBlob, nameThen("/blobs/", isDigest), "GET HEAD DELETE"},
+	{routeUploadStart, nameThen("/blobs/uploads/", nil), "POST"},
+	{routeUpload, nameThen("/blobs/uploads/", isUploadID), "GET HEAD PATCH PUT DELETE"},
+	{routeCatalog, exactly("/v2/_catalog"), "GET"},
+	{routeReferrers, nameThen("/referrers/", isDigest), "GET"},
+}
+
+// exactly matches the paths given and no other.
+func exactly(paths ...string) func(string) (string, string, bool) {
+	return func(path string) (string, string, bool) {
+		for _, p := range paths {
+			if path == p {
+				return "", "", true
+			}
+		}
+		return "", "", false
+	}
+}
+
+// nameThen matches /v2/NAME followed by literal and, when isRef is not nil, a reference that
+// isRef accepts. A reference holds no slash, so it is what follows the last one.
+func nameThen(literal string, isRef func(string) bool) func(string) (string, string, bool) {
+	return func(path string) (string, string, bool) {
+		rest, ok := strings.CutPrefix(path, "/v2/")
+		if !ok {
+			return "", "", false
+		}
+		ref := ""
+		if isRef != nil {
+			i := strings.LastIndexByte(rest, '/')
+			if i < 0 || !isRef(rest[i+1:]) {
+				return "", "", false
+			}
+			rest, ref = rest[:i+1], rest[i+1:]
+		}
+		name, ok := strings.CutSuffix(rest, literal)
+		if !ok || !isName(name) {
+			return "", "", false
+		}
+		return name, ref, true
+	}
 }
 
 // errUnknownRoute and errUnsupportedMethod are the reasons a request is never allowed.
@@ -167,27 +192,19 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 		return req, err
 	}
 	for _, r := range routeTable {
-		if !strings.Contains(path, r.marker) {
+		name, ref, ok := r.match(path)
+		if !ok {
 			continue
 		}
-		m := r.pattern.FindStringSubmatch(path)
-		if m == nil {
-			continue
-		}
-		if len(m) > 1 && len(m[1]) > maxNameLength {
+		if len(name) > maxNameLength {
 			return req, errUnknownRoute // no registry name is this long
 		}
-		if !strings.Contains(" "+r.methods+" ", " "+method+" ") {
+		if !serves(r.methods, method) {
 			return req, errUnsupportedMethod
 		}
 		req.route = r.kind
 		req.needs = routeNeeds(r.kind, method)
-		if len(m) > 1 {
-			req.repository = m[1]
-		}
-		if len(m) > 2 {
-			req.reference = m[2]
-		}
+		req.repository, req.reference = name, ref
 		if r.kind == routeUploadStart {
 			if req.mountFrom, err = mountSource(uri); err != nil {
 				return req, err
@@ -218,13 +235,25 @@ func decodeRequestPath(uri string) (string, error) {
 	if strings.IndexFunc(path, func(r rune) bool { return r < 0x21 || r >= 0x7f }) >= 0 {
 		return "", errUnknownRoute
 	}
-	segments := strings.Split(path[1:], "/")
-	for i, s := range segments {
-		if s == "." || s == ".." || (s == "" && i != len(segments)-1) {
+	if strings.Contains(path, "//") {
+		return "", errUnknownRoute // an empty segment
+	}
+	for s := range strings.SplitSeq(path[1:], "/") {
+		if s == "." || s == ".." {
 			return "", errUnknownRoute
 		}
 	}
 	return path, nil
+}
+
+// serves reports whether method is one of the space-separated methods.
+func serves(methods, method string) bool {
+	for m := range strings.FieldsSeq(methods) {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // mountSource returns the `from` repository of a cross-repository mount, checked against the
@@ -242,16 +271,11 @@ func mountSource(uri string) (string, error) {
 		return "", errRepeatedMountParameter
 	case len(from) == 0:
 		return "", nil
-	case len(from[0]) > maxNameLength || !fullName.MatchString(from[0]):
+	case len(from[0]) > maxNameLength || !isName(from[0]):
 		return "", errUnknownRoute
 	}
 	return from[0], nil
 }
-
-var fullName = mustAnchored(namePattern)
-
-// mustAnchored compiles a pattern of the name grammar to match whole strings only.
-func mustAnchored(pattern string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + pattern + `)$`) }
 
 // errRepeatedMountParameter and errFormBody refuse upload starts whose mount source we could
 // misread.

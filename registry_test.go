@@ -259,10 +259,10 @@ func FuzzParseRegistryRequest(f *testing.F) {
 		case !reads && req.needs&(actionPush|actionDelete) == 0:
 			t.Fatalf("%q %q: a write needs only %s", method, uri, req.needs)
 		}
-		if req.repository != "" && (len(req.repository) > maxNameLength || !fullName.MatchString(req.repository)) {
+		if req.repository != "" && (len(req.repository) > maxNameLength || !nameRE.MatchString(req.repository)) {
 			t.Fatalf("%q %q: got repository %q outside the name grammar", method, uri, req.repository)
 		}
-		if req.mountFrom != "" && !fullName.MatchString(req.mountFrom) {
+		if req.mountFrom != "" && !nameRE.MatchString(req.mountFrom) {
 			t.Fatalf("%q %q: got mount source %q outside the name grammar", method, uri, req.mountFrom)
 		}
 		path, err := decodeRequestPath(uri)

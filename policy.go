@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -187,23 +188,45 @@ func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsCom
 
 // where names a rule for people: "policy.yaml:12 (rule 3)", or "built-in rule 1".
 func (p *accessPolicy) where(r *rule) string {
-	if r == nil {
-		return "no rule matched"
+	var b strings.Builder
+	p.writeWhere(&b, r)
+	return b.String()
+}
+
+func (p *accessPolicy) writeWhere(b *strings.Builder, r *rule) {
+	switch {
+	case r == nil:
+		b.WriteString("no rule matched")
+	case p.file == "":
+		b.WriteString("built-in rule ")
+		b.WriteString(strconv.Itoa(r.position))
+		b.WriteString(" (--push-group)")
+	default:
+		b.WriteString(p.file)
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(r.line))
+		b.WriteString(" (rule ")
+		b.WriteString(strconv.Itoa(r.position))
+		b.WriteString(")")
 	}
-	if p.file == "" {
-		return fmt.Sprintf("built-in rule %d (--push-group)", r.position)
-	}
-	return fmt.Sprintf("%s:%d (rule %d)", p.file, r.line, r.position)
 }
 
 // explainRulings is one line per access: what was needed, what was granted, by which rule.
+// It runs for every decision's log line, hence no fmt.
 func (p *accessPolicy) explainRulings(v verdict) string {
 	var b strings.Builder
-	for _, r := range v.rulings[:v.n] {
-		if b.Len() > 0 {
+	b.Grow(96)
+	for i, r := range v.rulings[:v.n] {
+		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%s needs %s, granted %s by %s", r.access.repository, r.access.needs, r.granted, p.where(r.rule))
+		b.WriteString(r.access.repository)
+		b.WriteString(" needs ")
+		b.WriteString(r.access.needs.String())
+		b.WriteString(", granted ")
+		b.WriteString(r.granted.String())
+		b.WriteString(" by ")
+		p.writeWhere(&b, r.rule)
 	}
 	return b.String()
 }

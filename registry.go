@@ -24,6 +24,22 @@ var actionNames = []struct {
 
 // String lists the actions as "pull,push"; the empty set is "none".
 func (s actionSet) String() string {
+	if int(s) < len(actionSetNames) {
+		return actionSetNames[s]
+	}
+	return actionSetName(s)
+}
+
+// actionSetNames are String's answers for every set of the three actions, made once so that
+// naming a set in a decision's log line costs nothing.
+var actionSetNames = func() (names [actionDelete << 1]string) {
+	for s := range names {
+		names[s] = actionSetName(actionSet(s))
+	}
+	return names
+}()
+
+func actionSetName(s actionSet) string {
 	var names []string
 	for _, a := range actionNames {
 		if s&a.action != 0 {

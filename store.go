@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -58,7 +57,7 @@ type store struct {
 	logger    *slog.Logger
 	metrics   *metrics
 	cacheKey  []byte    // per-process HMAC key: cache keys never hold a password
-	macs      sync.Pool // of hash.Hash: HMACs keyed with cacheKey, reused on the hot path
+	macs      sync.Pool // of *keyHasher: HMACs keyed with cacheKey, reused on the hot path
 	// authenticators are asked in order after the cache (authn.go); none claiming a user
 	// means unknown.
 	authenticators []authenticator
@@ -173,20 +172,30 @@ type credential struct {
 // that a verdict helps only the address that earned it: a success cached for the real user
 // must not let a throttled attacker confirm the right password without running a hash.
 func (s *store) credentialKey(c credential, storedHash string) cacheKey {
-	m, _ := s.macs.Get().(hash.Hash)
-	if m == nil {
-		m = hmac.New(sha256.New, s.cacheKey)
+	h, _ := s.macs.Get().(*keyHasher)
+	if h == nil {
+		h = &keyHasher{mac: hmac.New(sha256.New, s.cacheKey)}
 	}
-	defer func() { m.Reset(); s.macs.Put(m) }()
-	var length [4]byte
-	for _, part := range []string{c.client, c.user, string(c.password), storedHash} {
-		binary.BigEndian.PutUint32(length[:], uint32(len(part)))
-		m.Write(length[:])
-		io.WriteString(m, part)
+	defer s.macs.Put(h)
+	// Each part with its length first, in one buffer: one Write, and no string converted to
+	// bytes on its own (each would allocate).
+	h.buf = h.buf[:0]
+	for _, part := range [][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)} {
+		h.buf = binary.BigEndian.AppendUint32(h.buf, uint32(len(part)))
+		h.buf = append(h.buf, part...)
 	}
+	h.mac.Reset()
+	h.mac.Write(h.buf)
 	var k cacheKey
-	m.Sum(k[:0])
+	h.mac.Sum(k[:0])
+	clear(h.buf) // the password must not linger in the pool
 	return k
+}
+
+// keyHasher is an HMAC for credentialKey with the buffer its input is gathered in.
+type keyHasher struct {
+	mac hash.Hash
+	buf []byte
 }
 
 // verification is the outcome of checking one credential.

@@ -38,14 +38,20 @@ mutant unknown-users-skip-hash authn.go \
 	'_, err := verifyPassword(snap.dummyHash, c.password)' \
 	'err := error(nil)'
 mutant route-method-unchecked registry.go \
-	'if !strings.Contains(" "+r.methods+" ", " "+method+" ") {' \
+	'if !serves(r.methods, method) {' \
 	'if false {'
 mutant dot-segments-accepted registry.go \
-	'if s == "." || s == ".." || (s == "" && i != len(segments)-1) {' \
-	'if s == "" && i != len(segments)-1 {'
+	'if s == "." || s == ".." {' \
+	'if s == "..." {'
 mutant encoded-slash-accepted registry.go \
 	'if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {' \
 	'if strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {'
+mutant upper-case-name-accepted reference.go \
+	"func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }" \
+	"func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }"
+mutant name-slash-unchecked reference.go \
+	'for component := range strings.SplitSeq(s, "/") {' \
+	'for component := range strings.SplitSeq(strings.ReplaceAll(s, "//", "/"), "/") {'
 mutant client-cert-not-required routes.go \
 	'if clientCerts {' \
 	'if false {'
@@ -81,14 +87,14 @@ mutant ipv6-throttled-per-address throttle.go \
 	'p := ip'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \
-	'[]string{c.client, c.user, string(c.password), storedHash}' \
-	'[]string{c.user, string(c.password), storedHash}'
+	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \
+	'[][]byte{[]byte(c.user), c.password, []byte(storedHash)}'
 mutant cache-key-without-password store.go \
-	'[]string{c.client, c.user, string(c.password), storedHash}' \
-	'[]string{c.client, c.user, storedHash}'
+	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \
+	'[][]byte{[]byte(c.client), []byte(c.user), []byte(storedHash)}'
 mutant cache-key-without-hash store.go \
-	'[]string{c.client, c.user, string(c.password), storedHash}' \
-	'[]string{c.client, c.user, string(c.password)}'
+	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \
+	'[][]byte{[]byte(c.client), []byte(c.user), c.password}'
 mutant cache-dropped-at-reload store.go \
 	's.current.Store(snap)' \
 	's.cache = newVerifyCache(s.cacheTTL, s.cacheSize); s.current.Store(snap)'

@@ -214,6 +214,9 @@ func (p *accessPolicy) writeWhere(b *strings.Builder, r *rule) {
 // explainRulings is one line per access: what was needed, what was granted, by which rule.
 // It runs for every decision's log line, hence no fmt.
 func (p *accessPolicy) explainRulings(v verdict) string {
+	if v.n == 0 {
+		return "" // base and catalog: no repository
+	}
 	var b strings.Builder
 	b.Grow(96)
 	for i, r := range v.rulings[:v.n] {

@@ -53,6 +53,7 @@ func TestPolicyDecisionTable(t *testing.T) {
 		{"${user} is the whole component, not a prefix", user("carol"), "PUT", "/v2/carolyn/app" + m, false, 8},
 		{"${user}/** needs something after the name", user("carol"), "PUT", "/v2/carol" + m, false, 8},
 		{"a user whose name is no path component gets no personal namespace", user("Carol"), "PUT", "/v2/carol/app" + m, false, 8},
+		{"nor one whose name holds a slash, below that path", user("carol/app"), "PUT", "/v2/carol/app/x" + m, false, 8},
 		{"a team member pushes to the team repository", user("bob", "payments"), "PUT", "/v2/payments" + m, true, 4},
 		{"and below it", user("bob", "payments"), "POST", "/v2/payments/api/blobs/uploads/", true, 4},
 		{"but may not delete there", user("bob", "payments"), "DELETE", "/v2/payments/api" + m, false, 4},

@@ -89,10 +89,10 @@ func (s *subjects) match(id identity, bits groupBits) bool {
 // matchRepo reports whether one of r's patterns matches repo for id. A pattern with ${user}
 // never matches an anonymous caller, nor a user whose name is not a repository path
 // component (userIsComponent), so the rule is skipped for them.
-func (r *rule) matchRepo(id identity, repo string, userIsComponent func() bool) bool {
+func (r *rule) matchRepo(id identity, repo string, userIsComponent bool) bool {
 	for i := range r.repos {
 		p := &r.repos[i]
-		if p.hasUser && (id.anonymous || !userIsComponent()) {
+		if p.hasUser && (id.anonymous || !userIsComponent) {
 			continue
 		}
 		if p.match(repo, id.user) {
@@ -145,13 +145,7 @@ func (p *accessPolicy) decide(id identity, req registryRequest) verdict {
 		v.reason = "nothing_to_grant" // a route that names no repository: never allowed
 		return v
 	}
-	componentChecked, isComponent := false, false
-	userIsComponent := func() bool {
-		if !componentChecked {
-			componentChecked, isComponent = true, isNameComponent(id.user)
-		}
-		return isComponent
-	}
+	userIsComponent := isNameComponent(id.user)
 	v.allowed, v.reason = true, "granted"
 	for i, a := range accesses[:n] {
 		r := &v.rulings[i]
@@ -174,7 +168,7 @@ func (p *accessPolicy) decide(id identity, req registryRequest) verdict {
 }
 
 // grant returns the actions the first matching rule grants id on repo, and that rule.
-func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsComponent func() bool) (actionSet, *rule) {
+func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsComponent bool) (actionSet, *rule) {
 	for i := range p.rules {
 		r := &p.rules[i]
 		// repo is never empty: names have at least one character.

@@ -177,8 +177,9 @@ func (s *store) credentialKey(c credential, storedHash string) cacheKey {
 		h = &keyHasher{mac: hmac.New(sha256.New, s.cacheKey)}
 	}
 	defer s.macs.Put(h)
-	// Each part with its length first, in one buffer: one Write, and no string converted to
-	// bytes on its own (each would allocate).
+	// Each part with its length first, gathered in one buffer for one Write: a string converted
+	// to bytes for Write escapes through the hash.Hash interface and allocates, while these
+	// conversions only feed append.
 	h.buf = h.buf[:0]
 	for _, part := range [][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)} {
 		h.buf = binary.BigEndian.AppendUint32(h.buf, uint32(len(part)))

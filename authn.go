@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"time"
@@ -33,7 +34,8 @@ type authenticator interface {
 	claims(snap *snapshot, user string) (stamp string, ok bool)
 	// check verifies c's password. The store calls it on a cache miss only, once the
 	// throttle allows. An error is errUnavailable or a stored secret that cannot be checked.
-	check(snap *snapshot, c credential) (authOutcome, error)
+	// ctx is the request's: a check may give up when it ends.
+	check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error)
 }
 
 // htpasswdAuthenticator decides for the users of the snapshot's htpasswd file.
@@ -44,7 +46,7 @@ func (htpasswdAuthenticator) claims(snap *snapshot, user string) (string, bool) 
 	return e.hash, ok
 }
 
-func (htpasswdAuthenticator) check(snap *snapshot, c credential) (authOutcome, error) {
+func (htpasswdAuthenticator) check(_ context.Context, snap *snapshot, c credential) (authOutcome, error) {
 	ok, err := verifyPassword(snap.users[c.user].hash, c.password)
 	return authOutcome{ok: ok, known: true, user: c.user}, err
 }
@@ -55,14 +57,14 @@ type unknownUsers struct{}
 
 func (unknownUsers) claims(snap *snapshot, user string) (string, bool) { return snap.dummyHash, true }
 
-func (unknownUsers) check(snap *snapshot, c credential) (authOutcome, error) {
+func (unknownUsers) check(_ context.Context, snap *snapshot, c credential) (authOutcome, error) {
 	_, err := verifyPassword(snap.dummyHash, c.password)
 	return authOutcome{}, err
 }
 
-// verify checks c against the authenticators in order, through the store's cache: the first
-// that claims the user decides; none claiming it, it is compared against the dummy hash, so
-// that it costs what a known user does, and cached the same way.
+// verify checks c against the authenticators in order, through the store's cache and
+// throttle: the first that claims the user decides; none claiming it, it is compared against
+// the dummy hash, so that it costs what a known user does, and cached the same way.
 //
 // The cache outlives snapshots, and that is safe because a verdict is a pure function of its
 // key: the key binds the authenticator's stamp (for the htpasswd file the stored hash, the
@@ -71,10 +73,12 @@ func (unknownUsers) check(snap *snapshot, c credential) (authOutcome, error) {
 // afresh; a removed user is compared against the dummy hash, a key whose verdict is always
 // false. Groups and the policy are no part of a verdict: they are read from the snapshot of
 // each request, so their changes take effect at once. An entry left behind by a changed user
-// can never match again and ages out by TTL or eviction. mayHash is asked before an
-// authenticator runs (not on a cache hit, which only the same client can have); when it
-// returns false, verify returns errThrottled without running it.
-func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verification, error) {
+// can never match again and ages out by TTL or eviction.
+//
+// The throttle is asked on a cache miss only, before the authenticator runs (a cache hit is
+// one only the same client can have): past a limit, verify returns errThrottled with
+// v.retryAfter set, and nothing is checked.
+func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v verification, err error) {
 	var a authenticator = unknownUsers{}
 	stamp, _ := a.claims(snap, c.user)
 	for _, candidate := range s.authenticators {
@@ -84,11 +88,11 @@ func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verif
 		}
 	}
 	compute := func() (authOutcome, error) {
-		if !mayHash() {
+		if _, blocked := s.throttle.blocked(c.client, c.user); blocked {
 			return authOutcome{}, errThrottled
 		}
 		start := time.Now()
-		out, err := a.check(snap, c)
+		out, err := a.check(ctx, snap, c)
 		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 		return out, err
 	}
@@ -98,7 +102,14 @@ func (s *store) verify(snap *snapshot, c credential, mayHash func() bool) (verif
 	} else {
 		s.metrics.cacheMisses.Inc()
 	}
-	v := verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit, reason: out.reason}
+	v = verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit, reason: out.reason}
+	switch {
+	case errors.Is(err, errThrottled):
+		// Also for a request that waited on another's computation.
+		v.retryAfter, _ = s.throttle.blocked(c.client, c.user)
+	case err == nil && !v.ok && !hit:
+		s.throttle.fail(c.client, c.user)
+	}
 	if v.ok {
 		// The groups file's groups are the snapshot's, never cached: a group edit is in
 		// force at once, for directory users too.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -27,10 +28,10 @@ func benchStore(b *testing.B, cost int, cacheTTL time.Duration) (*store, *metric
 func BenchmarkVerifyCacheHit(b *testing.B) {
 	st, _ := benchStore(b, 10, time.Hour)
 	snap := st.snapshot()
-	st.verify(snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}, alwaysHash)
+	st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")})
 	b.ReportAllocs()
 	for b.Loop() {
-		if v, _ := st.verify(snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}, alwaysHash); !v.ok || !v.cacheHit {
+		if v, _ := st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}); !v.ok || !v.cacheHit {
 			b.Fatal("want a cached success")
 		}
 	}
@@ -43,7 +44,7 @@ func BenchmarkVerifyCacheMiss(b *testing.B) {
 			st, _ := benchStore(b, cost, 0)
 			snap := st.snapshot()
 			for b.Loop() {
-				if v, _ := st.verify(snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}, alwaysHash); !v.ok || v.cacheHit {
+				if v, _ := st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}); !v.ok || v.cacheHit {
 					b.Fatal("want an uncached success")
 				}
 			}

@@ -33,12 +33,11 @@ type decision struct {
 // authHandler answers Traefik's forwardAuth requests. Its store must hold a snapshot (run
 // loads one before it serves).
 type authHandler struct {
-	store    *store
-	realm    string
-	throttle *throttle
-	trusted  []*net.IPNet
-	logger   *slog.Logger
-	metrics  *metrics
+	store   *store
+	realm   string
+	trusted []*net.IPNet
+	logger  *slog.Logger
+	metrics *metrics
 	// warnedNoContentType is set once an upload start without Content-Type was logged.
 	warnedNoContentType atomic.Bool
 }
@@ -187,19 +186,14 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		return id, true
 	}
 	d.user = user
-	client := d.client
-	mayHash := func() bool {
-		_, blocked := h.throttle.blocked(client, user)
-		return !blocked
-	}
-	v, err := h.store.verify(snap, credential{client: client, user: user, password: password}, mayHash)
+	v, err := h.store.verify(r.Context(), snap, credential{client: d.client, user: user, password: password})
 	d.cached = v.cacheHit
 	switch {
 	case errors.Is(err, errThrottled):
-		// Not counted as a failure: a 429 costs nothing and teaches nothing (a success cached
-		// for another address does not answer here), and Retry-After stays true.
+		// A 429 costs nothing and teaches nothing (a success cached for another address does
+		// not answer here), and Retry-After is true.
 		h.metrics.throttled.Inc()
-		d.retryWait, _ = h.throttle.blocked(client, user) // also for a request that waited on another's hash
+		d.retryWait = v.retryAfter
 		*d = d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
 		return id, true
 	case errors.Is(err, errUnavailable):
@@ -212,9 +206,6 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		*d = d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
 		return id, true
 	case !v.ok:
-		if !v.cacheHit {
-			h.throttle.fail(client, user)
-		}
 		if v.reason != "" {
 			*d = d.deny(http.StatusUnauthorized, "unauthorized", v.reason)
 		} else if !v.known {

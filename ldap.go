@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -90,7 +91,7 @@ type directoryAnswer struct {
 	groups   []string // group keys: names and DNs
 }
 
-func (d *directory) check(snap *snapshot, c credential) (authOutcome, error) {
+func (d *directory) check(_ context.Context, snap *snapshot, c credential) (authOutcome, error) {
 	if len(c.password) == 0 {
 		// A simple bind with an empty password is an anonymous bind, which succeeds.
 		return authOutcome{forget: true, reason: "empty_password"}, nil

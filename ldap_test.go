@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -71,7 +72,7 @@ func newDirectoryTest(t *testing.T, s *slapdServer, o directoryOptions) *directo
 	}
 	h := testAuthHandler(st, m, logs)
 	if o.perUser > 0 {
-		h.throttle = newThrottle(throttleConfig{window: time.Minute, perUser: o.perUser, maxKeys: 100})
+		h.store.throttle = newThrottle(throttleConfig{window: time.Minute, perUser: o.perUser, maxKeys: 100})
 	}
 	return &directoryTest{h: h, st: st, dir: dir, logs: logs, secret: secret}
 }
@@ -240,7 +241,7 @@ func TestDirectoryCache(t *testing.T) {
 	d := newDirectoryTest(t, s, directoryOptions{})
 	verify := func(password string) verification {
 		t.Helper()
-		v, err := d.st.verify(d.st.snapshot(), credential{client: "192.0.2.1", user: "alice", password: []byte(password)}, alwaysHash)
+		v, err := d.st.verify(context.Background(), d.st.snapshot(), credential{client: "192.0.2.1", user: "alice", password: []byte(password)})
 		if err != nil {
 			t.Fatal(err)
 		}

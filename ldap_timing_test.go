@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -31,7 +32,7 @@ func BenchmarkDirectoryRefusal(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				out, err := dir.check(nil, credential{client: "192.0.2.1", user: c.user, password: []byte("wrong-password")})
+				out, err := dir.check(context.Background(), nil, credential{client: "192.0.2.1", user: c.user, password: []byte("wrong-password")})
 				if err != nil || out.ok || out.known != (c.user == "alice") {
 					b.Fatalf("%s: got %+v, %v; want a refusal, known %v", c.user, out, err, c.user == "alice")
 				}

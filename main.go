@@ -145,12 +145,11 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		return fmt.Errorf("cannot listen on %s (--listen): %w", cfg.listen, err)
 	}
 	auth := &authHandler{
-		store:    st,
-		realm:    cfg.realm,
-		throttle: newThrottle(cfg.throttle),
-		trusted:  cfg.trusted,
-		logger:   logger,
-		metrics:  m,
+		store:   st,
+		realm:   cfg.realm,
+		trusted: cfg.trusted,
+		logger:  logger,
+		metrics: m,
 	}
 	srv := &http.Server{
 		Handler:           newServer(auth, st, m, cfg.tls.clientCA != ""),

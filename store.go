@@ -64,6 +64,8 @@ type store struct {
 	// cache holds the verdicts of every snapshot: one cache for the process, so a reload can
 	// neither drop the verdicts of unchanged users nor grow it past cacheSize.
 	cache *verifyCache
+	// throttle counts failed verifications; verify asks it before an authenticator runs.
+	throttle *throttle
 
 	current atomic.Pointer[snapshot]
 
@@ -82,6 +84,7 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		metrics:   m,
 		cacheKey:  key,
 		cache:     newVerifyCache(c.cacheTTL, c.cacheSize),
+		throttle:  newThrottle(c.throttle),
 		// The file first: a user it knows is decided by it alone.
 		authenticators: []authenticator{htpasswdAuthenticator{}},
 	}
@@ -206,4 +209,6 @@ type verification struct {
 	cacheHit bool
 	id       identity // who the credential proves, when ok
 	reason   string   // why refused, when known does not say it
+	// retryAfter is how long a throttled client should wait (with errThrottled).
+	retryAfter time.Duration
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
-
-func alwaysHash() bool { return true }
 
 // TestReloadKeepsLastGood: a reload that fails leaves the previous users in place.
 func TestReloadKeepsLastGood(t *testing.T) {
@@ -64,7 +63,7 @@ func TestVerdictsSurviveReload(t *testing.T) {
 	st, m := newTestStore(t, f, time.Hour, nil)
 	check := func(user, password string) verification {
 		t.Helper()
-		v, err := st.verify(st.snapshot(), credential{client: "192.0.2.1", user: user, password: []byte(password)}, alwaysHash)
+		v, err := st.verify(context.Background(), st.snapshot(), credential{client: "192.0.2.1", user: user, password: []byte(password)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +176,7 @@ func TestReloadKeepsCacheBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 3 * size {
-			if _, err := st.verify(st.snapshot(), credential{client: "192.0.2.1", user: fmt.Sprintf("user%d", i), password: []byte("secret")}, alwaysHash); err != nil {
+			if _, err := st.verify(context.Background(), st.snapshot(), credential{client: "192.0.2.1", user: fmt.Sprintf("user%d", i), password: []byte("secret")}); err != nil {
 				t.Fatal(err)
 			}
 			if got := st.cache.len(); got > size {
@@ -237,7 +236,7 @@ func TestUnknownUserCostsLikeKnown(t *testing.T) {
 		t.Errorf("got dummy cost %d, want the median 6", got)
 	}
 	for i := range 2 {
-		v, err := st.verify(snap, credential{client: "192.0.2.1", user: "nobody", password: []byte("guess")}, alwaysHash)
+		v, err := st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "nobody", password: []byte("guess")})
 		if err != nil || v.ok || v.known {
 			t.Fatalf("unknown user: got %+v, %v; want refused, unknown", v, err)
 		}

@@ -274,7 +274,7 @@ func newThrottledHandler(t *testing.T, c throttleConfig, cacheTTL time.Duration)
 		th.now = clock.now
 	}
 	h := testAuthHandler(st, m, nil)
-	h.throttle = th
+	h.store.throttle = th
 	return h, clock
 }
 

@@ -79,9 +79,9 @@ mutant xff-client-entry-believed handler.go \
 mutant throttle-never-blocks throttle.go \
 	'return retryAfter, retryAfter > 0' \
 	'return retryAfter, false'
-mutant failures-not-counted handler.go \
-	'if !v.cacheHit {' \
-	'if false {'
+mutant failures-not-counted authn.go \
+	'case err == nil && !v.ok && !hit:' \
+	'case false:'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'

@@ -75,9 +75,10 @@ func (unknownUsers) check(_ context.Context, snap *snapshot, c credential) (auth
 // each request, so their changes take effect at once. An entry left behind by a changed user
 // can never match again and ages out by TTL or eviction.
 //
-// The throttle is asked on a cache miss only, before the authenticator runs (a cache hit is
-// one only the same client can have): past a limit, verify returns errThrottled with
-// v.retryAfter set, and nothing is checked.
+// The throttle counts an attempt on a cache miss only (a cache hit is one only the same
+// client can have), before the authenticator runs, and takes it back when it proves the
+// password or no verdict comes of it: past a limit, verify returns errThrottled with
+// v.retryAfter set, and nothing is checked, however many attempts are in flight.
 func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v verification, err error) {
 	var a authenticator = unknownUsers{}
 	stamp, _ := a.claims(snap, c.user)
@@ -88,12 +89,16 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		}
 	}
 	compute := func() (authOutcome, error) {
-		if _, blocked := s.throttle.blocked(c.client, c.user); blocked {
-			return authOutcome{}, errThrottled
+		attempt, retryAfter, ok := s.throttle.admit(c.client, c.user)
+		if !ok {
+			return authOutcome{}, &throttledError{retryAfter}
 		}
 		start := time.Now()
 		out, err := a.check(ctx, snap, c)
 		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
+		if out.ok || err != nil {
+			attempt.release() // no failed guess: a success, or no verdict at all
+		}
 		return out, err
 	}
 	out, hit, err := s.cache.get(s.credentialKey(c, stamp), compute)
@@ -103,12 +108,8 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		s.metrics.cacheMisses.Inc()
 	}
 	v = verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit, reason: out.reason}
-	switch {
-	case errors.Is(err, errThrottled):
-		// Also for a request that waited on another's computation.
-		v.retryAfter, _ = s.throttle.blocked(c.client, c.user)
-	case err == nil && !v.ok && !hit:
-		s.throttle.fail(c.client, c.user)
+	if te := (*throttledError)(nil); errors.As(err, &te) {
+		v.retryAfter = te.retryAfter
 	}
 	if v.ok {
 		// The groups file's groups are the snapshot's, never cached: a group edit is in

@@ -12,8 +12,10 @@ type cacheKey [32]byte
 
 // verifyCache remembers verdicts of password checks for ttl, at most size of them, and runs
 // at most one check per key at a time: concurrent requests with the same credential wait for
-// the first one's bcrypt instead of starting their own. A nil *verifyCache remembers nothing.
-// It is safe for concurrent use and takes no lock on a hit.
+// the first one's bcrypt instead of starting their own, even with a ttl of 0, which remembers
+// nothing once a check is done. So a burst of one client's requests with one credential is
+// one attempt for the throttle, not one per request. It is safe for concurrent use and takes
+// no lock on a hit.
 type verifyCache struct {
 	ttl     time.Duration
 	size    int64
@@ -31,21 +33,14 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-// newVerifyCache returns a cache, or nil (no caching) when ttl is 0.
+// newVerifyCache returns a cache; with ttl 0 it only shares checks in flight.
 func newVerifyCache(ttl time.Duration, size int) *verifyCache {
-	if ttl <= 0 {
-		return nil
-	}
 	return &verifyCache{ttl: ttl, size: int64(size), now: time.Now}
 }
 
 // get returns the verdict for key, calling compute when there is none that is fresh. hit
 // reports whether the verdict came from the cache (or from a computation already running).
 func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (out authOutcome, hit bool, err error) {
-	if c == nil {
-		out, err = compute()
-		return out, false, err
-	}
 	for {
 		// Load first: a hit, the common case, allocates nothing.
 		v, found := c.entries.Load(key)
@@ -54,7 +49,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 			if v, found = c.entries.LoadOrStore(key, fresh); !found {
 				c.count.Add(1)
 				c.fill(fresh, compute)
-				if fresh.err != nil || fresh.out.forget {
+				if fresh.err != nil || fresh.out.forget || c.ttl <= 0 {
 					c.remove(key, fresh)
 				}
 				c.evictIfFull()
@@ -62,16 +57,19 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 			}
 		}
 		e := v.(*cacheEntry)
+		waited := false
 		select {
 		case <-e.ready:
 		default: // another request is hashing this credential: wait for its verdict
 			c.waits.Add(1)
 			<-e.ready
+			waited = true
 		}
 		if e.out.forget {
 			return e.out, false, e.err // a verdict not to remember counts as the waiter's own
 		}
-		if e.err == nil && c.now().Before(e.expires) {
+		// A verdict waited for is fresh whatever the ttl: it was computed for this request.
+		if e.err == nil && (waited || c.now().Before(e.expires)) {
 			return e.out, true, nil
 		}
 		if e.err != nil {
@@ -129,8 +127,5 @@ func (c *verifyCache) evictIfFull() {
 
 // len is the number of entries, for tests and metrics.
 func (c *verifyCache) len() int {
-	if c == nil {
-		return 0
-	}
 	return int(c.count.Load())
 }

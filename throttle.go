@@ -12,6 +12,13 @@ import (
 // errThrottled means too many recent failures: answered with 429 and no hash computed.
 var errThrottled = errors.New("throttled")
 
+// throttledError is errThrottled with how long the client should wait: verify's cache hands
+// it to every request that waited on the refused computation.
+type throttledError struct{ retryAfter time.Duration }
+
+func (e *throttledError) Error() string        { return errThrottled.Error() }
+func (e *throttledError) Is(target error) bool { return target == errThrottled }
+
 // throttleConfig holds the failure limits. A limit of 0 turns that limit off.
 type throttleConfig struct {
 	window    time.Duration
@@ -44,12 +51,13 @@ func (c throttleConfig) validate() error {
 
 // throttle counts failed verifications per client address and per user name in a sliding
 // window (two fixed buckets, the older weighted by how much of it still lies in the window).
-// After limit failures, blocked reports true until the estimate drops below limit again.
 //
-// Only failures are recorded, and the throttle is asked only before a hash would be computed,
-// so a credential whose verdict is cached never meets it and its mutex stays off the path of
-// a cached success. Attempts already hashing when the limit is reached still complete: the
-// overshoot is at most the number of concurrent attempts.
+// An attempt is counted when it starts, before its hash runs (admit), and taken back when it
+// proves the password or runs no check at all (attempt.release): a failure is simply an
+// attempt that is never released. So however many guesses arrive at once, at most limit of
+// them are admitted per key and window; the rest are refused without hashing. The throttle is
+// asked only on a cache miss, so a credential whose verdict is cached never meets it and its
+// mutex stays off the path of a cached success.
 //
 // Keys are seeded 64-bit hashes of the address or name: a user name is whatever the client
 // sends (up to the header limit), and storing it would let long names grow memory far beyond
@@ -107,19 +115,31 @@ func clientPrefix(addr string) string {
 	return ip.String()
 }
 
-// blocked reports whether client or user has used up its failures, and when to retry.
-func (t *throttle) blocked(client, user string) (retryAfter time.Duration, blocked bool) {
+// attempt is one verification counted by admit; the zero attempt counts nothing.
+type attempt struct {
+	t                *throttle
+	client, user     uint64
+	counted          time.Time
+	inClient, inUser bool // which counts hold it
+}
+
+// admit counts an attempt for client and the user name (as the authenticator that decides
+// for it compares names) before its verification runs. When either count has reached its
+// limit it counts nothing and returns ok false, with how long until the count drops below
+// the limit without new failures.
+func (t *throttle) admit(client, user string) (a attempt, retryAfter time.Duration, ok bool) {
 	if t == nil {
-		return 0, false
+		return attempt{}, 0, true
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	a = attempt{t: t, client: t.clientKey(client), user: t.userKey(user), counted: now}
 	for _, check := range []struct {
 		counts map[uint64]*failureCount
 		key    uint64
 		limit  int
-	}{{t.clients, t.clientKey(client), t.cfg.perClient}, {t.users, t.userKey(user), t.cfg.perUser}} {
+	}{{t.clients, a.client, t.cfg.perClient}, {t.users, a.user, t.cfg.perUser}} {
 		if check.limit == 0 {
 			continue
 		}
@@ -127,22 +147,51 @@ func (t *throttle) blocked(client, user string) (retryAfter time.Duration, block
 			retryAfter = max(retryAfter, fc.waitBelow(now, t.cfg.window, check.limit))
 		}
 	}
-	return retryAfter, retryAfter > 0
+	if retryAfter > 0 {
+		return attempt{}, retryAfter, false
+	}
+	if t.cfg.perClient > 0 {
+		t.record(t.clients, a.client, now)
+		a.inClient = true
+	}
+	if t.cfg.perUser > 0 {
+		t.record(t.users, a.user, now)
+		a.inUser = true
+	}
+	return a, 0, true
 }
 
-// fail records one failed verification for client and user.
-func (t *throttle) fail(client, user string) {
-	if t == nil {
+// release takes a back out of the counts: it proved the password, or no check ran (the
+// source was unavailable, no hashing slot came free). An attempt is released at most once.
+func (a attempt) release() {
+	if a.t == nil {
 		return
 	}
+	t := a.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	if t.cfg.perClient > 0 {
-		t.record(t.clients, t.clientKey(client), now)
+	if a.inClient {
+		t.uncount(t.clients, a.client, a.counted, now)
 	}
-	if t.cfg.perUser > 0 {
-		t.record(t.users, t.userKey(user), now)
+	if a.inUser {
+		t.uncount(t.users, a.user, a.counted, now)
+	}
+}
+
+// uncount removes one attempt counted at counted from key's buckets, from whichever bucket
+// holds that time now; nothing when it has left the window or the key was evicted.
+func (t *throttle) uncount(counts map[uint64]*failureCount, key uint64, counted, now time.Time) {
+	fc := counts[key]
+	if fc == nil {
+		return
+	}
+	fc.roll(now, t.cfg.window)
+	switch {
+	case !counted.Before(fc.start):
+		fc.current = max(0, fc.current-1)
+	case !counted.Before(fc.start.Add(-t.cfg.window)):
+		fc.previous = max(0, fc.previous-1)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -104,20 +106,20 @@ func TestThrottleTripsAtLimit(t *testing.T) {
 			}
 			for i := range limit {
 				client, user := tt.fail(i)
-				if _, blocked := th.blocked(client, user); blocked {
+				if _, blocked := wouldRefuse(th, client, user); blocked {
 					t.Fatalf("failure %d of %d: got blocked before the limit", i+1, limit)
 				}
-				th.fail(client, user)
+				fail(th, client, user)
 			}
 			for _, pair := range tt.blockedAt {
 				client, user, _ := strings.Cut(pair, "/")
-				if wait, blocked := th.blocked(client, user); !blocked || wait <= 0 {
+				if wait, blocked := wouldRefuse(th, client, user); !blocked || wait <= 0 {
 					t.Errorf("%s after %d failures: got blocked %v (wait %v), want blocked", pair, limit, blocked, wait)
 				}
 			}
 			for _, pair := range tt.freeAt {
 				client, user, _ := strings.Cut(pair, "/")
-				if _, blocked := th.blocked(client, user); blocked {
+				if _, blocked := wouldRefuse(th, client, user); blocked {
 					t.Errorf("%s: got blocked, want free", pair)
 				}
 			}
@@ -133,15 +135,15 @@ func TestThrottleOff(t *testing.T) {
 		t.Errorf("both limits 0: got a throttle, want nil")
 	}
 	var none *throttle
-	none.fail("192.0.2.1", "alice")
-	if _, blocked := none.blocked("192.0.2.1", "alice"); blocked {
+	fail(none, "192.0.2.1", "alice")
+	if _, blocked := wouldRefuse(none, "192.0.2.1", "alice"); blocked {
 		t.Error("nil throttle blocked")
 	}
 	th, _ := newClockedThrottle(t, throttleConfig{window: time.Minute, perUser: 3, maxKeys: 10})
 	for range 100 {
-		th.fail("192.0.2.1", fmt.Sprint(rand.Int()))
+		fail(th, "192.0.2.1", fmt.Sprint(rand.Int()))
 	}
-	if _, blocked := th.blocked("192.0.2.1", "alice"); blocked {
+	if _, blocked := wouldRefuse(th, "192.0.2.1", "alice"); blocked {
 		t.Error("per-client limit 0: got blocked by client failures")
 	}
 	if len(th.clients) != 0 {
@@ -155,10 +157,10 @@ func TestThrottleWindowSlides(t *testing.T) {
 	t.Parallel()
 	const window = time.Minute
 	th, clock := newClockedThrottle(t, throttleConfig{window: window, perUser: 4, maxKeys: 10})
-	isBlocked := func() bool { _, b := th.blocked("192.0.2.1", "alice"); return b }
+	isBlocked := func() bool { _, b := wouldRefuse(th, "192.0.2.1", "alice"); return b }
 	fail := func(n int) {
 		for range n {
-			th.fail("192.0.2.1", "alice")
+			fail(th, "192.0.2.1", "alice")
 		}
 	}
 	// The window is two buckets of one window each, the first starting at the key's first
@@ -202,9 +204,9 @@ func TestThrottleRetryAfterIsExact(t *testing.T) {
 		th, clock := newClockedThrottle(t, throttleConfig{window: window, perClient: limit, maxKeys: 10})
 		for range rng.IntN(4 * limit) {
 			clock.advance(time.Duration(rng.Int64N(int64(window / 4))))
-			th.fail("192.0.2.1", "alice")
+			fail(th, "192.0.2.1", "alice")
 		}
-		wait, blocked := th.blocked("192.0.2.1", "alice")
+		wait, blocked := wouldRefuse(th, "192.0.2.1", "alice")
 		if !blocked {
 			continue
 		}
@@ -214,14 +216,14 @@ func TestThrottleRetryAfterIsExact(t *testing.T) {
 		}
 		if wait > 2*time.Millisecond {
 			clock.advance(wait - 2*time.Millisecond)
-			if _, still := th.blocked("192.0.2.1", "alice"); !still {
+			if _, still := wouldRefuse(th, "192.0.2.1", "alice"); !still {
 				t.Fatalf("history %d (limit %d): free 2 ms before the announced wait %v", history, limit, wait)
 			}
 			clock.advance(2 * time.Millisecond)
 		} else {
 			clock.advance(wait)
 		}
-		if again, still := th.blocked("192.0.2.1", "alice"); still {
+		if again, still := wouldRefuse(th, "192.0.2.1", "alice"); still {
 			t.Fatalf("history %d (limit %d): still blocked (for %v more) after the announced wait %v", history, limit, again, wait)
 		}
 	}
@@ -250,7 +252,7 @@ func TestThrottleMemoryBounded(t *testing.T) {
 				if i%1000 == 0 {
 					clock.advance(time.Second) // a flood spread over time, so some keys age out
 				}
-				th.fail(fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255), long+strconv.Itoa(i))
+				fail(th, fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255), long+strconv.Itoa(i))
 				if len(th.clients) > maxKeys || len(th.users) > maxKeys {
 					t.Fatalf("after %d keys: got %d clients and %d users tracked, want at most %d", i+1, len(th.clients), len(th.users), maxKeys)
 				}
@@ -533,4 +535,145 @@ func scrapeMetric(t *testing.T, m *metrics, sample string) float64 {
 	}
 	t.Fatalf("no %s in /metrics:\n%s", sample, w.Body)
 	return 0
+}
+
+// fail counts one failed verification for client and user: an attempt admitted and never
+// released, as verify leaves a wrong password.
+func fail(th *throttle, client, user string) { th.admit(client, user) }
+
+// wouldRefuse reports whether an attempt for client and user would be refused now, and when to
+// retry, without counting one.
+func wouldRefuse(th *throttle, client, user string) (retryAfter time.Duration, refused bool) {
+	a, retryAfter, ok := th.admit(client, user)
+	a.release()
+	return retryAfter, !ok
+}
+
+// TestThrottleReleasedAttempts: an attempt holds its place from admit on, so attempts in
+// flight count against the limit; a released one (a success, or no verdict) leaves no trace,
+// in whichever bucket it now lies, and a failure is one never released.
+func TestThrottleReleasedAttempts(t *testing.T) {
+	t.Parallel()
+	const limit = 3
+	tests := []struct {
+		name        string
+		advance     time.Duration // between admitting and releasing
+		release     int           // of the limit attempts admitted
+		wantBlocked bool
+	}{
+		{"in flight count", 0, 0, true},
+		{"all released", 0, limit, false},
+		{"one released", 0, 1, false},
+		{"released in the next bucket", 70 * time.Second, limit, false},
+		{"released after the window", 3 * time.Minute, limit, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			th, clock := newClockedThrottle(t, throttleConfig{window: time.Minute, perClient: limit, perUser: limit, maxKeys: 100})
+			var admitted []attempt
+			for i := range limit {
+				a, _, ok := th.admit("192.0.2.1", "alice")
+				if !ok {
+					t.Fatalf("attempt %d of %d: refused before the limit", i+1, limit)
+				}
+				admitted = append(admitted, a)
+			}
+			clock.advance(tt.advance)
+			for _, a := range admitted[:tt.release] {
+				a.release()
+			}
+			// Probed right after: in the next bucket, unreleased attempts still weigh in.
+			if _, refused := wouldRefuse(th, "192.0.2.1", "alice"); refused != (tt.wantBlocked && tt.advance < time.Minute) {
+				t.Errorf("got refused %v, want %v", refused, tt.wantBlocked)
+			}
+			if tt.advance > 0 {
+				return
+			}
+			// The counts are exact: limit - release more failures reach the limit again.
+			for range tt.release {
+				fail(th, "192.0.2.1", "alice")
+			}
+			if _, refused := wouldRefuse(th, "192.0.2.1", "alice"); !refused {
+				t.Errorf("after %d more failures: got free, want refused", tt.release)
+			}
+		})
+	}
+}
+
+// gatedAuthenticator holds every check it is given at a gate until the test opens it, and
+// counts them, so that a test can have a whole burst in flight at once and no sleep.
+type gatedAuthenticator struct {
+	inner   authenticator
+	entered atomic.Int64
+	gate    chan struct{}
+}
+
+func (g *gatedAuthenticator) claims(snap *snapshot, user string) (string, bool) {
+	st, ok := g.inner.claims(snap, user)
+	return st, ok
+}
+
+func (g *gatedAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
+	g.entered.Add(1)
+	<-g.gate
+	return g.inner.check(ctx, snap, c)
+}
+
+// TestThrottleConcurrentBurst: 150 guesses at once from one address, each held at the hash
+// until every one has either reached it or been answered, so all are in flight together. At
+// most the limit are checked, the rest are 429 at once, for one name (per-user limit) and for
+// 150 names (per-client limit), with the cache on and off.
+func TestThrottleConcurrentBurst(t *testing.T) {
+	t.Parallel()
+	const burst = 150
+	tests := []struct {
+		name  string
+		cfg   throttleConfig
+		user  func(i int) string
+		inner authenticator
+		limit int
+	}{
+		{"one name", throttleConfig{window: time.Minute, perClient: 1000, perUser: 30, maxKeys: 1000}, func(int) string { return "alice" }, htpasswdAuthenticator{}, 30},
+		{"150 names", throttleConfig{window: time.Minute, perClient: 50, perUser: 30, maxKeys: 1000}, func(i int) string { return fmt.Sprint("nobody", i) }, unknownUsers{}, 50},
+	}
+	for _, tt := range tests {
+		for _, cacheTTL := range []time.Duration{0, time.Minute} {
+			t.Run(fmt.Sprintf("%s/cache-ttl=%v", tt.name, cacheTTL), func(t *testing.T) {
+				t.Parallel()
+				h, _ := newThrottledHandler(t, tt.cfg, cacheTTL)
+				g := &gatedAuthenticator{inner: tt.inner, gate: make(chan struct{})}
+				h.store.authenticators = []authenticator{g}
+				var answered atomic.Int64
+				statuses := make(chan int, burst)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for i := range burst {
+					wg.Go(func() {
+						<-start // a barrier: every guess leaves together
+						resp := askAs(h, "203.0.113.5", "GET", "/v2/", tt.user(i), fmt.Sprint("guess-", i))
+						answered.Add(1)
+						statuses <- resp.StatusCode
+					})
+				}
+				close(start)
+				waitFor(t, 30*time.Second, "every guess to reach the hash or be answered", func() bool {
+					return g.entered.Load()+answered.Load() == burst
+				})
+				close(g.gate)
+				wg.Wait()
+				close(statuses)
+				count := map[int]int{}
+				for s := range statuses {
+					count[s]++
+				}
+				if count[401] != tt.limit || count[429] != burst-tt.limit {
+					t.Errorf("got statuses %v, want %d × 401 and %d × 429", count, tt.limit, burst-tt.limit)
+				}
+				if got := histogramCount(t, h.metrics); got != uint64(tt.limit) {
+					t.Errorf("got %d hashes for %d guesses at once, want the limit, %d", got, burst, tt.limit)
+				}
+			})
+		}
+	}
 }

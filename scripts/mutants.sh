@@ -77,11 +77,14 @@ mutant xff-client-entry-believed handler.go \
 	'last, _, _ = strings.Cut(last, ",")'
 # Throttling.
 mutant throttle-never-blocks throttle.go \
-	'return retryAfter, retryAfter > 0' \
-	'return retryAfter, false'
+	'if retryAfter > 0 {' \
+	'if false {'
 mutant failures-not-counted authn.go \
-	'case err == nil && !v.ok && !hit:' \
-	'case false:'
+	'if out.ok || err != nil {' \
+	'if true {'
+mutant throttle-counted-after-hash authn.go \
+	'out, err := a.check(ctx, snap, c)' \
+	'attempt.release(); out, err := a.check(ctx, snap, c); if !out.ok && err == nil { s.throttle.admit(c.client, c.user) }'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'

@@ -38,27 +38,39 @@ type authenticator interface {
 	check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error)
 }
 
-// htpasswdAuthenticator decides for the users of the snapshot's htpasswd file.
-type htpasswdAuthenticator struct{}
+// htpasswdAuthenticator decides for the users of the snapshot's htpasswd file. Its hashes
+// take their turn in budget.
+type htpasswdAuthenticator struct{ budget *hashBudget }
 
 func (htpasswdAuthenticator) claims(snap *snapshot, user string) (string, bool) {
 	e, ok := snap.users[user]
 	return e.hash, ok
 }
 
-func (htpasswdAuthenticator) check(_ context.Context, snap *snapshot, c credential) (authOutcome, error) {
-	ok, err := verifyPassword(snap.users[c.user].hash, c.password)
-	return authOutcome{ok: ok, known: true, user: c.user}, err
+func (a htpasswdAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (out authOutcome, err error) {
+	if busy := a.budget.run(ctx, c.client, func() {
+		out.ok, err = verifyPassword(snap.users[c.user].hash, c.password)
+	}); busy != nil {
+		return authOutcome{}, busy
+	}
+	out.known, out.user = true, c.user
+	return out, err
 }
 
 // unknownUsers decides for the users no other source claims: it compares against the
-// snapshot's dummy hash, so that an unknown user costs what a known one does, and refuses.
-type unknownUsers struct{}
+// snapshot's dummy hash, so that an unknown user costs what a known one does (its turn in
+// budget included), and refuses.
+type unknownUsers struct{ budget *hashBudget }
 
 func (unknownUsers) claims(snap *snapshot, user string) (string, bool) { return snap.dummyHash, true }
 
-func (unknownUsers) check(_ context.Context, snap *snapshot, c credential) (authOutcome, error) {
-	_, err := verifyPassword(snap.dummyHash, c.password)
+func (a unknownUsers) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
+	var err error
+	if busy := a.budget.run(ctx, c.client, func() {
+		_, err = verifyPassword(snap.dummyHash, c.password)
+	}); busy != nil {
+		return authOutcome{}, busy
+	}
 	return authOutcome{}, err
 }
 
@@ -80,7 +92,7 @@ func (unknownUsers) check(_ context.Context, snap *snapshot, c credential) (auth
 // password or no verdict comes of it: past a limit, verify returns errThrottled with
 // v.retryAfter set, and nothing is checked, however many attempts are in flight.
 func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v verification, err error) {
-	var a authenticator = unknownUsers{}
+	a := s.unknown
 	stamp, _ := a.claims(snap, c.user)
 	for _, candidate := range s.authenticators {
 		if st, ok := candidate.claims(snap, c.user); ok {
@@ -95,7 +107,9 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		}
 		start := time.Now()
 		out, err := a.check(ctx, snap, c)
-		s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
+		if !checkNotRun(err) {
+			s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
+		}
 		if out.ok || err != nil {
 			attempt.release() // no failed guess: a success, or no verdict at all
 		}
@@ -120,4 +134,10 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		}
 	}
 	return v, err
+}
+
+// checkNotRun reports whether err says that a check gave up before it ran: no hashing slot
+// came free, or the request ended while it waited.
+func checkNotRun(err error) bool {
+	return errors.Is(err, errHashBusy) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -72,10 +74,12 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 		if e.err == nil && (waited || c.now().Before(e.expires)) {
 			return e.out, true, nil
 		}
-		if e.err != nil {
+		if e.err != nil && !errors.Is(e.err, context.Canceled) {
 			return authOutcome{}, false, e.err // the computation we waited for failed
 		}
-		c.remove(key, e) // expired: the next round computes afresh
+		// Expired, or its request ended before it ran (the computer removed it): the next
+		// round computes afresh for this one.
+		c.remove(key, e)
 	}
 }
 

@@ -29,6 +29,7 @@ type config struct {
 	logFormat         string
 	logLevel          slog.Level
 	throttle          throttleConfig
+	hashBudget        hashBudgetConfig
 	ldap              ldapConfig
 	trusted           []*net.IPNet // empty: any peer may ask
 	showVersion       bool         // --version: print the version and exit
@@ -165,6 +166,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 	fs.stringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.stringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
 	c.throttle.define(fs)
+	c.hashBudget.define(fs)
 	c.ldap.define(fs)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.parse(args); err != nil {
@@ -210,6 +212,9 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), outp
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel))
 	}
 	if err := c.throttle.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.hashBudget.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.ldap.validate(); err != nil {

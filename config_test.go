@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,8 @@ var serveFlags = []struct {
 	{name: "throttle-per-client", def: "50", fromEnv: "0", fromFlag: "9", get: func(c config) string { return strconv.Itoa(c.throttle.perClient) }},
 	{name: "throttle-per-user", def: "30", fromEnv: "3", fromFlag: "0", get: func(c config) string { return strconv.Itoa(c.throttle.perUser) }},
 	{name: "throttle-max-keys", def: "65536", fromEnv: "10", fromFlag: "16", flagValue: "0x10", get: func(c config) string { return strconv.Itoa(c.throttle.maxKeys) }},
+	{name: "hash-concurrency", def: strconv.Itoa(runtime.GOMAXPROCS(0)), fromEnv: "3", fromFlag: "1", get: func(c config) string { return strconv.Itoa(c.hashBudget.slots) }},
+	{name: "hash-wait", def: "3s", fromEnv: "1s", fromFlag: "500ms", get: func(c config) string { return c.hashBudget.maxWait.String() }},
 	{name: "ldap-url", def: "", fromEnv: "ldap://env/dc=x", fromFlag: "ldaps://flag a/dc=y?sAMAccountName", get: func(c config) string { return c.ldap.url }},
 	{name: "ldap-bind-dn", def: "", fromEnv: "cn=env,dc=x", fromFlag: "cn=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-password-file=/p"}, get: func(c config) string { return c.ldap.bindDN }},
 	{name: "ldap-bind-password-file", def: "", fromEnv: "/env/secret", fromFlag: "/flag/secret", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-dn=cn=r,dc=x"}, get: func(c config) string { return c.ldap.bindPasswordFile }},
@@ -189,6 +192,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"negative throttle-per-client", []string{"--throttle-per-client", "-1"}, nil, []string{"--throttle-per-client and --throttle-per-user: want 0 (off) or a positive number"}},
 		{"negative throttle-per-user", nil, map[string]string{"REGISTRY_AUTH_THROTTLE_PER_USER": "-3"}, []string{"--throttle-per-client and --throttle-per-user: want 0 (off) or a positive number"}},
 		{"throttle-max-keys 0", []string{"--throttle-max-keys", "0"}, nil, []string{"--throttle-max-keys 0: want at least 1"}},
+		{"hash-concurrency 0", []string{"--hash-concurrency", "0"}, nil, []string{"--hash-concurrency 0: want at least 1"}},
+		{"hash-wait 0", nil, map[string]string{"REGISTRY_AUTH_HASH_WAIT": "0"}, []string{"--hash-wait 0s: want a positive duration up to 8s"}},
+		{"hash-wait past the write timeout", []string{"--hash-wait", "10s"}, nil, []string{"--hash-wait 10s: want a positive duration up to 8s"}},
 		{"argument", []string{"extra"}, nil, []string{`unexpected argument "extra": serve takes flags only (see --help)`}},
 		{"all at once", []string{"--listen", "x", "--log-format", "xml", "--cache-size", "0"}, nil,
 			[]string{`--listen "x"`, `--log-format "xml"`, "--cache-size 0"}},

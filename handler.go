@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -83,7 +84,7 @@ func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 	case http.StatusTooManyRequests:
 		writeTooManyRequests(w, d.retryWait)
 	case http.StatusServiceUnavailable:
-		writeUnavailable(w, d.retryWait)
+		writeUnavailable(w, d.retryWait, d.reason != "directory_unavailable")
 	case http.StatusBadRequest:
 		writeUnsupported(w)
 	case http.StatusTemporaryRedirect:
@@ -195,6 +196,16 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		h.metrics.throttled.Inc()
 		d.retryWait = v.retryAfter
 		*d = d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
+		return id, true
+	case errors.Is(err, errHashBusy):
+		// Saturated by others' logins: no fault of this client's, so not 429; and never 500.
+		d.retryWait = time.Second
+		*d = d.deny(http.StatusServiceUnavailable, "unavailable", "hash_wait_timeout")
+		return id, true
+	case errors.Is(err, context.Canceled):
+		// The client went away while waiting for a slot: nobody reads this answer.
+		d.retryWait = time.Second
+		*d = d.deny(http.StatusServiceUnavailable, "unavailable", "canceled")
 		return id, true
 	case errors.Is(err, errUnavailable):
 		// The password may be right: neither 401 nor a failed login, and never 200.

@@ -194,7 +194,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}()
 	logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "client_certificates", cfg.tls.clientCA != "", "version", version,
 		"htpasswd", cfg.files.htpasswd, "groups", cfg.files.groups, "policy", cfg.files.policy, "push_group", cfg.files.pushGroup,
-		"cache_ttl", cfg.cacheTTL.String())
+		"cache_ttl", cfg.cacheTTL.String(), "hash_concurrency", cfg.hashBudget.slots)
 
 	select {
 	case <-ctx.Done():

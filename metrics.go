@@ -21,6 +21,9 @@ type metrics struct {
 	groups           prometheus.Gauge
 	pushGroupMembers prometheus.Gauge
 	connections      prometheus.Counter
+	hashSlots        prometheus.Gauge
+	hashSlotsInUse   prometheus.Gauge
+	hashWaits        *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -32,7 +35,7 @@ func newMetrics() *metrics {
 		}, []string{"result", "reason"}),
 		verifyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "registry_auth_verify_duration_seconds",
-			Help:    "Time spent computing password hashes (cache misses only).",
+			Help:    "Time spent verifying a password on a cache miss (a hash, with any wait for a hashing slot, or a directory bind).",
 			Buckets: []float64{0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -67,6 +70,21 @@ func newMetrics() *metrics {
 			Name: "registry_auth_connections_accepted_total",
 			Help: "TCP connections accepted by the listener (over plain HTTP Traefik opens about one per request under load; over HTTP/2 a handful).",
 		}),
+		hashSlots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_hash_slots",
+			Help: "Password hashes that may be computed at once (--hash-concurrency).",
+		}),
+		hashSlotsInUse: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "registry_auth_hash_slots_in_use",
+			Help: "Password hashes being computed now.",
+		}),
+		hashWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "registry_auth_hash_waits_total",
+			Help: "Uncached logins that waited for a hashing slot, by how the wait ended: granted, timeout (answered 503) or canceled (the request ended).",
+		}, []string{"result"}),
+	}
+	for _, result := range []string{"granted", "timeout", "canceled"} {
+		m.hashWaits.WithLabelValues(result)
 	}
 	m.cacheHits = m.cache.WithLabelValues("hit")
 	m.cacheMisses = m.cache.WithLabelValues("miss")
@@ -74,7 +92,7 @@ func newMetrics() *metrics {
 	m.reloads.WithLabelValues("failure")
 	m.registry.MustRegister(
 		m.decisions, m.verifyDuration, m.cache, m.throttled, m.reloads, m.lastReload,
-		m.users, m.groups, m.pushGroupMembers, m.connections,
+		m.users, m.groups, m.pushGroupMembers, m.connections, m.hashSlots, m.hashSlotsInUse, m.hashWaits,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

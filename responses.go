@@ -19,6 +19,7 @@ const (
 	bodyDeniedPolicy = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"the registry's access policy does not grant this here; registry-auth explain tells which rule decides"}]}` + "\n"
 	bodyTooMany      = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
 	bodyUnavailable  = `{"errors":[{"code":"UNAVAILABLE","message":"the directory of users does not answer, retry later","detail":"the password was not checked"}]}` + "\n"
+	bodyBusy         = `{"errors":[{"code":"UNAVAILABLE","message":"too many logins are being checked at once, retry later","detail":"the password was not checked"}]}` + "\n"
 	bodyUnsupported  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
 )
 
@@ -65,10 +66,14 @@ func writeTooManyRequests(w http.ResponseWriter, retryAfter time.Duration) {
 const unavailableRetry = 5 * time.Second
 
 // writeUnavailable answers 503 when the credential could not be checked (the directory
-// does not answer): not 401, as the password may be right.
-func writeUnavailable(w http.ResponseWriter, retryAfter time.Duration) {
+// does not answer, or busy: no hashing slot came free): not 401, as the password may be right.
+func writeUnavailable(w http.ResponseWriter, retryAfter time.Duration, busy bool) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retryAfter+time.Second-1)/time.Second))))
-	writeRegistryError(w, http.StatusServiceUnavailable, bodyUnavailable)
+	body := bodyUnavailable
+	if busy {
+		body = bodyBusy
+	}
+	writeRegistryError(w, http.StatusServiceUnavailable, body)
 }
 
 // writeMountRedirect answers a cross-repository mount the pusher may not make with 307 to

@@ -59,8 +59,9 @@ type store struct {
 	cacheKey  []byte    // per-process HMAC key: cache keys never hold a password
 	macs      sync.Pool // of *keyHasher: HMACs keyed with cacheKey, reused on the hot path
 	// authenticators are asked in order after the cache (authn.go); none claiming a user
-	// means unknown.
+	// means unknown, decided by unknown.
 	authenticators []authenticator
+	unknown        authenticator
 	// cache holds the verdicts of every snapshot: one cache for the process, so a reload can
 	// neither drop the verdicts of unchanged users nor grow it past cacheSize.
 	cache *verifyCache
@@ -76,6 +77,8 @@ type store struct {
 func newStore(c config, logger *slog.Logger, m *metrics) *store {
 	key := make([]byte, 32)
 	rand.Read(key) // never fails (crypto/rand panics rather than return an error since Go 1.24)
+	// One budget for every hash the process computes: the file's and the dummy's.
+	budget := newHashBudget(c.hashBudget, m)
 	return &store{
 		sources:   c.files,
 		cacheTTL:  c.cacheTTL,
@@ -86,7 +89,8 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		cache:     newVerifyCache(c.cacheTTL, c.cacheSize),
 		throttle:  newThrottle(c.throttle),
 		// The file first: a user it knows is decided by it alone.
-		authenticators: []authenticator{htpasswdAuthenticator{}},
+		authenticators: []authenticator{htpasswdAuthenticator{budget}},
+		unknown:        unknownUsers{budget},
 	}
 }
 

@@ -88,6 +88,13 @@ mutant throttle-counted-after-hash authn.go \
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'
+# The hashing budget.
+mutant hash-budget-unbounded budget.go \
+	'if b.busy < b.slots {' \
+	'if true {'
+mutant hash-budget-first-come budget.go \
+	'b.turns.MoveToBack(q.turn)' \
+	'_ = q.turn'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \
 	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \

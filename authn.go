@@ -32,6 +32,9 @@ type authenticator interface {
 	// decides alone, as Apache's AuthBasicProvider), and a stamp that changes whenever the
 	// user's verdict may have (the stored hash): it is part of the cache key.
 	claims(snap *snapshot, user string) (stamp string, ok bool)
+	// nameKey is user as the source compares names: the names it takes for one user share
+	// one key, so the throttle's per-name limit counts them together.
+	nameKey(user string) string
 	// check verifies c's password. The store calls it on a cache miss only, once the
 	// throttle allows. An error is errUnavailable or a stored secret that cannot be checked.
 	// ctx is the request's: a check may give up when it ends.
@@ -46,6 +49,9 @@ func (htpasswdAuthenticator) claims(snap *snapshot, user string) (string, bool) 
 	e, ok := snap.users[user]
 	return e.hash, ok
 }
+
+// nameKey is user itself: the file's names compare exactly, as in Apache.
+func (htpasswdAuthenticator) nameKey(user string) string { return user }
 
 func (a htpasswdAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (out authOutcome, err error) {
 	if busy := a.budget.run(ctx, c.client, func() {
@@ -63,6 +69,9 @@ func (a htpasswdAuthenticator) check(ctx context.Context, snap *snapshot, c cred
 type unknownUsers struct{ budget *hashBudget }
 
 func (unknownUsers) claims(snap *snapshot, user string) (string, bool) { return snap.dummyHash, true }
+
+// nameKey is user itself: no source compares it with anything.
+func (unknownUsers) nameKey(user string) string { return user }
 
 func (a unknownUsers) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
 	var err error
@@ -101,7 +110,7 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		}
 	}
 	compute := func() (authOutcome, error) {
-		attempt, retryAfter, ok := s.throttle.admit(c.client, c.user)
+		attempt, retryAfter, ok := s.throttle.admit(c.client, a.nameKey(c.user))
 		if !ok {
 			return authOutcome{}, &throttledError{retryAfter}
 		}

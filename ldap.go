@@ -82,6 +82,9 @@ func (d *directory) claims(snap *snapshot, user string) (string, bool) {
 	return "ldap\x00" + strconv.FormatUint(d.generation.Load(), 10), true
 }
 
+// nameKey is user as the directory compares names.
+func (d *directory) nameKey(user string) string { return user }
+
 // forget drops every remembered directory verdict (SIGHUP).
 func (d *directory) forget() { d.generation.Add(1) }
 

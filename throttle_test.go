@@ -614,6 +614,8 @@ func (g *gatedAuthenticator) claims(snap *snapshot, user string) (string, bool) 
 	return st, ok
 }
 
+func (g *gatedAuthenticator) nameKey(user string) string { return g.inner.nameKey(user) }
+
 func (g *gatedAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
 	g.entered.Add(1)
 	<-g.gate

@@ -84,7 +84,7 @@ mutant failures-not-counted authn.go \
 	'if true {'
 mutant throttle-counted-after-hash authn.go \
 	'out, err := a.check(ctx, snap, c)' \
-	'attempt.release(); out, err := a.check(ctx, snap, c); if !out.ok && err == nil { s.throttle.admit(c.client, c.user) }'
+	'attempt.release(); out, err := a.check(ctx, snap, c); if !out.ok && err == nil { s.throttle.admit(c.client, a.nameKey(c.user)) }'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'

@@ -57,8 +57,8 @@ func TestHashBudgetTakesTurns(t *testing.T) {
 		t.Errorf("got turns %s, want %s", got, want)
 	}
 	for sample, want := range map[string]float64{
-		"registry_auth_hash_slots":                          1,
-		"registry_auth_hash_slots_in_use":                   0,
+		"registry_auth_hash_slots":                         1,
+		"registry_auth_hash_slots_in_use":                  0,
 		`registry_auth_hash_waits_total{result="granted"}`: 7,
 		`registry_auth_hash_waits_total{result="timeout"}`: 0,
 	} {
@@ -97,7 +97,7 @@ func TestHashBudgetGivesUp(t *testing.T) {
 		t.Errorf("slot free again: got %v (hash ran %v), want the hash run", err, ran)
 	}
 	for sample, want := range map[string]float64{
-		"registry_auth_hash_slots_in_use":                    0,
+		"registry_auth_hash_slots_in_use":                   0,
 		`registry_auth_hash_waits_total{result="timeout"}`:  1,
 		`registry_auth_hash_waits_total{result="canceled"}`: 1,
 	} {

@@ -35,8 +35,8 @@ mutant unknown-route-allowed handler.go \
 	'if routeErr != nil {' \
 	'if false {'
 mutant unknown-users-skip-hash authn.go \
-	'_, err := verifyPassword(snap.dummyHash, c.password)' \
-	'err := error(nil)'
+	'_, err = verifyPassword(snap.dummyHash, c.password)' \
+	'err = error(nil)'
 mutant route-method-unchecked registry.go \
 	'if !serves(r.methods, method) {' \
 	'if false {'

@@ -15,9 +15,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // directory authenticates the users the htpasswd file does not know against an LDAP
@@ -82,8 +85,32 @@ func (d *directory) claims(snap *snapshot, user string) (string, bool) {
 	return "ldap\x00" + strconv.FormatUint(d.generation.Load(), 10), true
 }
 
-// nameKey is user as the directory compares names.
-func (d *directory) nameKey(user string) string { return user }
+// nameKey is user as the directory compares names: the equality rule of uid, cn and
+// sAMAccountName is caseIgnoreMatch, which prepares both strings as RFC 4518 says (drop
+// invisible characters, map every kind of space to one, case fold, NFKC, and ignore leading,
+// trailing and repeated spaces), so "dave", "DAVE", " dave" and "da\u00ADve" all find the
+// same entry and must share one per-name count. Where a directory compares more finely the
+// key is only more cautious: names it tells apart count together.
+func (d *directory) nameKey(user string) string { return directoryNameKey(user) }
+
+// directoryNameKey is name prepared for caseIgnoreMatch (RFC 4518, sections 2.2 to 2.6).
+func directoryNameKey(name string) string {
+	mapped := strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r' || r == 0x85:
+			return ' '
+		case r == 0x00AD || r == 0x1806 || r == 0x034F || r == 0x200B || r == 0xFFFC,
+			r >= 0x180B && r <= 0x180D, unicode.Is(unicode.Variation_Selector, r),
+			unicode.IsControl(r), unicode.Is(unicode.Cf, r):
+			return -1
+		case unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp):
+			return ' '
+		}
+		return r
+	}, name)
+	prepared := norm.NFKC.String(cases.Fold().String(mapped))
+	return strings.Join(strings.Fields(prepared), " ")
+}
 
 // forget drops every remembered directory verdict (SIGHUP).
 func (d *directory) forget() { d.generation.Add(1) }

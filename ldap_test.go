@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -358,6 +359,59 @@ func TestGroupKey(t *testing.T) {
 	} {
 		if got := groupKey(tt.in); got != tt.want {
 			t.Errorf("groupKey(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestDirectoryNameVariants: the directory finds one entry for the spellings of a name that
+// caseIgnoreMatch takes as equal (each logs in as the directory's spelling), so after the
+// per-name limit of failures every spelling is throttled, before any search or bind.
+func TestDirectoryNameVariants(t *testing.T) {
+	t.Parallel()
+	s := startSlapd(t)
+	d := newDirectoryTest(t, s, directoryOptions{perUser: 3})
+	variants := []string{"Dave", "dave", "DAVE", "DaVe", " dave", "dave ", "\uff24\uff41\uff56\uff45"}
+	for _, name := range variants {
+		resp := d.ask(t, "GET", pullURI, name, "Dave-dir-secret")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Forwarded-User") != "Dave" {
+			t.Fatalf("%q with the right password: got %d user %q (%s), want 200 as Dave: slapd takes it for Dave's entry", name, resp.StatusCode, resp.Header.Get("X-Forwarded-User"), d.lastReason(t))
+		}
+	}
+	d.st.reload("signal") // forget the verdicts: each spelling must ask the directory again
+	for i := range 3 {
+		if resp := d.ask(t, "GET", pullURI, "Dave", fmt.Sprint("guess-", i)); resp.StatusCode != 401 {
+			t.Fatalf("guess %d: got %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	checks := histogramCount(t, d.h.metrics)
+	for _, name := range variants {
+		if resp := d.ask(t, "GET", pullURI, name, "Dave-dir-secret"); resp.StatusCode != 429 {
+			t.Errorf("%q with the right password after 3 failures as Dave: got %d (%s), want 429", name, resp.StatusCode, d.lastReason(t))
+		}
+	}
+	if got := histogramCount(t, d.h.metrics); got != checks {
+		t.Errorf("got %d directory checks for throttled spellings, want 0", got-checks)
+	}
+}
+
+// TestDirectoryNameKey: RFC 4518's preparation for caseIgnoreMatch.
+func TestDirectoryNameKey(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"Dave", "dave"},
+		{"  Dave   Smith ", "dave smith"},
+		{"dave\tsmith", "dave smith"},
+		{"da\u00adve\u200b", "dave"},        // soft hyphen and zero-width space: nothing
+		{"\uff24ave", "dave"},               // fullwidth D: NFKC
+		{"Stra\u00dfe", "strasse"},          // full case folding
+		{"dave\u00a0smith", "dave smith"},   // no-break space is a space
+		{"e\u0301", "\u00e9"},               // composed
+		{"x\ufe0fy", "xy"},                  // a variation selector: nothing
+		{"alice)(uid=*", "alice)(uid=*"},    // no filter syntax is touched here
+		{"\u0130stanbul", "i\u0307stanbul"}, // dotted capital I folds to i and a combining dot
+	} {
+		if got := directoryNameKey(tt.in); got != tt.want {
+			t.Errorf("directoryNameKey(%q): got %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -85,6 +85,9 @@ mutant failures-not-counted authn.go \
 mutant throttle-counted-after-hash authn.go \
 	'out, err := a.check(ctx, snap, c)' \
 	'attempt.release(); out, err := a.check(ctx, snap, c); if !out.ok && err == nil { s.throttle.admit(c.client, a.nameKey(c.user)) }'
+mutant directory-name-key-raw ldap.go \
+	'func (d *directory) nameKey(user string) string { return directoryNameKey(user) }' \
+	'func (d *directory) nameKey(user string) string { return user }'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'

@@ -135,6 +135,19 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		v.retryAfter = te.retryAfter
 	}
 	if v.ok {
+		// A name an earlier source knows is that source's alone: a directory entry found
+		// under another spelling of a file user's name must not become that user, with the
+		// groups and rules written for the file's account.
+		for _, earlier := range s.authenticators {
+			if earlier == a {
+				break
+			}
+			if _, ok := earlier.claims(snap, out.user); ok {
+				v.ok, v.shadowed = false, true
+				v.id.user = out.user
+				return v, nil
+			}
+		}
 		// The groups file's groups are the snapshot's, never cached: a group edit is in
 		// force at once, for directory users too.
 		v.id = identity{user: out.user, groups: snap.userGroups[out.user]}

@@ -216,6 +216,10 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision)
 		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
 		*d = d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
 		return id, true
+	case v.shadowed:
+		h.logger.Warn("refused: the directory's user has the name of a user of the htpasswd file, and a name must be one account; rename or remove one of the two", "user", cutForLog(user, maxLoggedUser), "name", v.id.user)
+		*d = d.deny(http.StatusForbidden, "denied", "name_collision")
+		return id, true
 	case !v.ok:
 		if v.reason != "" {
 			*d = d.deny(http.StatusUnauthorized, "unauthorized", v.reason)

@@ -145,6 +145,9 @@ func TestDirectoryDecisions(t *testing.T) {
 		{"groups file groups apply to the directory's name", "PUT", "DAVE", "Dave-dir-secret", 403, "", "not_granted"},
 		{"robot of the file", "PUT", "robot", "robot-file-secret", 200, "robot", "granted"},
 		{"robot's directory password: the file decides", "GET", "robot", "robot-dir-secret", 401, "", "wrong_password"},
+		{"the file's name spelt otherwise: no push as the file's robot", "PUT", "ROBOT", "robot-dir-secret", 403, "", "name_collision"},
+		{"the file's name spelt otherwise: no pull either", "GET", "Robot", "robot-dir-secret", 403, "", "name_collision"},
+		{"the file's name spelt otherwise, wrong password", "GET", "ROBOT", "wrong", 401, "", "wrong_password"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

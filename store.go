@@ -213,6 +213,9 @@ type verification struct {
 	cacheHit bool
 	id       identity // who the credential proves, when ok
 	reason   string   // why refused, when known does not say it
+	// shadowed: the password proves a user of a later source (the directory) whose name, as
+	// that source spells it, an earlier source (the htpasswd file) has; id.user is that name.
+	shadowed bool
 	// retryAfter is how long a throttled client should wait (with errThrottled).
 	retryAfter time.Duration
 }

@@ -88,6 +88,9 @@ mutant throttle-counted-after-hash authn.go \
 mutant directory-name-key-raw ldap.go \
 	'func (d *directory) nameKey(user string) string { return directoryNameKey(user) }' \
 	'func (d *directory) nameKey(user string) string { return user }'
+mutant directory-takes-file-name authn.go \
+	'if _, ok := earlier.claims(snap, out.user); ok {' \
+	'if false {'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'

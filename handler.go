@@ -27,6 +27,7 @@ type decision struct {
 	location     string // where a refused mount is sent instead
 	client       string
 	cached       bool
+	path         string // a refused route's path, sanitised and cut, for the log
 	// retryWait is how long a throttled client should wait.
 	retryWait time.Duration
 }
@@ -61,7 +62,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d.result == "bad_request" || d.reason == "untrusted_peer" {
 		level = slog.LevelWarn // a misconfigured proxy, or someone on the network probing
 	}
-	h.logger.LogAttrs(r.Context(), level, "decision",
+	attrs := []slog.Attr{
 		slog.String("decision", d.result),
 		slog.Int("status", d.status),
 		slog.String("reason", d.reason),
@@ -74,7 +75,11 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("client", d.client),
 		slog.Bool("cached", d.cached),
 		slog.Duration("duration", elapsed),
-	)
+	}
+	if d.path != "" {
+		attrs = append(attrs, slog.String("path", d.path))
+	}
+	h.logger.LogAttrs(r.Context(), level, "decision", attrs...)
 }
 
 func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
@@ -145,6 +150,9 @@ func (h *authHandler) decide(r *http.Request) decision {
 		if id.anonymous {
 			return d.deny(http.StatusUnauthorized, "unauthorized", "missing_credentials")
 		}
+		// Named in the log, so an operator can see what was refused and why.
+		rawPath, _, _ := strings.Cut(uri, "?")
+		d.path = sanitizeForLog(rawPath, maxLoggedPath)
 		return d.deny(http.StatusForbidden, "denied", routeErr.Error())
 	}
 	v := snap.policy.decide(id, req)
@@ -311,6 +319,9 @@ func basicCredentials(values []string) (user string, password []byte, reason str
 	}
 	return name, []byte(pass), ""
 }
+
+// maxLoggedPath bounds a refused path in a log line: the longest route is about 420 bytes.
+const maxLoggedPath = 512
 
 // maxLoggedUser bounds the user name in a log line: an unknown name is whatever a client sent
 // (sometimes a password typed in the wrong field), and need not fill the log.

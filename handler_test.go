@@ -182,6 +182,45 @@ func TestDecisionLogLine(t *testing.T) {
 	}
 }
 
+// TestRefusedRouteLogsPath: a request refused because its path is no registry route names
+// the path in its log line, without the query, with what is not printable ASCII replaced and
+// cut to maxLoggedPath bytes; a decided route logs no path.
+func TestRefusedRouteLogsPath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, method, uri string
+		want              string // the path field, "" for none
+	}{
+		{"dot segment", "GET", "/v2/app/../secret/manifests/v1?token=x", `"path":"/v2/app/../secret/manifests/v1"`},
+		{"not a route", "GET", "/v2/app/unknown", `"path":"/v2/app/unknown"`},
+		{"method the route does not serve", "PATCH", "/v2/app/manifests/v1", `"path":"/v2/app/manifests/v1"`},
+		{"not printable", "GET", "/v2/app/%00x\u00e9", `"path":"/v2/app/%00x?"`},
+		{"long", "GET", "/v2/" + strings.Repeat("a/", 1000) + "x", `"path":"/v2/` + strings.Repeat("a/", 254) + `"`},
+		{"a route", "GET", "/v2/app/manifests/v1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, logs := newTestHandler(t)
+			r := httptest.NewRequest("GET", "/auth", nil)
+			for k, vs := range hdr(tt.method, tt.uri, basic("bob", "bob-secret")) {
+				r.Header[k] = vs
+			}
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			line := logs.String()
+			if tt.want == "" {
+				if strings.Contains(line, `"path":`) {
+					t.Errorf("got a path in the line of a decided route: %s", line)
+				}
+				return
+			}
+			if !strings.Contains(line, tt.want) || strings.Contains(line, "token=") {
+				t.Errorf("got log line %s, want it to hold %s and no query", line, tt.want)
+			}
+		})
+	}
+}
+
 // TestHealthEndpoints checks /healthz, /readyz and /metrics through the router.
 func TestHealthEndpoints(t *testing.T) {
 	t.Parallel()

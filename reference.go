@@ -98,8 +98,37 @@ func isDigest(s string) bool {
 	return !startOfComponent // not empty, and no separator at its end
 }
 
-// isReference reports whether s names a manifest: a tag or a digest.
-func isReference(s string) bool { return isTag(s) || isDigest(s) }
+// isRouteDigest reports whether s is a digest as the manifest and blob routes match it:
+// go-digest's looser DigestRegexp, `[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+`. A
+// malformed digest such as sha256:baddigeststring reaches the registry's handler, which
+// answers 400 DIGEST_INVALID; registry-auth must send it there too, not refuse the route.
+func isRouteDigest(s string) bool {
+	algorithm, encoded, found := strings.Cut(s, ":")
+	if !found || encoded == "" {
+		return false
+	}
+	for i := 0; i < len(encoded); i++ {
+		if c := encoded[i]; !isLetter(c) && !(c >= '0' && c <= '9') && c != '=' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	startOfComponent := true
+	for i := 0; i < len(algorithm); i++ {
+		switch c := algorithm[i]; {
+		case isLowerAlnum(c):
+			startOfComponent = false
+		case strings.IndexByte(".+_-", c) >= 0 && !startOfComponent:
+			startOfComponent = true
+		default:
+			return false
+		}
+	}
+	return !startOfComponent // not empty, and no separator at its end
+}
+
+// isReference reports whether s names a manifest as the manifest route matches it: a tag or
+// a digest of the route's looser grammar.
+func isReference(s string) bool { return isTag(s) || isRouteDigest(s) }
 
 // isUploadID reports whether s is an upload id as distribution's routes take it:
 // `[a-zA-Z0-9-_.=]+`.

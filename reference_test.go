@@ -16,6 +16,8 @@ const (
 	tagPattern           = `[\w][\w.-]{0,127}`
 	digestPattern        = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
 	uploadIDPattern      = `[a-zA-Z0-9-_.=]+`
+	// The manifest and blob routes' digest: go-digest's DigestRegexp (digest.go).
+	routeDigestPattern = `[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+`
 )
 
 func anchored(pattern string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + pattern + `)$`) }
@@ -26,6 +28,7 @@ var (
 	tagRE           = anchored(tagPattern)
 	digestRE        = anchored(digestPattern)
 	uploadIDRE      = anchored(uploadIDPattern)
+	routeDigestRE   = anchored(routeDigestPattern)
 )
 
 // routeRegexps are distribution's route patterns in its order, as routeTable must match them.
@@ -35,8 +38,8 @@ var routeRegexps = []struct {
 }{
 	{routeBase, regexp.MustCompile(`^/v2/?$`)},
 	{routeTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`)},
-	{routeManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + digestPattern + `)$`)},
-	{routeBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + digestPattern + `)$`)},
+	{routeManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + routeDigestPattern + `)$`)},
+	{routeBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + routeDigestPattern + `)$`)},
 	{routeUploadStart, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`)},
 	{routeUpload, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uploadIDPattern + `)$`)},
 	{routeCatalog, regexp.MustCompile(`^/v2/_catalog$`)},
@@ -77,12 +80,13 @@ func checkGrammar(t *testing.T, s string) {
 		{"isTag", isTag(s), tagRE},
 		{"isDigest", isDigest(s), digestRE},
 		{"isUploadID", isUploadID(s), uploadIDRE},
+		{"isRouteDigest", isRouteDigest(s), routeDigestRE},
 	} {
 		if want := g.re.MatchString(s); g.got != want {
 			t.Errorf("%s(%q): got %v, want %v (distribution's pattern)", g.name, s, g.got, want)
 		}
 	}
-	if got, want := isReference(s), tagRE.MatchString(s) || digestRE.MatchString(s); got != want {
+	if got, want := isReference(s), tagRE.MatchString(s) || routeDigestRE.MatchString(s); got != want {
 		t.Errorf("isReference(%q): got %v, want %v", s, got, want)
 	}
 }
@@ -109,6 +113,8 @@ var grammarCases = []string{
 	"2s:" + strings.Repeat("0", 32), "a-2:" + strings.Repeat("0", 32), "a--b:" + strings.Repeat("0", 32),
 	":" + strings.Repeat("0", 32), "sha256:", "sha256:" + strings.Repeat("0", 32) + ":0",
 	"0b9b4c8e-2f1a-4c56-9d3e-7f0a1b2c3d4e", "abc=", "a+b", "a:b", "é", "a\x00",
+	"sha256:baddigeststring", "sha256:a=_-Z", "SHA256:" + strings.Repeat("0", 32), "sha256:a.b", "sha256:a/b", "a..b:c",
+	"a.:c", ".a:c", "a+b_c-d.e:f", "a:b:c", "a:",
 }
 
 // TestGrammarMatchesDistribution: reference.go accepts exactly what distribution's patterns do.
@@ -127,7 +133,7 @@ func TestRoutesMatchDistribution(t *testing.T) {
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	var paths []string
 	for _, name := range []string{"app", "team/app", "a/manifests/b", "a/blobs/uploads", "blobs", "tags/list", "a/referrers", "_catalog", "A", "a//b", "a/"} {
-		for _, tail := range []string{"/tags/list", "/manifests/latest", "/manifests/" + digest, "/manifests/-x", "/blobs/" + digest,
+		for _, tail := range []string{"/tags/list", "/manifests/latest", "/manifests/" + digest, "/manifests/-x", "/manifests/sha256:baddigeststring", "/blobs/sha256:baddigeststring", "/blobs/" + digest,
 			"/blobs/latest", "/blobs/uploads/", "/blobs/uploads/" + digest, "/blobs/uploads/u-1=", "/blobs/uploads/a/b",
 			"/referrers/" + digest, "/referrers/latest", "/tags/list/", "/manifests/", "/blobs/uploads"} {
 			paths = append(paths, "/v2/"+name+tail)

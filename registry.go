@@ -119,7 +119,7 @@ var routeTable = []struct {
 	{routeBase, exactly("/v2", "/v2/"), "GET HEAD"},
 	{routeTags, nameThen("/tags/list", nil), "GET"},
 	{routeManifest, nameThen("/manifests/", isReference), "GET HEAD PUT DELETE"},
-	{routeBlob, nameThen("/blobs/", isDigest), "GET HEAD DELETE"},
+	{routeBlob, nameThen("/blobs/", isRouteDigest), "GET HEAD DELETE"},
 	{routeUploadStart, nameThen("/blobs/uploads/", nil), "POST"},
 	{routeUpload, nameThen("/blobs/uploads/", isUploadID), "GET HEAD PATCH PUT DELETE"},
 	{routeCatalog, exactly("/v2/_catalog"), "GET"},

@@ -48,6 +48,10 @@ func TestRouteMethodMatrix(t *testing.T) {
 		{"/v2/_catalog", routeCatalog, "", "", "GET"},
 		{"/v2/_catalog?n=100", routeCatalog, "", "", "GET"},
 		{"/v2/app/referrers/" + testDigest, routeReferrers, "app", testDigest, "GET"},
+		// Malformed digests the registry routes (go-digest's grammar) and answers with 400
+		// DIGEST_INVALID: registry-auth decides them as the route, so the registry can say so.
+		{"/v2/app/blobs/sha256:abc", routeBlob, "app", "sha256:abc", "GET HEAD DELETE"},
+		{"/v2/team/app/manifests/sha256:baddigeststring", routeManifest, "team/app", "sha256:baddigeststring", "GET HEAD PUT DELETE"},
 		// Names may hold the words of the routes; distribution's match order decides.
 		{"/v2/manifests/manifests/latest", routeManifest, "manifests", "latest", "GET HEAD PUT DELETE"},
 		{"/v2/a/blobs/uploads/blobs/uploads/", routeUploadStart, "a/blobs/uploads", "", "POST"},
@@ -144,7 +148,8 @@ var hostileURIs = []struct{ name, uri string }{
 	{"empty reference", "/v2/app/manifests/"},
 	{"trailing slash after reference", "/v2/app/manifests/latest/"},
 	{"tag of 129 characters", "/v2/app/manifests/" + strings.Repeat("a", 129)},
-	{"short digest", "/v2/app/blobs/sha256:abc"},
+	{"digest with an upper-case algorithm", "/v2/app/blobs/SHA256:" + strings.Repeat("ab", 32)},
+	{"digest with a dot in it", "/v2/app/blobs/sha256:ab.cd"},
 	{"name of 256 characters", "/v2/" + strings.Repeat("a", 256) + "/manifests/latest"},
 	{"name of 256 characters with slashes", "/v2/" + strings.Repeat("abc/", 63) + "abcd/tags/list"},
 	{"name of 64 KiB", "/v2/" + strings.Repeat("a/", 32<<10) + "a/manifests/latest"},

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/registry-auth/registry-auth/e2e/harness"
+)
+
+// authMetric reads one sample (name with its labels, as in the exposition
+// format) from registry-auth's /metrics, or fails the test.
+func authMetric(t testing.TB, s *harness.Stack, sample string) float64 {
+	t.Helper()
+	resp, err := s.AuthClient().Get(s.AuthURL() + "/metrics")
+	if err != nil {
+		t.Fatalf("registry-auth metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("registry-auth metrics have no %s", sample)
+	return 0
+}
+
+// hashesRun is how many password checks registry-auth has run: one hash each.
+func hashesRun(t testing.TB, s *harness.Stack) int {
+	return int(authMetric(t, s, "registry_auth_verify_duration_seconds_count"))
+}
+
+// transportFrom is a transport to the stack that connects from the loopback
+// address local, so that Traefik sees another client address, over at most
+// one connection (HTTP/2 multiplexes every request on it).
+func transportFrom(s *harness.Stack, local string) *http.Transport {
+	tr := s.Transport()
+	tr.MaxConnsPerHost = 1
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 10 * time.Second}
+	tr.DialContext = dialer.DialContext
+	return tr
+}
+
+// TestGuessBurstOverHTTP2 plays the attack the throttle must hold: 150
+// guesses at once on one HTTP/2 connection through Traefik, first at one
+// name, then at 150 names. registry-auth's own metric counts the hashes:
+// at most the per-name limit (30) for one name, the per-address limit (50)
+// for many; every other answer is 429 and none is a 5xx. A valid uncached
+// login from another loopback address during the burst gets 200; its time
+// is reported, not asserted.
+func TestGuessBurstOverHTTP2(t *testing.T) {
+	s := startStack(t)
+	burst := &http.Client{Transport: transportFrom(s, "127.0.0.1")}
+	if resp, err := burst.Get(s.URL() + "/v2/"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.ProtoMajor != 2 {
+		t.Fatalf("got %s from Traefik, want HTTP/2", resp.Proto)
+	}
+	const guesses = 150
+	for _, tc := range []struct {
+		name  string
+		user  func(i int) string
+		limit int
+		valid string // the valid login's address: a new one, so that it is not cached
+	}{
+		{"one name", func(int) string { return pusher.name }, 30, "127.0.0.2"},
+		{"150 names", func(i int) string { return fmt.Sprint("guess-name-", i) }, 50, "127.0.0.3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other := &http.Client{Transport: transportFrom(s, tc.valid)}
+			before := hashesRun(t, s)
+			statuses := make(chan int, guesses)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range guesses {
+				wg.Go(func() {
+					<-start
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					defer cancel()
+					req, _ := http.NewRequestWithContext(ctx, "GET", s.URL()+"/v2/", nil)
+					req.SetBasicAuth(tc.user(i), fmt.Sprint("wrong-", i))
+					resp, err := burst.Do(req)
+					if err != nil {
+						t.Errorf("guess %d: %v", i, err)
+						statuses <- 0
+						return
+					}
+					resp.Body.Close()
+					statuses <- resp.StatusCode
+				})
+			}
+			close(start)
+			// The valid login, once the burst has started to be answered.
+			first := <-statuses
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", s.URL()+"/v2/", nil)
+			req.SetBasicAuth(reader.name, reader.password)
+			sent := time.Now()
+			resp, err := other.Do(req)
+			took := time.Since(sent)
+			if err != nil {
+				t.Fatalf("valid login from %s during the burst: %v", tc.valid, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("valid login from %s during the burst: got %d, want 200", tc.valid, resp.StatusCode)
+			}
+			wg.Wait()
+			close(statuses)
+			count := map[int]int{first: 1}
+			for st := range statuses {
+				count[st]++
+			}
+			hashed := hashesRun(t, s) - before - 1 // the valid login's own check
+			t.Logf("%s: %d guesses at once over one HTTP/2 connection: statuses %v, %d hashed (limit %d); a valid login from another address meanwhile took %v",
+				tc.name, guesses, count, hashed, tc.limit, took.Round(time.Millisecond))
+			if hashed > tc.limit {
+				t.Errorf("got %d guesses hashed, want at most %d", hashed, tc.limit)
+			}
+			if count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != guesses || count[http.StatusTooManyRequests] < guesses-tc.limit {
+				t.Errorf("got statuses %v, want only 401 and 429, at least %d of them 429", count, guesses-tc.limit)
+			}
+		})
+	}
+}
+
+// TestMalformedDigestReachesRegistry: a manifest path whose digest the
+// registry's own routes accept but cannot parse is decided as the route, so a
+// caller who may use the repository gets the registry's 400 DIGEST_INVALID
+// (as the OCI conformance suite expects), while a caller who may not still
+// gets our 401 or 403 and the registry never sees the request.
+func TestMalformedDigestReachesRegistry(t *testing.T) {
+	s := startStack(t)
+	client := s.HTTPClient()
+	path := "/v2/e2e/digest/manifests/sha256:baddigeststring"
+	manifest := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`
+	header := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
+	for _, tc := range []struct {
+		method string
+		as     *account
+		want   int
+		code   string
+	}{
+		{"GET", &reader, http.StatusBadRequest, "DIGEST_INVALID"},
+		{"PUT", &pusher, http.StatusBadRequest, "DIGEST_INVALID"},
+	} {
+		status, _, body := doRequest(t, client, tc.method, s.URL()+path, tc.as, header, stringsReader(manifest))
+		if status != tc.want || !containsCode(body, tc.code) {
+			t.Errorf("%s %s as %s: got %d %q, want %d with %s from the registry", tc.method, path, describe(tc.as), status, body, tc.want, tc.code)
+		}
+	}
+	for _, tc := range []struct {
+		method string
+		as     *account
+		want   int
+		code   string
+	}{
+		{"PUT", &reader, http.StatusForbidden, "DENIED"},
+		{"GET", nil, http.StatusUnauthorized, "UNAUTHORIZED"},
+	} {
+		registryUnreached(t, s, func() {
+			status, _, body := doRequest(t, client, tc.method, s.URL()+path, tc.as, header, stringsReader(manifest))
+			if status != tc.want || !containsCode(body, tc.code) {
+				t.Errorf("%s %s as %s: got %d %q, want %d with %s", tc.method, path, describe(tc.as), status, body, tc.want, tc.code)
+			}
+		})
+	}
+}
+
+// TestForwardedHeaderAliases sends, straight to Traefik, the headers the
+// Traefik advisories since v3.6.12 are about: underscore and dot spellings of
+// the forwarded and identity headers, and X-Forwarded-Prefix and
+// X-Forwarded-Port. None moves a decision: a reader's push stays 403 and an
+// anonymous one 401, without reaching the registry, and a reader's pull is
+// still a pull.
+func TestForwardedHeaderAliases(t *testing.T) {
+	s := startStack(t)
+	client := s.HTTPClient()
+	aliases := http.Header{
+		"X_forwarded_method": {"GET"}, "X.forwarded.method": {"GET"},
+		"X_forwarded_uri": {"/v2/"}, "X.forwarded.uri": {"/v2/"},
+		"X_forwarded_user": {pusher.name}, "X.forwarded.user": {pusher.name}, "X-Forwarded-User": {pusher.name},
+		"X_forwarded_for": {"10.9.8.7"}, "X-Forwarded-Prefix": {"/v2/e2e/alias/manifests/v1"},
+		"X-Forwarded-Port": {"1"}, "X_forwarded_proto": {"http"}, "X_forwarded_host": {"evil.example"},
+		"Content-Type": {"application/vnd.oci.image.manifest.v1+json"},
+	}
+	manifest := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`
+	for _, tc := range []struct {
+		name, method, path string
+		as                 *account
+		want               int
+		code               string
+	}{
+		{"manifest put by a reader", "PUT", "/v2/e2e/alias/manifests/v1", &reader, http.StatusForbidden, "DENIED"},
+		{"upload start by a reader", "POST", "/v2/e2e/alias/blobs/uploads/", &reader, http.StatusForbidden, "DENIED"},
+		{"manifest put without credentials", "PUT", "/v2/e2e/alias/manifests/v1", nil, http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"delete by a reader", "DELETE", "/v2/e2e/alias/manifests/v1", &reader, http.StatusForbidden, "DENIED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			registryUnreached(t, s, func() {
+				status, _, body := doRequest(t, client, tc.method, s.URL()+tc.path, tc.as, aliases, stringsReader(manifest))
+				if status != tc.want || !containsCode(body, tc.code) {
+					t.Errorf("%s %s as %s with alias headers: got %d %q, want %d with %s", tc.method, tc.path, describe(tc.as), status, body, tc.want, tc.code)
+				}
+			})
+		})
+	}
+	// Not refused for some unrelated reason: with the same headers, the
+	// reader's pull reaches the registry (which has no such manifest).
+	status, _, body := doRequest(t, client, "GET", s.URL()+"/v2/e2e/alias/manifests/v1", &reader, aliases, nil)
+	if status != http.StatusNotFound || !containsCode(body, "MANIFEST_UNKNOWN") {
+		t.Errorf("GET as %s with alias headers: got %d %q, want the registry's 404 MANIFEST_UNKNOWN", describe(&reader), status, body)
+	}
+}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -157,6 +161,66 @@ func BenchmarkParseRegistryRequest(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkLoginDuringBurst is the wait of a valid, uncached login from one address while
+// another address has 150 logins of unknown names in flight, at bcrypt cost 10 with the
+// throttle off (as from many addresses, which the throttle bounds only one by one): with the
+// hashing budget of the CPU count, taking turns between addresses, and with no budget (every
+// hash at once, as before the budget). Reported: ms of the valid login, and how the burst
+// was answered.
+func BenchmarkLoginDuringBurst(b *testing.B) {
+	const burst = 150
+	for _, budget := range []struct {
+		name  string
+		slots int
+	}{{"budget-cpus", runtime.GOMAXPROCS(0)}, {"no-budget", 1 << 20}} {
+		b.Run(budget.name, func(b *testing.B) {
+			h, err := bcrypt.GenerateFromPassword([]byte("bench-secret"), 10)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f := newTestFiles(b, "bench:"+string(h)+"\n", "pusher: bench\n")
+			cfg := testConfig(f, 0)
+			cfg.hashBudget = hashBudgetConfig{slots: budget.slots, maxWait: 3 * time.Second}
+			m := newMetrics()
+			st := newStore(cfg, slog.New(slog.DiscardHandler), m)
+			if err := st.reload("bench"); err != nil {
+				b.Fatal(err)
+			}
+			handler := testAuthHandler(st, m, nil)
+			var login time.Duration
+			statuses := map[int]int{}
+			for b.Loop() {
+				var wg sync.WaitGroup
+				answers := make(chan int, burst)
+				start := make(chan struct{})
+				for i := range burst {
+					wg.Go(func() {
+						<-start
+						answers <- askAs(handler, "203.0.113.5", "GET", "/v2/", fmt.Sprint("nobody-", i), "guess").StatusCode
+					})
+				}
+				close(start)
+				// Once the burst is hashing, the valid login.
+				waitFor(b, time.Minute, "the burst to hash", func() bool { return testutil.ToFloat64(m.hashSlotsInUse) > 0 })
+				sent := time.Now()
+				if code := askAs(handler, "198.51.100.7", "GET", "/v2/", "bench", "bench-secret").StatusCode; code != 200 {
+					b.Fatalf("valid login during the burst: got %d, want 200", code)
+				}
+				login += time.Since(sent)
+				wg.Wait()
+				close(answers)
+				for code := range answers {
+					statuses[code]++
+				}
+			}
+			b.ReportMetric(float64(login.Milliseconds())/float64(b.N), "ms/valid-login")
+			b.ReportMetric(float64(statuses[503])/float64(b.N), "503/burst")
+			b.ReportMetric(float64(statuses[401])/float64(b.N), "401/burst")
+			b.ReportMetric(0, "ns/op")
 		})
 	}
 }

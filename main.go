@@ -158,7 +158,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		ReadTimeout:       maxReadHeaderTimeout, // forwardAuth requests carry no body
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// Counted for registry_auth_connections_accepted_total: over plain HTTP Traefik opens about
@@ -218,6 +218,14 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	<-watched
 	return err
 }
+
+// maxHeaderBytes bounds a request's headers. It must stay well above what Traefik's entry
+// point accepts from clients (http.maxHeaderBytes, 32 KiB in traefik/traefik.yml): Traefik
+// copies the client's headers into its forwardAuth request, and over the HTTP/2 hop a request
+// whose headers exceed the limit we advertise never reaches us; Traefik answers its client 500.
+// HTTP/2 counts 32 bytes more per field, so 36 KiB of HTTP/1.1 header lines (Go's 4 KiB slack
+// included) can grow to about 300 KiB of HTTP/2 header list.
+const maxHeaderBytes = 512 << 10
 
 // maxReadHeaderTimeout is the server's read timeout for a whole request, so also the
 // longest --read-header-timeout that means anything.

@@ -226,3 +226,77 @@ func TestForwardedHeaderAliases(t *testing.T) {
 		t.Errorf("GET as %s with alias headers: got %d %q, want the registry's 404 MANIFEST_UNKNOWN", describe(&reader), status, body)
 	}
 }
+
+// TestOversizedHeaders: request headers too large for the chain (one of 70
+// KB or 200 KB, or 2,000 small ones) are refused by Traefik's entry point
+// (http.maxHeaderBytes in traefik/traefik.yml), over HTTP/2 and HTTP/1.1,
+// with credentials or without, and never become a 5xx: left at Traefik's
+// default of 1 MiB they reached forwardAuth, whose HTTP/2 request to
+// registry-auth broke on registry-auth's smaller limit ("request header list
+// larger than peer's advertised limit") and came back as Traefik's 500.
+// HTTP/1.1 gets 431 (2,000 short header lines, 28 KB, pass: the registry's
+// 404 or our 401); over HTTP/2, where each field counts 32 bytes more, Go's
+// server ends the connection (COMPRESSION_ERROR, PROTOCOL_ERROR) or answers
+// 431, and Go's client may refuse to send what the server's settings forbid:
+// no response is a 5xx.
+func TestOversizedHeaders(t *testing.T) {
+	s := startStack(t)
+	h1tr := s.Transport()
+	h1tr.ForceAttemptHTTP2 = false
+	h1tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	many := http.Header{}
+	for i := range 2000 {
+		many.Set(fmt.Sprint("X-Pad-", i), "v")
+	}
+	for _, client := range []struct {
+		name string
+		tr   func() *http.Transport
+	}{{"HTTP/2", s.Transport}, {"HTTP/1.1", func() *http.Transport { return h1tr }}} {
+		for _, tc := range []struct {
+			name      string
+			header    http.Header
+			oversized bool // for HTTP/1.1: 2,000 short lines are 28 KB, under the limit
+		}{
+			{"one 70 KB header", http.Header{"X-Pad": {strings.Repeat("a", 70<<10)}}, true},
+			{"one 200 KB header", http.Header{"X-Pad": {strings.Repeat("a", 200<<10)}}, true},
+			{"2,000 headers", many, client.name == "HTTP/2"},
+		} {
+			for _, as := range []*account{&reader, nil} {
+				check := func(f func()) { f() }
+				if tc.oversized {
+					check = func(f func()) { registryUnreached(t, s, f) }
+				}
+				check(func() {
+					// A fresh connection each time: an HTTP/2 one may be ended by the refusal.
+					c := &http.Client{Transport: client.tr()}
+					req, _ := http.NewRequest("GET", s.URL()+"/v2/e2e/big/manifests/v1", nil)
+					req.Header = tc.header.Clone()
+					if as != nil {
+						req.SetBasicAuth(as.name, as.password)
+					}
+					resp, err := c.Do(req)
+					switch {
+					case err != nil && client.name == "HTTP/2" && (strings.Contains(err.Error(), "COMPRESSION_ERROR") || strings.Contains(err.Error(), "PROTOCOL_ERROR") || strings.Contains(err.Error(), "larger than peer's advertised limit")):
+						t.Logf("%s, %s, as %s: refused without a response: %v", client.name, tc.name, describe(as), err)
+					case err != nil:
+						t.Errorf("%s, %s, as %s: %v", client.name, tc.name, describe(as), err)
+					default:
+						resp.Body.Close()
+						want := http.StatusRequestHeaderFieldsTooLarge
+						if !tc.oversized {
+							want = map[bool]int{true: http.StatusNotFound, false: http.StatusUnauthorized}[as != nil]
+						}
+						if resp.StatusCode != want {
+							t.Errorf("%s, %s, as %s: got %d, want %d", client.name, tc.name, describe(as), resp.StatusCode, want)
+						}
+					}
+				})
+			}
+		}
+	}
+	// Headers of a size real clients send still work.
+	status, _, body := doRequest(t, s.HTTPClient(), "GET", s.URL()+"/v2/e2e/big/manifests/v1", &reader, http.Header{"X-Pad": {strings.Repeat("a", 8<<10)}}, nil)
+	if status != http.StatusNotFound || !containsCode(body, "MANIFEST_UNKNOWN") {
+		t.Errorf("an 8 KB header: got %d %q, want the registry's 404 MANIFEST_UNKNOWN", status, body)
+	}
+}

@@ -300,3 +300,21 @@ func TestOversizedHeaders(t *testing.T) {
 		t.Errorf("an 8 KB header: got %d %q, want the registry's 404 MANIFEST_UNKNOWN", status, body)
 	}
 }
+
+// TestEncodedCharactersRefusedAtTraefik: a path holding an encoded slash,
+// backslash, NUL, semicolon, percent, question mark or hash (none of which a
+// registry name, tag or digest has) is refused by Traefik's entry point
+// (http.encodedCharacters in traefik/traefik.yml) before forwardAuth, even for
+// the pusher, and the registry never sees it.
+func TestEncodedCharactersRefusedAtTraefik(t *testing.T) {
+	s := startStack(t)
+	client := s.HTTPClient()
+	for _, enc := range []string{"%2F", "%2f", "%5C", "%00", "%3B", "%25", "%3F", "%23"} {
+		path := "/v2/e2e/enc" + enc + "x/manifests/v1"
+		registryUnreached(t, s, func() {
+			if status, _, body := doRequest(t, client, "GET", s.URL()+path, &pusher, nil, nil); status != http.StatusBadRequest {
+				t.Errorf("GET %s as %s: got %d %q, want Traefik's 400", path, describe(&pusher), status, body)
+			}
+		})
+	}
+}

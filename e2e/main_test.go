@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 	}{
 		{"Traefik " + harness.TraefikVersion, harness.BuildTraefik},
 		{"registry " + harness.RegistryVersion, harness.BuildRegistry},
+		{"OCI conformance program " + harness.ConformanceVersion, harness.BuildConformance},
 	}
 	for _, b := range builds {
 		start := time.Now()

@@ -26,12 +26,16 @@ import (
 const (
 	TraefikVersion  = "v3.6.12"
 	RegistryVersion = "v3.1.2"
+	// ConformanceVersion is the OCI distribution-spec conformance program (the
+	// registry API's own test suite), a pseudo-version of its main branch.
+	ConformanceVersion = "v0.0.0-20260831232431-97274622c111"
 )
 
 const (
 	rootModule     = "github.com/registry-auth/registry-auth"
 	traefikModule  = "github.com/traefik/traefik/v3"
 	registryModule = "github.com/distribution/distribution/v3/cmd/registry"
+	conformanceCmd = "github.com/opencontainers/distribution-spec/conformance"
 )
 
 // RepoRoot returns the directory of the registry-auth checkout: the nearest
@@ -153,11 +157,24 @@ func traefikSource(ctx context.Context, dst string) (string, error) {
 // binary at <cache>/registry-<version>/registry, installing it with
 // "go install" on first use. Safe for concurrent callers.
 func BuildRegistry(ctx context.Context) (string, error) {
+	return goInstall(ctx, registryModule, RegistryVersion, "registry")
+}
+
+// BuildConformance returns the path of the OCI conformance program at
+// ConformanceVersion, <cache>/conformance-<version>/conformance, installing
+// it with "go install" on first use. Safe for concurrent callers.
+func BuildConformance(ctx context.Context) (string, error) {
+	return goInstall(ctx, conformanceCmd, ConformanceVersion, "conformance")
+}
+
+// goInstall returns <cache>/<name>-<version>/<name>, installing the command
+// pkg@version there with "go install" when it is not there yet.
+func goInstall(ctx context.Context, pkg, version, name string) (string, error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(cache, "registry-"+RegistryVersion, "registry")
+	bin := filepath.Join(cache, name+"-"+version, name)
 	return bin, buildOnce(ctx, bin, func(tmp string) error {
 		gobin, err := os.MkdirTemp(filepath.Dir(tmp), "gobin-")
 		if err != nil {
@@ -165,10 +182,10 @@ func BuildRegistry(ctx context.Context) (string, error) {
 		}
 		defer os.RemoveAll(gobin)
 		env := []string{"GOBIN=" + gobin}
-		if err := goCommand(ctx, cache, env, "install", registryModule+"@"+RegistryVersion); err != nil {
+		if err := goCommand(ctx, cache, env, "install", pkg+"@"+version); err != nil {
 			return err
 		}
-		return os.Rename(filepath.Join(gobin, "registry"), tmp)
+		return os.Rename(filepath.Join(gobin, name), tmp)
 	})
 }
 

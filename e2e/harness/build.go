@@ -216,10 +216,21 @@ func BuildRegistryAuth(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp) // no-op after a successful rename
-	if err := goCommand(ctx, root, nil, "build", "-trimpath", "-o", tmp, "."); err != nil {
+	ldflags := "-X main.version=" + checkoutVersion(ctx, root)
+	if err := goCommand(ctx, root, nil, "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "."); err != nil {
 		return "", err
 	}
 	return bin, os.Rename(tmp, bin)
+}
+
+// checkoutVersion is what the README's manual build stamps into the binary:
+// `git describe --always --dirty` of the checkout, or "dev" without git.
+func checkoutVersion(ctx context.Context, root string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "describe", "--always", "--dirty").Output()
+	if v := strings.TrimSpace(string(out)); err == nil && v != "" {
+		return v
+	}
+	return "dev"
 }
 
 // buildOnce makes sure an executable exists at bin. If it does not, it takes

@@ -49,3 +49,28 @@ func buildTwice(t *testing.T, build func(context.Context) (string, error)) strin
 	}
 	return paths[0]
 }
+
+// TestBuildRegistryAuthVersion: the binary reports the checkout's git
+// describe, as a manual build does, not "dev".
+func TestBuildRegistryAuthVersion(t *testing.T) {
+	ctx := context.Background()
+	bin, err := BuildRegistryAuth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
+	if err != nil {
+		t.Fatalf("git describe: %v (the harness stamps the binary with it)", err)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); !strings.Contains(got, strings.TrimSpace(string(want))) {
+		t.Errorf("registry-auth version: got %q, want it to name %s", got, want)
+	}
+}

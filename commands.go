@@ -30,7 +30,7 @@ Example: registry-auth hash alice >> auth/htpasswd
 
 // hashCommand prints an htpasswd line for a user.
 func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newEnvFlagSet("registry-auth hash", hashUsage, lookupEnv, stderr)
+	fs := newEnvFlagSet("registry-auth hash", hashUsage, lookupEnv, stdout, stderr)
 	cost := fs.Int("cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost, %d to %d; each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
 	if err := fs.parse(args); err != nil {
 		return err
@@ -131,7 +131,7 @@ Example: registry-auth check --ldap-url "ldap://ldap/dc=example,dc=com?uid" --ld
 
 // checkCommand validates the files and the directory and reports problems on stdout.
 func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stderr)
+	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stdout, stderr)
 	var src sources
 	var dir ldapConfig
 	var testUser string
@@ -359,7 +359,7 @@ func healthcheckCommand(ctx context.Context, args []string, lookupEnv func(strin
 	}
 	var url string
 	var timeout time.Duration
-	fs := newEnvFlagSet("registry-auth healthcheck", healthcheckUsage, lookupEnv, stderr)
+	fs := newEnvFlagSet("registry-auth healthcheck", healthcheckUsage, lookupEnv, stdout, stderr)
 	fs.StringVar(&url, "url", defaultURL, "health endpoint to ask (the default follows REGISTRY_AUTH_LISTEN)")
 	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
 	if err := fs.parse(args); err != nil {

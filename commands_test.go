@@ -401,18 +401,19 @@ func TestHelpListsEveryFlag(t *testing.T) {
 			if !errors.Is(err, flag.ErrHelp) {
 				t.Errorf("%q: got error %v, want flag.ErrHelp", args, err)
 			}
-			if stdout != "" || !strings.HasPrefix(stderr, "Usage: registry-auth") {
-				t.Errorf("%q: got stdout %q and stderr starting %.40q, want the usage on stderr only", args, stdout, stderr)
+			// On standard output, so that `registry-auth --help | less` shows it.
+			if stderr != "" || !strings.HasPrefix(stdout, "Usage: registry-auth") {
+				t.Errorf("%q: got stderr %q and stdout starting %.40q, want the usage on stdout only", args, stderr, stdout)
 			}
 			var listed []string
-			for _, m := range flagLine.FindAllStringSubmatch(stderr, -1) {
+			for _, m := range flagLine.FindAllStringSubmatch(stdout, -1) {
 				listed = append(listed, m[1])
 			}
 			if strings.Join(listed, " ") != strings.Join(sortedCopy(tt.flags), " ") {
 				t.Errorf("%q: got flags %q, want %q", args, listed, sortedCopy(tt.flags))
 			}
 			for _, name := range tt.flags {
-				if tt.withEnv && !slices.Contains(serveFlagsWithoutVariable, name) && !strings.Contains(stderr, "["+envName(name)+"]") {
+				if tt.withEnv && !slices.Contains(serveFlagsWithoutVariable, name) && !strings.Contains(stdout, "["+envName(name)+"]") {
 					t.Errorf("%q: --%s does not name %s", args, name, envName(name))
 				}
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,20 +42,28 @@ type envFlagSet struct {
 	lookupEnv func(string) (string, bool)
 	errs      []error
 	withEnv   bool // some flag is backed by a variable: say so in the usage
+	// help receives the usage that --help asks for (standard output, so that it pipes to
+	// less or grep); usageTo receives it otherwise (standard error, after an error).
+	help, usageTo io.Writer
 }
 
-func newEnvFlagSet(name, usage string, lookupEnv func(string) (string, bool), output io.Writer) *envFlagSet {
+// newEnvFlagSet is a flag set whose --help prints usage to stdout, and whose errors (followed
+// by the usage) go to stderr.
+func newEnvFlagSet(name, usage string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) *envFlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(output)
-	efs := &envFlagSet{FlagSet: fs, lookupEnv: lookupEnv}
+	fs.SetOutput(stderr)
+	efs := &envFlagSet{FlagSet: fs, lookupEnv: lookupEnv, help: stdout, usageTo: stderr}
 	fs.Usage = func() {
-		fmt.Fprint(output, usage)
+		w := efs.usageTo
+		fmt.Fprint(w, usage)
 		if efs.withEnv {
-			fmt.Fprintln(output, "\nFlags (a variable in brackets may set the flag instead; the flag wins):")
+			fmt.Fprintln(w, "\nFlags (a variable in brackets may set the flag instead; the flag wins):")
 		} else {
-			fmt.Fprintln(output, "\nFlags:")
+			fmt.Fprintln(w, "\nFlags:")
 		}
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
 	return efs
 }
@@ -129,7 +138,18 @@ func (fs *envFlagSet) given(name string) bool {
 
 // parse parses args and returns the first problem with them or with the variables.
 func (fs *envFlagSet) parse(args []string) error {
-	if err := fs.Parse(args); err != nil {
+	// The usage Parse prints goes to stdout for --help, to stderr after an error.
+	var usage bytes.Buffer
+	stderr := fs.usageTo
+	fs.usageTo = &usage
+	err := fs.Parse(args)
+	fs.usageTo = stderr
+	if errors.Is(err, flag.ErrHelp) {
+		fs.help.Write(usage.Bytes())
+	} else {
+		stderr.Write(usage.Bytes())
+	}
+	if err != nil {
 		return err
 	}
 	return errors.Join(fs.errs...)
@@ -150,10 +170,10 @@ Other commands: user, group, hash, check, explain, healthcheck, version ('regist
 
 // parseServeConfig builds the serve command's config. Every check lives here, and every
 // error says how to fix the problem.
-func parseServeConfig(args []string, lookupEnv func(string) (string, bool), output io.Writer) (config, error) {
+func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) (config, error) {
 	var c config
 	var logLevel, trusted string
-	fs := newEnvFlagSet("registry-auth serve", serveUsage, lookupEnv, output)
+	fs := newEnvFlagSet("registry-auth serve", serveUsage, lookupEnv, stdout, stderr)
 	fs.stringVar(&c.listen, "listen", ":8080", "address to listen on, host:port")
 	defineTLSFlags(fs, &c.tls)
 	defineSourceFlags(fs, &c.files)

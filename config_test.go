@@ -69,7 +69,7 @@ var serveFlagsWithoutVariable = []string{"version"}
 func TestServeFlagsTableIsComplete(t *testing.T) {
 	t.Parallel()
 	var help strings.Builder
-	if _, err := parseServeConfig([]string{"--help"}, envOf(nil), &help); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseServeConfig([]string{"--help"}, envOf(nil), &help, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("got %v, want flag.ErrHelp", err)
 	}
 	var listed, inTable []string
@@ -115,7 +115,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 				if tt.args != nil || tt.env != nil { // the default needs no companion, and is invalid with one
 					args = append(slices.Clone(f.with), tt.args...)
 				}
-				c, err := parseServeConfig(args, envOf(tt.env), io.Discard)
+				c, err := parseServeConfig(args, envOf(tt.env), io.Discard, io.Discard)
 				if err != nil {
 					t.Errorf("%s: %v", tt.name, err)
 					continue
@@ -152,7 +152,7 @@ func TestServeConfigEmptyGroups(t *testing.T) {
 		{"flag over empty variable", []string{"--groups", "/flag/groups"}, map[string]string{"REGISTRY_AUTH_GROUPS": ""}, "/flag/groups"},
 	}
 	for _, tt := range tests {
-		c, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard)
+		c, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard, io.Discard)
 		if err != nil || c.files.groups != tt.want {
 			t.Errorf("%s: got %q, %v, want %q, nil", tt.name, c.files.groups, err, tt.want)
 		}
@@ -202,7 +202,7 @@ func TestServeConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard)
+			_, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard, io.Discard)
 			if err == nil {
 				t.Fatalf("got no error, want one containing %q", tt.want)
 			}
@@ -232,7 +232,7 @@ func TestServeConfigFlagSyntaxErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var output strings.Builder
-		_, err := parseServeConfig(tt.args, envOf(nil), &output)
+		_, err := parseServeConfig(tt.args, envOf(nil), io.Discard, &output)
 		if err == nil || !strings.Contains(err.Error(), tt.error) {
 			t.Errorf("%q: got %v, want an error containing %q", tt.args, err, tt.error)
 		}

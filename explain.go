@@ -27,7 +27,7 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 
 // explainCommand prints the decision for one request.
 func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	fs := newEnvFlagSet("registry-auth explain", explainUsage, lookupEnv, stderr)
+	fs := newEnvFlagSet("registry-auth explain", explainUsage, lookupEnv, stdout, stderr)
 	var src sources
 	defineSourceFlags(fs, &src)
 	if err := fs.parse(args); err != nil {

@@ -65,7 +65,7 @@ func (c *editCLI) group(ctx context.Context, args []string) error {
 	case "list":
 		return c.groupList(args)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(c.stderr, groupUsage)
+		fmt.Fprint(c.stdout, groupUsage)
 		return flag.ErrHelp
 	}
 	fmt.Fprint(c.stderr, groupUsage)

@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 // serve runs the service until ctx is done.
 func serve(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	cfg, err := parseServeConfig(args, lookupEnv, stderr)
+	cfg, err := parseServeConfig(args, lookupEnv, stdout, stderr)
 	if cfg.showVersion {
 		fmt.Fprintln(stdout, "registry-auth", version)
 		return nil

@@ -237,7 +237,7 @@ func TestThrottleRetryAfterIsExact(t *testing.T) {
 // client sends are never kept.
 func TestThrottleMemoryBounded(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseServeConfig(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	cfg, err := parseServeConfig(nil, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestThrottleNoOracleFromOthersCache(t *testing.T) {
 // correct credentials. None of it may see a 429, with the cache on or off.
 func TestThrottleDefaultsSpareRealClients(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseServeConfig(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	cfg, err := parseServeConfig(nil, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func (c *editCLI) user(ctx context.Context, args []string) error {
 	case "verify":
 		return c.userVerify(args)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(c.stderr, userUsage)
+		fmt.Fprint(c.stdout, userUsage)
 		return flag.ErrHelp
 	}
 	fmt.Fprint(c.stderr, userUsage)
@@ -135,7 +135,7 @@ const (
 // argument is an operand.
 func (c *editCLI) parseEditFlags(name, usage string, which int, args []string) (*editFlags, []string, error) {
 	f := &editFlags{}
-	fs := newEnvFlagSet(name, usage, c.lookupEnv, c.stderr)
+	fs := newEnvFlagSet(name, usage, c.lookupEnv, c.stdout, c.stderr)
 	fs.stringVar(&f.htpasswd, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users (the service's --htpasswd)")
 	fs.stringVar(&f.groups, "groups", "/auth/groups", "Apache groups file (the service's --groups); empty means none")
 	if which&withEditFlags != 0 {

@@ -374,16 +374,16 @@ func TestEditCommandsHelp(t *testing.T) {
 		{[]string{"user"}, nil},
 		{[]string{"group"}, nil},
 	} {
-		_, stderr, err := runCLI(t, nil, "", append(tt.cmd, "--help")...)
+		stdout, stderr, err := runCLI(t, nil, "", append(tt.cmd, "--help")...)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%v --help: got %v, want flag.ErrHelp", tt.cmd, err)
 		}
-		if !strings.HasPrefix(stderr, "Usage: registry-auth "+strings.Join(tt.cmd, " ")) {
-			t.Errorf("%v --help: got %q, want its usage", tt.cmd, stderr)
+		if !strings.HasPrefix(stdout, "Usage: registry-auth "+strings.Join(tt.cmd, " ")) || stderr != "" {
+			t.Errorf("%v --help: got stdout %q and stderr %q, want its usage on stdout", tt.cmd, stdout, stderr)
 		}
 		for _, fl := range tt.flags {
-			if !regexp.MustCompile(`(?m)^  -` + strings.TrimPrefix(fl, "--") + `( |$)`).MatchString(stderr) {
-				t.Errorf("%v --help does not explain %s:\n%s", tt.cmd, fl, stderr)
+			if !regexp.MustCompile(`(?m)^  -` + strings.TrimPrefix(fl, "--") + `( |$)`).MatchString(stdout) {
+				t.Errorf("%v --help does not explain %s:\n%s", tt.cmd, fl, stdout)
 			}
 		}
 	}

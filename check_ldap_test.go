@@ -210,7 +210,7 @@ func TestCheckLDAPWarnings(t *testing.T) {
 	// The same files without the directory: the old warnings, word for word.
 	stdout, _, _ = runCLI(t, nil, "", "check", "--htpasswd", f.htpasswd, "--groups", f.groups)
 	for _, want := range []string{
-		f.groups + `: warning: member "Dave" of group "releasers" is not in ` + f.htpasswd,
+		f.groups + `:1: warning: member "Dave" of group "releasers" is not in ` + f.htpasswd,
 		f.groups + `: warning: the push group "pusher" has no members: nobody can push`,
 	} {
 		if !strings.Contains(stdout, want+"\n") {
@@ -237,7 +237,7 @@ func TestLoadWarningsWithDirectory(t *testing.T) {
 	}{
 		{name: "push group, no directory", src: sources{pushGroup: "pusher"},
 			want: []string{
-				`g: warning: member "carol" of group "releasers" is not in h`,
+				`g:1: warning: member "carol" of group "releasers" is not in h`,
 				`g: warning: the push group "pusher" has no members: nobody can push`,
 			}},
 		{name: "push group, directory without groups", src: sources{pushGroup: "pusher", directory: true},
@@ -247,7 +247,7 @@ func TestLoadWarningsWithDirectory(t *testing.T) {
 		{name: "push group with members, directory groups", src: sources{pushGroup: "releasers", directory: true, directoryGroups: true}},
 		{name: "policy, no directory", src: sources{pushGroup: "pusher"}, policy: true,
 			want: []string{
-				`g: warning: member "carol" of group "releasers" is not in h`,
+				`g:1: warning: member "carol" of group "releasers" is not in h`,
 				`p:2: warning: user "carol" is not in h`,
 				`p:2: warning: group "admins" has no members in g`,
 			}},

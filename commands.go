@@ -189,7 +189,7 @@ func reportFiles(stdout io.Writer, src sources, set fileSet) (snap *snapshot, ok
 	snap = res.snap
 	if snap.policy.file == "" {
 		fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
-			len(snap.users), len(snap.groups), snap.groupSize(src.pushGroup), src.pushGroup, errorsFound, warningsFound)
+			len(snap.users), len(snap.groups), snap.groupUsers(src.pushGroup, src.directory), src.pushGroup, errorsFound, warningsFound)
 	} else {
 		fmt.Fprintf(stdout, "%d users, %d groups, %d policy rules; %d errors, %d warnings\n",
 			len(snap.users), len(snap.groups), len(snap.policy.rules), errorsFound, warningsFound)

@@ -182,9 +182,9 @@ func TestCheckCommand(t *testing.T) {
 			want: []string{
 				`{H}:16: warning: duplicate user "alice" ignored: the entry on line 5 wins, as in Apache`,
 				`{H}:17: error: no colon: want user:hash`,
-				`{G}: warning: member "frank" of group "ghosts" is not in {H}`,
-				`{G}: warning: member "a b" of group "pusher" is not in {H}`,
-				`5 users, 5 groups, 5 in push group "pusher"; 1 errors, 6 warnings`,
+				`{G}:12: warning: member "frank" of group "ghosts" is not in {H}`,
+				`{G}:6: warning: member "a b" of group "pusher" is not in {H}`,
+				`5 users, 5 groups, 3 in push group "pusher"; 1 errors, 6 warnings`,
 			}},
 		{name: "empty push group", htpasswd: users, groups: "admins: alice\n",
 			want: []string{

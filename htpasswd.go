@@ -345,13 +345,15 @@ func parseHTPasswd(r io.Reader) (htpasswdFile, error) {
 type groupsFile struct {
 	members  map[string]map[string]bool
 	problems lineProblems
+	// memberLine is the line where each member of each group is first named, for messages.
+	memberLine map[[2]string]int
 }
 
 // parseGroups reads a groups file with mod_authz_groupfile's rules (Apache 2.4):
 // `group: member ...`, white space before the colon not part of the name, members separated
 // by white space and optionally quoted, a group's lines adding up.
 func parseGroups(r io.Reader) (groupsFile, error) {
-	f := groupsFile{members: make(map[string]map[string]bool)}
+	f := groupsFile{members: make(map[string]map[string]bool), memberLine: make(map[[2]string]int)}
 	problem := f.problems.add
 	err := readLines(r, maxGroupsLine, &f.problems, func(n int, line string) {
 		group, rest, found := strings.Cut(line, ":")
@@ -373,8 +375,9 @@ func parseGroups(r io.Reader) (groupsFile, error) {
 		for rest = strings.TrimLeft(rest, ":"); rest != ""; {
 			var word string
 			word, rest = nextConfWord(rest)
-			if word != "" {
+			if word != "" && !members[word] {
 				members[word] = true
+				f.memberLine[[2]string{group, word}] = n
 			}
 		}
 	})

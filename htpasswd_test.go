@@ -509,10 +509,12 @@ func TestLineLength(t *testing.T) {
 // that says how to add one.
 func TestEmptyFile(t *testing.T) {
 	t.Parallel()
-	tests := []struct{ name, data string }{
-		{"empty.htpasswd", string(readTestdata(t, "empty.htpasswd"))},
-		{"zero bytes", ""},
-		{"only refused users", "bob:plain\n"},
+	tests := []struct{ name, data, want string }{
+		{"empty.htpasswd", string(readTestdata(t, "empty.htpasswd")), "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"},
+		{"zero bytes", "", "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"},
+		// The skipped lines are named, so the operator need not run check to see why.
+		{"only refused users", "bob:plain\n", "users.htpasswd: no usable users; skipped line 1: user \"bob\" skipped: plain-text or unknown hash refused (Apache accepts plain text only on Windows); re-create the user with `registry-auth hash` or `htpasswd -B`: fix those lines, or add a user with `registry-auth user add --htpasswd users.htpasswd USER`"},
+		{"five bad lines", "a\nb\nc\nd\ne\n", "users.htpasswd: no usable users; skipped line 1: no colon: want user:hash; line 2: no colon: want user:hash; line 3: no colon: want user:hash; and 2 more (registry-auth check lists them): fix those lines, or add a user with `registry-auth user add --htpasswd users.htpasswd USER`"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -522,7 +524,7 @@ func TestEmptyFile(t *testing.T) {
 				t.Fatalf("got %d users, error %v, want 0 users, no error", len(f.users), err)
 			}
 			_, err = buildSnapshot(testFileSet("users.htpasswd", []byte(tt.data), "", nil), sources{pushGroup: "pusher"})
-			want := "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"
+			want := tt.want
 			if err == nil || err.Error() != want {
 				t.Errorf("got %v, want %q", err, want)
 			}

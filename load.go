@@ -140,6 +140,18 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	addProblems(hfile.path, hf.problems)
 	// Without an htpasswd file (--htpasswd "" beside --ldap-url) every user is the directory's.
 	if len(hf.users) == 0 && hfile.path != "" {
+		if len(hf.problems) > 0 {
+			// Name what was skipped: the user is likely there, on a line the service cannot use.
+			var skipped []string
+			for i, p := range hf.problems {
+				if i == maxNamedProblems {
+					skipped = append(skipped, fmt.Sprintf("and %d more (registry-auth check lists them)", len(hf.problems)-i))
+					break
+				}
+				skipped = append(skipped, fmt.Sprintf("line %d: %s", p.line, p.message))
+			}
+			return res, fmt.Errorf("%s: no usable users; skipped %s: fix those lines, or add a user with `registry-auth user add --htpasswd %s USER`", hfile.path, strings.Join(skipped, "; "), hfile.path)
+		}
 		return res, fmt.Errorf("%s: no usable users: add one with `registry-auth user add --htpasswd %s USER`", hfile.path, hfile.path)
 	}
 	var gf groupsFile
@@ -153,7 +165,7 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 		for _, member := range sortedKeys(gf.members[group]) {
 			// With a directory, a member the file lacks may be a directory user: nothing to say.
 			if _, ok := hf.users[member]; !ok && hfile.path != "" && !s.directory {
-				res.problems = append(res.problems, lineProblem{file: gfile.path, severity: severityWarning,
+				res.problems = append(res.problems, lineProblem{file: gfile.path, line: gf.memberLine[[2]string{group, member}], severity: severityWarning,
 					message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
 			}
 		}
@@ -189,6 +201,9 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	res.snap = snap
 	return res, nil
 }
+
+// maxNamedProblems bounds the skipped lines an error names.
+const maxNamedProblems = 3
 
 // directoryGroupsHint says where to see what the files cannot show.
 const directoryGroupsHint = "`registry-auth check --ldap-test-user NAME` shows a user's directory groups"

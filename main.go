@@ -122,7 +122,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		}
 	}
 	if err := st.reload("start"); err != nil {
-		return fmt.Errorf("cannot start without users: %w", err)
+		return fmt.Errorf("cannot start: %w", err) // err names the file and what to do
 	}
 	for _, w := range filePermissionWarnings(cfg.files.htpasswd) {
 		logger.Warn(w)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -165,17 +166,23 @@ func TestServeStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { busy.Close() }) // not defer: the parallel subtests run after this function returns
+	unusable := filepath.Join(good.dir, "unusable")
+	writeFile(t, unusable, "# only lines the service skips\nalice\nbob:not-a-hash\n")
 	tests := []struct {
-		name string
-		args []string
-		want string
+		name   string
+		args   []string
+		want   string
+		refuse string // must not be in the error
 	}{
-		{"missing htpasswd", []string{"--htpasswd", good.dir + "/nope"}, "cannot start without users"},
-		{"missing groups", []string{"--htpasswd", good.htpasswd, "--groups", good.dir + "/nope"}, "reading the groups file"},
-		{"busy port", []string{"--htpasswd", good.htpasswd, "--groups", good.groups, "--listen", busy.Addr().String()}, "cannot listen"},
-		{"bad listen", []string{"--htpasswd", good.htpasswd, "--listen", "8080"}, "want host:port"},
-		{"unknown flag", []string{"--nope"}, "flag provided but not defined"},
-		{"stray argument", []string{"--htpasswd", good.htpasswd, "extra"}, "unexpected argument"},
+		{"missing htpasswd", []string{"--htpasswd", good.dir + "/nope"}, "cannot start: reading the htpasswd file", ""},
+		// The users are fine: the message must not blame them.
+		{"missing groups", []string{"--htpasswd", good.htpasswd, "--groups", good.dir + "/nope"}, "cannot start: reading the groups file", "without users"},
+		// The lines skipped are named, as check names them.
+		{"no usable line", []string{"--htpasswd", unusable, "--groups", good.groups}, "no usable users; skipped line 2: ", ""},
+		{"busy port", []string{"--htpasswd", good.htpasswd, "--groups", good.groups, "--listen", busy.Addr().String()}, "cannot listen", ""},
+		{"bad listen", []string{"--htpasswd", good.htpasswd, "--listen", "8080"}, "want host:port", ""},
+		{"unknown flag", []string{"--nope"}, "flag provided but not defined", ""},
+		{"stray argument", []string{"--htpasswd", good.htpasswd, "extra"}, "unexpected argument", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,8 +191,8 @@ func TestServeStartErrors(t *testing.T) {
 			defer cancel()
 			lookup := func(string) (string, bool) { return "", false }
 			err := run(ctx, append([]string{"serve"}, tt.args...), lookup, strings.NewReader(""), io.Discard, io.Discard)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || (tt.refuse != "" && strings.Contains(err.Error(), tt.refuse)) {
+				t.Errorf("got %v, want an error containing %q (and not %q)", err, tt.want, tt.refuse)
 			}
 		})
 	}

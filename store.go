@@ -43,6 +43,21 @@ func (s *snapshot) groupSize(group string) int {
 	return len(s.groups[strings.ToLower(group)])
 }
 
+// groupUsers is the number of members of group who can log in: those the htpasswd file has,
+// or every member when a directory decides for the users the file lacks.
+func (s *snapshot) groupUsers(group string, directory bool) int {
+	if directory {
+		return s.groupSize(group)
+	}
+	n := 0
+	for member := range s.groups[strings.ToLower(group)] {
+		if _, ok := s.users[member]; ok {
+			n++
+		}
+	}
+	return n
+}
+
 // identityOf is the identity of an authenticated user of the files.
 func (s *snapshot) identityOf(user string) identity {
 	return identity{user: user, groups: s.userGroups[user]}
@@ -113,6 +128,10 @@ func (s *store) reload(reason string) error {
 	old := s.current.Load()
 	set, err := s.sources.read()
 	if err == nil && old != nil && set.sum == old.contentSum {
+		if s.lastFailure != "" {
+			// The last line logged was a failure: say that it is over, or it would stand.
+			s.logger.Info("reload recovered: the files are back to the content in force", "trigger", reason, "sha256", set.sum)
+		}
 		s.lastFailure = "" // back to the loaded content: a new failure is news again
 		if reason == "signal" {
 			// An operator's SIGHUP deserves an answer; an event or a poll tick does not.
@@ -146,7 +165,11 @@ func (s *store) reload(reason string) error {
 		return err
 	}
 	for _, p := range res.problems {
-		s.logger.Warn("file problem", "file", p.file, "line", p.line, "severity", p.severity.String(), "problem", p.message)
+		attrs := []any{"file", p.file, "severity", p.severity.String(), "problem", p.message}
+		if p.line > 0 {
+			attrs = append(attrs, "line", p.line) // a problem of the whole file has none
+		}
+		s.logger.Warn("file problem", attrs...)
 	}
 	s.current.Store(snap)
 	s.metrics.reloads.WithLabelValues("success").Inc()
@@ -155,7 +178,7 @@ func (s *store) reload(reason string) error {
 	s.metrics.groups.Set(float64(len(snap.groups)))
 	attrs := []any{"trigger", reason, "users", len(snap.users), "groups", len(snap.groups)}
 	if snap.policy.file == "" {
-		pushers := snap.groupSize(s.sources.pushGroup)
+		pushers := snap.groupUsers(s.sources.pushGroup, s.sources.directory)
 		s.metrics.pushGroupMembers.Set(float64(pushers))
 		attrs = append(attrs, "push_group", s.sources.pushGroup, "push_group_members", pushers)
 	} else {

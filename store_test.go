@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -342,5 +343,58 @@ func TestRepeatedFailureLoggedAgain(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.reloads.WithLabelValues("failure")); got != 2 {
 		t.Errorf("got %v failures counted, want 2", got)
+	}
+}
+
+// TestRecoveryAfterFailureIsLogged: a failed reload fixed by restoring the content in force
+// (which loads nothing new) is logged once, so the last line is no longer the failure; a
+// poll that finds the same content again says nothing.
+func TestRecoveryAfterFailureIsLogged(t *testing.T) {
+	t.Parallel()
+	good := htpasswdLines(t, "bob", "bob-secret")
+	f := newTestFiles(t, good, "")
+	logs := &lockedBuffer{}
+	st, _ := newTestStore(t, f, time.Minute, logs)
+	st.reload("poll") // unchanged, never failed: nothing to say
+	writeFile(t, f.htpasswd, "no colon here\n")
+	if err := st.reload("event"); err == nil {
+		t.Fatal("got no error for a broken file")
+	}
+	writeFile(t, f.htpasswd, good)
+	for range 2 {
+		if err := st.reload("event"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if got := strings.Count(logs.String(), "reload recovered"); got != 1 {
+		t.Errorf("got %d 'reload recovered' lines, want 1:\n%s", got, logs)
+	}
+	if last := lines[len(lines)-1]; !strings.Contains(last, "reload recovered") {
+		t.Errorf("last log line %s, want the recovery", last)
+	}
+}
+
+// TestGroupMemberProblemsAndCount: a member the htpasswd file lacks is warned about with the
+// line that names it, and is not counted in registry_auth_push_group_members, which counts
+// the members who can log in.
+func TestGroupMemberProblemsAndCount(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret", "carol", "carol-secret"), "# pushers\nreaders: carol\npusher: bob\npusher: ghost carol\n")
+	logs := &lockedBuffer{}
+	_, m := newTestStore(t, f, time.Minute, logs)
+	if got := testutil.ToFloat64(m.pushGroupMembers); got != 2 {
+		t.Errorf("got registry_auth_push_group_members %v, want 2 (bob and carol, not ghost)", got)
+	}
+	var warning map[string]any
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"ghost`) {
+			if err := json.Unmarshal([]byte(line), &warning); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if warning == nil || warning["line"] != float64(4) {
+		t.Errorf("got warning %v, want one about ghost naming line 4", warning)
 	}
 }

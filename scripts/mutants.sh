@@ -101,6 +101,13 @@ mutant hash-budget-unbounded budget.go \
 mutant hash-budget-first-come budget.go \
 	'b.turns.MoveToBack(q.turn)' \
 	'_ = q.turn'
+# Reload and file messages.
+mutant reload-recovery-silent store.go \
+	'if s.lastFailure != "" {' \
+	'if false {'
+mutant push-group-counts-strangers store.go \
+	'if _, ok := s.users[member]; ok {' \
+	'if _, ok := s.users[member]; ok || !ok {'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \
 	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \

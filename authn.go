@@ -131,8 +131,10 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		s.metrics.cacheMisses.Inc()
 	}
 	v = verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit, reason: out.reason}
-	if te := (*throttledError)(nil); errors.As(err, &te) {
-		v.retryAfter = te.retryAfter
+	if err != nil { // not on a hit: errors.As's target would escape, an allocation a request
+		if te := (*throttledError)(nil); errors.As(err, &te) {
+			v.retryAfter = te.retryAfter
+		}
 	}
 	if v.ok {
 		// A name an earlier source knows is that source's alone: a directory entry found

@@ -56,16 +56,12 @@ func TestHashBudgetTakesTurns(t *testing.T) {
 	if got := strings.Join(order, " "); got != want {
 		t.Errorf("got turns %s, want %s", got, want)
 	}
-	for sample, want := range map[string]float64{
+	wantMetrics(t, m, map[string]float64{
 		"registry_auth_hash_slots":                         1,
 		"registry_auth_hash_slots_in_use":                  0,
 		`registry_auth_hash_waits_total{result="granted"}`: 7,
 		`registry_auth_hash_waits_total{result="timeout"}`: 0,
-	} {
-		if got := scrapeMetric(t, m, sample); got != want {
-			t.Errorf("got %s %v, want %v", sample, got, want)
-		}
-	}
+	})
 }
 
 // TestHashBudgetGivesUp: a request that finds every slot taken for maxWait, or whose request
@@ -96,15 +92,11 @@ func TestHashBudgetGivesUp(t *testing.T) {
 	if err := b.run(context.Background(), "203.0.113.5", func() { ran = true }); err != nil || !ran {
 		t.Errorf("slot free again: got %v (hash ran %v), want the hash run", err, ran)
 	}
-	for sample, want := range map[string]float64{
+	wantMetrics(t, m, map[string]float64{
 		"registry_auth_hash_slots_in_use":                   0,
 		`registry_auth_hash_waits_total{result="timeout"}`:  1,
 		`registry_auth_hash_waits_total{result="canceled"}`: 1,
-	} {
-		if got := scrapeMetric(t, m, sample); got != want {
-			t.Errorf("got %s %v, want %v", sample, got, want)
-		}
-	}
+	})
 }
 
 // TestHashBudgetBusyAnswer: through the handler, a login that waits out --hash-wait is a

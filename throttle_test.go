@@ -353,14 +353,10 @@ func TestThrottle429(t *testing.T) {
 			if got := histogramCount(t, h.metrics); got != limit {
 				t.Errorf("got %d hashes, want still %d: a 429 must not hash", got, limit)
 			}
-			for metric, want := range map[string]float64{
+			wantMetrics(t, h.metrics, map[string]float64{
 				"registry_auth_throttled_total": throttled,
 				`registry_auth_decisions_total{reason="too_many_failures",result="throttled"}`: throttled,
-			} {
-				if got := scrapeMetric(t, h.metrics, metric); got != want {
-					t.Errorf("got %s %v, want %v", metric, got, want)
-				}
-			}
+			})
 			// Another client is not affected, and after Retry-After this one may try again.
 			if resp := askAs(h, "203.0.113.6", "GET", "/v2/", "alice", "alice-secret"); resp.StatusCode != 200 {
 				t.Errorf("other client: got %d, want 200", resp.StatusCode)
@@ -515,6 +511,17 @@ func TestThrottleDefaultsSpareRealClients(t *testing.T) {
 				t.Errorf("got %v throttled requests, want 0", got)
 			}
 		})
+	}
+}
+
+// wantMetrics fails t for each sample (as in the exposition format) whose value is not the
+// one given.
+func wantMetrics(t *testing.T, m *metrics, want map[string]float64) {
+	t.Helper()
+	for sample, value := range want {
+		if got := scrapeMetric(t, m, sample); got != value {
+			t.Errorf("got %s %v, want %v", sample, got, value)
+		}
 	}
 }
 

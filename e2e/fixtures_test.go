@@ -44,3 +44,7 @@ func groupsFor(members ...account) string {
 	}
 	return "pusher: " + strings.Join(names, " ") + "\n"
 }
+
+// testManifest is an OCI image manifest with no layers, for pushes that must
+// be refused (its config blob is never uploaded).
+const testManifest = `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`

@@ -84,7 +84,6 @@ func startSpoofingProxy(t testing.TB, s *harness.Stack) *spoofingProxy {
 func TestForwardedHeadersFromClient(t *testing.T) {
 	s := startStack(t)
 	client := s.HTTPClient()
-	manifest := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`
 	cases := []struct {
 		name, method, path string
 		as                 *account
@@ -103,7 +102,7 @@ func TestForwardedHeadersFromClient(t *testing.T) {
 			header := spoofedHeaders.Clone()
 			header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 			registryUnreached(t, s, func() {
-				status, h, body := doRequest(t, client, tc.method, s.URL()+tc.path, tc.as, header, stringsReader(manifest))
+				status, h, body := doRequest(t, client, tc.method, s.URL()+tc.path, tc.as, header, stringsReader(testManifest))
 				if status != tc.want || !containsCode(body, tc.code) {
 					t.Errorf("%s %s as %s with X-Forwarded-Method: GET: got %d %q, want %d with %s", tc.method, tc.path, describe(tc.as), status, body, tc.want, tc.code)
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/registry"
 	"io"
 )
 
@@ -53,7 +54,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 			fmt.Fprintf(stderr, "warning: %q is not in %s (explained as if it were)\n", name, src.htpasswd)
 		}
 	}
-	req, routeErr := parseRegistryRequest(method, uri)
+	req, routeErr := registry.ParseRequest(method, uri)
 	policyName := cmp.Or(snap.policy.file, "the built-in policy")
 	if routeErr != nil {
 		status := 403
@@ -72,14 +73,14 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	default:
 		fmt.Fprintf(stdout, "refused 403: %s (%s)\n", name, v.reason)
 	}
-	switch req.route {
-	case routeBase:
+	switch req.Route {
+	case registry.RouteBase:
 		fmt.Fprintln(stdout, "  /v2/ is open to every valid user and to no anonymous caller")
-	case routeCatalog:
+	case registry.RouteCatalog:
 		fmt.Fprintf(stdout, "  /v2/_catalog is open to the subjects of %s's catalog\n", policyName)
 	}
 	for _, r := range v.rulings[:v.n] {
-		fmt.Fprintf(stdout, "  %s needs %s: granted %s by %s\n", r.access.repository, r.access.needs, r.granted, snap.policy.where(r.rule))
+		fmt.Fprintf(stdout, "  %s needs %s: granted %s by %s\n", r.access.Repository, r.access.Needs, r.granted, snap.policy.where(r.rule))
 		if r.rule != nil {
 			fmt.Fprintf(stdout, "    %s\n", r.rule.text)
 		}

@@ -1,6 +1,7 @@
 package main
 
-// Fuzz targets for the two file parsers, Basic credentials and registry requests. `go test`
+// Fuzz targets for the two file parsers and Basic credentials (registry requests have theirs in
+// internal/registry). `go test`
 // runs their seeds; scripts/test.sh fuzzes each for a number of inputs, one target per
 // command (a count, not a duration: see the script for why):
 //

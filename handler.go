@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/registry-auth/registry-auth/internal/registry"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,7 +21,7 @@ type decision struct {
 	result string // allowed, unauthorized, denied, throttled, unavailable, bad_request
 	reason string
 	user   string // empty for an anonymous request
-	req    registryRequest
+	req    registry.Request
 	rules  string // the rules that decided, for the log
 	// byPolicyFile: a --policy file decided, not the built-in rule of --push-group.
 	byPolicyFile bool
@@ -67,10 +68,10 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int("status", d.status),
 		slog.String("reason", d.reason),
 		slog.String("user", cutForLog(d.user, maxLoggedUser)),
-		slog.String("method", d.req.method),
-		slog.String("route", string(d.req.route)),
-		slog.String("repository", d.req.repository),
-		slog.String("action", d.req.needs.String()),
+		slog.String("method", d.req.Method),
+		slog.String("route", string(d.req.Route)),
+		slog.String("repository", d.req.Repository),
+		slog.String("action", d.req.Needs.String()),
 		slog.String("rule", d.rules),
 		slog.String("client", d.client),
 		slog.Bool("cached", d.cached),
@@ -128,13 +129,13 @@ func (h *authHandler) decide(r *http.Request) decision {
 	}
 	// Parsed now so that every log line names the repository and action; a bad route is
 	// refused only after authentication, so that 401 comes before 403.
-	req, routeErr := parseRegistryRequest(methods[0], uri)
-	req.method = sanitizeForLog(methods[0], 16)
+	req, routeErr := registry.ParseRequest(methods[0], uri)
+	req.Method = sanitizeForLog(methods[0], 16)
 	d.req = req
 
-	if routeErr == nil && req.route == routeUploadStart {
+	if routeErr == nil && req.Route == registry.RouteUploadStart {
 		contentTypes := r.Header.Values("Content-Type")
-		routeErr = checkUploadStartBody(contentTypes)
+		routeErr = registry.CheckUploadStartBody(contentTypes)
 		if len(contentTypes) == 0 && h.warnedNoContentType.CompareAndSwap(false, true) {
 			h.logger.Warn("an upload start arrived without Content-Type: if Traefik's forwardAuth sets authRequestHeaders, add Content-Type to it, or a form body that overrides the mount source cannot be refused (logged once)", "client", d.client)
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -328,11 +329,11 @@ func TestPolicyAnswers(t *testing.T) {
 		{"a form body could override the mount source", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "application/x-www-form-urlencoded"},
 		{"with parameters and upper case too", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "Application/X-WWW-Form-Urlencoded; charset=utf-8"},
 		{"a multipart body too", hdr("POST", upload, basic("bob", "bob-secret")), 403, "", "multipart/form-data; boundary=x"},
-		{"a repeated from", hdr("POST", upload+"?mount="+testDigest+"&from=public/a&from=secret/b", basic("bob", "bob-secret")), 403, "", ""},
-		{"a refused mount is sent to a plain upload", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base&digest=x", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "registry.example:5043"), 307, "", ""},
-		{"unless Traefik's headers are missing", hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), 403, "", ""},
-		{"or malformed", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example/x?"), 403, "", ""},
-		{"or naming a scheme other than http(s)", withHeaders(hdr("POST", upload+"?mount="+testDigest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "javascript", "X-Forwarded-Host", "registry.example:5043"), 403, "", ""},
+		{"a repeated from", hdr("POST", upload+"?mount="+registrytest.Digest+"&from=public/a&from=secret/b", basic("bob", "bob-secret")), 403, "", ""},
+		{"a refused mount is sent to a plain upload", withHeaders(hdr("POST", upload+"?mount="+registrytest.Digest+"&from=secret/base&digest=x", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "registry.example:5043"), 307, "", ""},
+		{"unless Traefik's headers are missing", hdr("POST", upload+"?mount="+registrytest.Digest+"&from=secret/base", basic("bob", "bob-secret")), 403, "", ""},
+		{"or malformed", withHeaders(hdr("POST", upload+"?mount="+registrytest.Digest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example/x?"), 403, "", ""},
+		{"or naming a scheme other than http(s)", withHeaders(hdr("POST", upload+"?mount="+registrytest.Digest+"&from=secret/base", basic("bob", "bob-secret")), "X-Forwarded-Proto", "javascript", "X-Forwarded-Host", "registry.example:5043"), 403, "", ""},
 		{"the catalog for an admin", hdr("GET", "/v2/_catalog", basic("alice", "alice-secret")), 200, "alice", ""},
 		{"not for others", hdr("GET", "/v2/_catalog", basic("carol", "carol-secret")), 403, "", ""},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/registry"
 	"strings"
 )
 
@@ -146,7 +147,7 @@ func tokenText(t patternToken, user string) (string, bool) {
 }
 
 // maxMatchedName bounds the names matchTokens handles; longer ones are never registry names.
-const maxMatchedName = maxNameLength
+const maxMatchedName = registry.MaxNameLength
 
 // matchTokens matches the general case by dynamic programming over positions, from the end:
 // after token j, next[i] says whether tokens[j+1:] match s[i:]. It costs len(tokens) ×

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/registry-auth/registry-auth/internal/registry"
 	"strings"
 	"testing"
 )
@@ -75,9 +76,9 @@ func TestPatternCostIsLinear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := strings.Repeat("a", maxNameLength)
+	name := strings.Repeat("a", registry.MaxNameLength)
 	if p.match(name, "") {
-		t.Errorf("%q matched %d a's without a b", p.text, maxNameLength)
+		t.Errorf("%q matched %d a's without a b", p.text, registry.MaxNameLength)
 	}
 }
 

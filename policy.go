@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/registry"
 	"strconv"
 	"strings"
 )
@@ -31,7 +32,7 @@ type rule struct {
 	text     string // the rule as written, for explain and the log
 	who      subjects
 	repos    []repoPattern
-	grants   actionSet
+	grants   registry.Actions
 	first    byteSet // every byte a repository the rule matches can start with
 	prefix   string  // a literal every repository the rule matches starts with
 }
@@ -104,8 +105,8 @@ func (r *rule) matchRepo(id identity, repo string, userIsComponent bool) bool {
 
 // ruling is how one access of a request was decided.
 type ruling struct {
-	access  access
-	granted actionSet
+	access  registry.Access
+	granted registry.Actions
 	rule    *rule // the rule that decided; nil when none matched
 }
 
@@ -121,18 +122,18 @@ type verdict struct {
 // repository it touches. The base route /v2/ is open to every valid user and to no anonymous
 // caller (docker sends credentials only after a challenge there); the catalog to the
 // catalog's subjects.
-func (p *accessPolicy) decide(id identity, req registryRequest) verdict {
+func (p *accessPolicy) decide(id identity, req registry.Request) verdict {
 	var v verdict
 	bits := p.groupBits(id)
-	switch req.route {
-	case routeBase:
+	switch req.Route {
+	case registry.RouteBase:
 		if id.anonymous {
 			v.reason = "anonymous_base"
 			return v
 		}
 		v.allowed, v.reason = true, "valid_user"
 		return v
-	case routeCatalog:
+	case registry.RouteCatalog:
 		if p.catalog.match(id, bits) {
 			v.allowed, v.reason = true, "catalog_granted"
 		} else {
@@ -140,18 +141,18 @@ func (p *accessPolicy) decide(id identity, req registryRequest) verdict {
 		}
 		return v
 	}
-	accesses, n := req.accesses()
+	accesses, n := req.Accesses()
 	if n == 0 {
 		v.reason = "nothing_to_grant" // a route that names no repository: never allowed
 		return v
 	}
-	userIsComponent := isNameComponent(id.user)
+	userIsComponent := registry.IsNameComponent(id.user)
 	v.allowed, v.reason = true, "granted"
 	for i, a := range accesses[:n] {
 		r := &v.rulings[i]
 		r.access = a
-		r.granted, r.rule = p.grant(id, bits, a.repository, userIsComponent)
-		if a.needs&^r.granted != 0 && v.allowed {
+		r.granted, r.rule = p.grant(id, bits, a.Repository, userIsComponent)
+		if a.Needs&^r.granted != 0 && v.allowed {
 			v.allowed = false
 			switch {
 			case i > 0:
@@ -168,7 +169,7 @@ func (p *accessPolicy) decide(id identity, req registryRequest) verdict {
 }
 
 // grant returns the actions the first matching rule grants id on repo, and that rule.
-func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsComponent bool) (actionSet, *rule) {
+func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsComponent bool) (registry.Actions, *rule) {
 	for i := range p.rules {
 		r := &p.rules[i]
 		// repo is never empty: names have at least one character.
@@ -217,9 +218,9 @@ func (p *accessPolicy) explainRulings(v verdict) string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(r.access.repository)
+		b.WriteString(r.access.Repository)
 		b.WriteString(" needs ")
-		b.WriteString(r.access.needs.String())
+		b.WriteString(r.access.Needs.String())
 		b.WriteString(", granted ")
 		b.WriteString(r.granted.String())
 		b.WriteString(" by ")
@@ -236,9 +237,9 @@ func builtinPolicy(pushGroup string) *accessPolicy {
 	return &accessPolicy{
 		rules: []rule{
 			{position: 1, text: fmt.Sprintf("{subjects: [group:%s], repositories: [\"**\"], actions: [pull, push, delete]}", pushGroup),
-				who: subjects{groups: []int{0}}, repos: []repoPattern{anyRepository()}, grants: actionPull | actionPush | actionDelete, first: fullByteSet},
+				who: subjects{groups: []int{0}}, repos: []repoPattern{anyRepository()}, grants: registry.Pull | registry.Push | registry.Delete, first: fullByteSet},
 			{position: 2, text: `{subjects: [authenticated], repositories: ["**"], actions: [pull]}`,
-				who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull, first: fullByteSet},
+				who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull, first: fullByteSet},
 		},
 		catalog:    subjects{authenticated: true},
 		groupNames: []string{group},

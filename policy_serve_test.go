@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,7 +101,7 @@ func TestExplainCommand(t *testing.T) {
 			[]string{"allowed (granted)", "team/app needs pull,push: granted pull,push by " + f.policy + ":2 (rule 1)", `{subjects: [user:bob], repositories: ["team/**"], actions: [pull, push]}`}, ""},
 		{"a refused push", append(withPolicy, "carol", "PUT", "/v2/team/app/manifests/1"), 1,
 			[]string{"refused 403: carol (not_granted)", "granted pull by " + f.policy + ":5 (rule 2)"}, ""},
-		{"a mount names both repositories", append(withPolicy, "bob", "POST", "/v2/team/app/blobs/uploads/?mount="+testDigest+"&from=other/x"), 0,
+		{"a mount names both repositories", append(withPolicy, "bob", "POST", "/v2/team/app/blobs/uploads/?mount="+registrytest.Digest+"&from=other/x"), 0,
 			[]string{"team/app needs pull,push", "other/x needs pull: granted pull by " + f.policy + ":5 (rule 2)"}, ""},
 		{"anonymous", append(withPolicy, "-", "GET", "/v2/team/app/manifests/1"), 1,
 			[]string{"refused 401", "team/app needs pull: granted none by no rule matched"}, ""},

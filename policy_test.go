@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/registry-auth/registry-auth/internal/registry"
+	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 	"os"
 	"strings"
 	"testing"
@@ -40,7 +42,7 @@ func TestPolicyDecisionTable(t *testing.T) {
 	p := loadTestPolicy(t)
 	const m = "/manifests/latest"
 	mount := func(to, from string) string {
-		return "/v2/" + to + "/blobs/uploads/?mount=" + testDigest + "&from=" + from
+		return "/v2/" + to + "/blobs/uploads/?mount=" + registrytest.Digest + "&from=" + from
 	}
 	for _, tt := range []policyCase{
 		{"an admin pushes anywhere", user("alice", "admins"), "PUT", "/v2/any/thing" + m, true, 1},
@@ -63,7 +65,7 @@ func TestPolicyDecisionTable(t *testing.T) {
 		{"its rule grants no push", user("robot"), "PUT", "/v2/team/app" + m, false, 5},
 		{"two levels down another rule decides", user("robot"), "GET", "/v2/team/app/x" + m, true, 8},
 		{"anonymous pulls a public repository", anonymous, "GET", "/v2/public/base" + m, true, 7},
-		{"anonymous heads a public blob", anonymous, "HEAD", "/v2/public/base/blobs/" + testDigest, true, 7},
+		{"anonymous heads a public blob", anonymous, "HEAD", "/v2/public/base/blobs/" + registrytest.Digest, true, 7},
 		{"anonymous may not push there", anonymous, "PUT", "/v2/public/base" + m, false, 7},
 		{"anonymous reads nothing else", anonymous, "GET", "/v2/team/app" + m, false, 0},
 		{"anonymous never gets /v2/", anonymous, "GET", "/v2/", false, 0},
@@ -81,7 +83,7 @@ func TestPolicyDecisionTable(t *testing.T) {
 		{"an admin mounts from it", user("alice", "admins"), "POST", mount("payments/api", "secret/base"), true, 1},
 		{"a deny rule of no actions stops the catch-all", user("carol"), "GET", "/v2/secret/x" + m, false, 6},
 	} {
-		req, err := parseRegistryRequest(tt.method, tt.uri)
+		req, err := registry.ParseRequest(tt.method, tt.uri)
 		if err != nil {
 			t.Fatalf("%s: %s %s: %v", tt.why, tt.method, tt.uri, err)
 		}
@@ -100,7 +102,7 @@ func TestPolicyDecisionTable(t *testing.T) {
 // first access when all were granted; 0 when no rule did.
 func decidingRule(v verdict) int {
 	for _, r := range v.rulings[:v.n] {
-		if !v.allowed && r.access.needs&^r.granted == 0 {
+		if !v.allowed && r.access.Needs&^r.granted == 0 {
 			continue
 		}
 		if r.rule == nil {
@@ -124,7 +126,7 @@ func TestMountFromUnreadableSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := parseRegistryRequest("POST", "/v2/payments/api/blobs/uploads/?mount="+testDigest+"&from=secret/base")
+	req, err := registry.ParseRequest("POST", "/v2/payments/api/blobs/uploads/?mount="+registrytest.Digest+"&from=secret/base")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +147,14 @@ func TestBuiltinPolicyIsTheApacheRecipe(t *testing.T) {
 		{"a reader may not push", reader, "PUT", "/v2/a/manifests/x", false, 2},
 		{"nor delete", reader, "DELETE", "/v2/a/manifests/x", false, 2},
 		{"nor cancel an upload", reader, "DELETE", "/v2/a/blobs/uploads/u", false, 2},
-		{"a reader mounts nothing", reader, "POST", "/v2/a/blobs/uploads/?mount=" + testDigest + "&from=b", false, 2},
+		{"a reader mounts nothing", reader, "POST", "/v2/a/blobs/uploads/?mount=" + registrytest.Digest + "&from=b", false, 2},
 		{"a reader lists the catalog", reader, "GET", "/v2/_catalog", true, 0},
 		{"the push group pushes", pusher, "PUT", "/v2/a/manifests/x", true, 1},
-		{"and deletes", pusher, "DELETE", "/v2/a/blobs/" + testDigest, true, 1},
-		{"and mounts from anywhere", pusher, "POST", "/v2/a/blobs/uploads/?mount=" + testDigest + "&from=b", true, 1},
+		{"and deletes", pusher, "DELETE", "/v2/a/blobs/" + registrytest.Digest, true, 1},
+		{"and mounts from anywhere", pusher, "POST", "/v2/a/blobs/uploads/?mount=" + registrytest.Digest + "&from=b", true, 1},
 		{"anonymous gets nothing", anonymous, "GET", "/v2/a/manifests/x", false, 0},
 	} {
-		req, err := parseRegistryRequest(tt.method, tt.uri)
+		req, err := registry.ParseRequest(tt.method, tt.uri)
 		if err != nil {
 			t.Fatal(err)
 		}

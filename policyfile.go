@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/registry"
 	"io"
 	"slices"
 	"strings"
@@ -83,7 +84,7 @@ func parsePolicy(data []byte, name string) (*accessPolicy, lineProblems, error) 
 		}
 		if rd.Actions != nil {
 			for j, a := range *rd.Actions {
-				act, ok := parseAction(a)
+				act, ok := registry.ParseAction(a)
 				if !ok {
 					fail(rl.at("actions", j), "unknown action %q: the actions are pull, push and delete", a)
 				}
@@ -145,15 +146,6 @@ func commonPrefix(a, b string) string {
 	return a[:n]
 }
 
-func parseAction(name string) (actionSet, bool) {
-	for _, a := range actionNames {
-		if a.name == name {
-			return a.action, true
-		}
-	}
-	return 0, false
-}
-
 // ruleText writes a rule back in the file's flow style, for explain and logs.
 func ruleText(rd ruleDocument) string {
 	quote := func(items []string) string {
@@ -178,7 +170,7 @@ func (p *accessPolicy) selfWarnings() lineProblems {
 	var ps lineProblems
 	for i := range p.rules {
 		r := &p.rules[i]
-		if r.grants&actionPush != 0 && r.grants&actionPull == 0 {
+		if r.grants&registry.Push != 0 && r.grants&registry.Pull == 0 {
 			ps.add(r.line, severityWarning, "rule %d grants push without pull: clients pull what they push (blob checks, manifests), so pushes will fail", r.position)
 		}
 		for j := range p.rules[:i] {

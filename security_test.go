@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -244,7 +245,7 @@ func TestGoodRequestsStillPass(t *testing.T) {
 	}{
 		{authRequest("X-Forwarded-Method: GET", "X-Forwarded-Uri: /v2/app/manifests/latest", basicLine("alice:alice-secret")), "alice"},
 		{authRequest("X-Forwarded-Method: PUT", "X-Forwarded-Uri: /v2/app/manifests/latest", basicLine("bob:bob-secret")), "bob"},
-		{authRequest("X-Forwarded-Method: POST", "X-Forwarded-Uri: /v2/app/blobs/uploads/?mount="+testDigest+"&from=team/base", basicLine("bob:bob-secret")), "bob"},
+		{authRequest("X-Forwarded-Method: POST", "X-Forwarded-Uri: /v2/app/blobs/uploads/?mount="+registrytest.Digest+"&from=team/base", basicLine("bob:bob-secret")), "bob"},
 		{authRequest("X-Forwarded-Method: GET", "X-Forwarded-Uri: /v2/%61pp/tags/list", "Authorization: basic "+base64.StdEncoding.EncodeToString([]byte("alice:alice-secret"))), "alice"},
 	} {
 		resp, body := rawExchange(t, addr, tt.request)
@@ -262,16 +263,16 @@ func TestHostilePathsEndToEnd(t *testing.T) {
 	t.Parallel()
 	s, addr := startHostileTarget(t)
 	users := map[string]string{"alice": basicLine("alice:alice-secret"), "bob": basicLine("bob:bob-secret")}
-	for _, tt := range append(hostileURIs, hostileQueries...) {
+	for _, tt := range registrytest.Hostile() {
 		for user, auth := range users {
 			for _, method := range []string{"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"} {
-				resp, body := rawExchange(t, addr, authRequest("X-Forwarded-Method: "+method, "X-Forwarded-Uri: "+tt.uri, auth))
+				resp, body := rawExchange(t, addr, authRequest("X-Forwarded-Method: "+method, "X-Forwarded-Uri: "+tt.URI, auth))
 				want := 403
-				if strings.ContainsAny(tt.uri, "\x00\r\n") {
+				if strings.ContainsAny(tt.URI, "\x00\r\n") {
 					want = 400
 				}
 				if resp.StatusCode != want {
-					t.Errorf("%s: %s %s as %s: got %d %q, want %d", tt.name, method, tt.uri, user, resp.StatusCode, body, want)
+					t.Errorf("%s: %s %s as %s: got %d %q, want %d", tt.Name, method, tt.URI, user, resp.StatusCode, body, want)
 				}
 			}
 		}

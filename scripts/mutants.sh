@@ -37,19 +37,19 @@ mutant unknown-route-allowed handler.go \
 mutant unknown-users-skip-hash authn.go \
 	'_, err = verifyPassword(snap.dummyHash, c.password)' \
 	'err = error(nil)'
-mutant route-method-unchecked registry.go \
+mutant route-method-unchecked internal/registry/request.go \
 	'if !serves(r.methods, method) {' \
 	'if false {'
-mutant dot-segments-accepted registry.go \
+mutant dot-segments-accepted internal/registry/request.go \
 	'if s == "." || s == ".." {' \
 	'if s == "..." {'
-mutant encoded-slash-accepted registry.go \
+mutant encoded-slash-accepted internal/registry/request.go \
 	'if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {' \
 	'if strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {'
-mutant upper-case-name-accepted reference.go \
+mutant upper-case-name-accepted internal/registry/reference.go \
 	"func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }" \
 	"func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }"
-mutant name-slash-unchecked reference.go \
+mutant name-slash-unchecked internal/registry/reference.go \
 	'for component := range strings.SplitSeq(s, "/") {' \
 	'for component := range strings.SplitSeq(strings.ReplaceAll(s, "//", "/"), "/") {'
 mutant client-cert-not-required routes.go \
@@ -60,14 +60,14 @@ mutant no-challenge-on-401 responses.go \
 	''
 # Rules inverted.
 mutant push-by-non-members policy.go \
-	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull' \
-	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull | actionPush'
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull,' \
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull | registry.Push,'
 mutant pull-refused policy.go \
-	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: actionPull' \
-	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: 0'
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull,' \
+	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: 0,'
 mutant partial-grant-suffices policy.go \
-	'if a.needs&^r.granted != 0 && v.allowed {' \
-	'if a.needs&r.granted == 0 && v.allowed {'
+	'if a.Needs&^r.granted != 0 && v.allowed {' \
+	'if a.Needs&r.granted == 0 && v.allowed {'
 # Client addresses: who is believed.
 mutant xff-believed-from-any-peer handler.go \
 	'd.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))' \

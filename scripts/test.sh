@@ -58,16 +58,19 @@ check "unit tests (race detector)" go test -race -count=1 ./...
 # A budget of executions, not of time: Go 1.26's coordinator can stall at the end of a
 # duration -fuzztime and fail with "context deadline exceeded" (golang/go#75804). A
 # crash still fails the step and writes its input under testdata/fuzz/.
+# Every package of the module that has fuzz targets (the root and internal/...).
 fuzz() {
-	local target rc=0
-	for target in $(go test -list '^Fuzz' . | grep '^Fuzz'); do
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZCOUNT:=50000x}" . || rc=1
+	local pkg target rc=0
+	for pkg in $(go list ./...); do
+		for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+			go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZCOUNT:=50000x}" "$pkg" || rc=1
+		done
 	done
 	return $rc
 }
 check "fuzzing (${FUZZCOUNT:-50000x} inputs per target)" fuzz
 
-check "benchmarks, one pass each (figures: see docs/BENCHMARKS.md)" go test -run '^$' -bench . -benchtime 1x .
+check "benchmarks, one pass each (figures: see docs/BENCHMARKS.md)" go test -run '^$' -bench . -benchtime 1x ./...
 
 check "end-to-end suite and stack test" bash -c 'cd e2e && go test -count=1 -timeout 60m ./...'
 

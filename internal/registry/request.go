@@ -1,4 +1,10 @@
-package main
+// Package registry is the distribution registry's HTTP API as registry-auth must see it: its
+// routes and the methods each serves, the grammar of names, tags, digests and upload ids,
+// the actions a request needs on which repositories (a cross-repository mount's source
+// included), and the upload starts whose body could override the query. It is pure: strings
+// in, values out, the standard library only. docs/registry-protocol.md gives the upstream
+// sources of every rule.
+package registry
 
 import (
 	"errors"
@@ -7,96 +13,52 @@ import (
 	"strings"
 )
 
-// actionSet is a set of the actions distribution knows on a repository, as bits.
-type actionSet uint8
-
-const (
-	actionPull actionSet = 1 << iota
-	actionPush
-	actionDelete
-)
-
-// actionNames are the actions' names, in the policy file and in logs.
-var actionNames = []struct {
-	action actionSet
-	name   string
-}{{actionPull, "pull"}, {actionPush, "push"}, {actionDelete, "delete"}}
-
-// String lists the actions as "pull,push"; the empty set is "none".
-func (s actionSet) String() string {
-	if int(s) < len(actionSetNames) {
-		return actionSetNames[s]
-	}
-	return actionSetName(s)
-}
-
-// actionSetNames are String's answers for every set of the three actions, made once so that
-// naming a set in a decision's log line costs nothing.
-var actionSetNames = func() (names [actionDelete << 1]string) {
-	for s := range names {
-		names[s] = actionSetName(actionSet(s))
-	}
-	return names
-}()
-
-func actionSetName(s actionSet) string {
-	var names []string
-	for _, a := range actionNames {
-		if s&a.action != 0 {
-			names = append(names, a.name)
-		}
-	}
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ",")
-}
-
-// routeKind names a route of the registry API (docs/registry-protocol.md, "Registry routes
+// Route names a route of the registry API (docs/registry-protocol.md, "Registry routes
 // and actions").
-type routeKind string
+type Route string
 
+// The routes, named as the decision log and the policy name them.
 const (
-	routeBase        routeKind = "base"
-	routeCatalog     routeKind = "catalog"
-	routeTags        routeKind = "tags"
-	routeManifest    routeKind = "manifest"
-	routeBlob        routeKind = "blob"
-	routeUploadStart routeKind = "upload_start"
-	routeUpload      routeKind = "upload"
-	routeReferrers   routeKind = "referrers"
+	RouteBase        Route = "base"
+	RouteCatalog     Route = "catalog"
+	RouteTags        Route = "tags"
+	RouteManifest    Route = "manifest"
+	RouteBlob        Route = "blob"
+	RouteUploadStart Route = "upload_start"
+	RouteUpload      Route = "upload"
+	RouteReferrers   Route = "referrers"
 )
 
-// registryRequest is what the original request asks of the registry.
-type registryRequest struct {
-	method     string
-	route      routeKind
-	repository string // empty for base and catalog
-	reference  string // tag, digest or upload id, where the route has one
-	// needs is what the request does to repository: distribution's own mapping of route and
+// Request is what the original request asks of the registry.
+type Request struct {
+	Method     string // as forwarded; the handler replaces it with a copy fit for logs
+	Route      Route
+	Repository string // empty for base and catalog
+	Reference  string // tag, digest or upload id, where the route has one
+	// Needs is what the request does to Repository: distribution's own mapping of route and
 	// method (registry/handlers/app.go; docs/registry-protocol.md, "Registry routes and
 	// actions"). Empty for base and catalog, which the policy decides apart.
-	needs     actionSet
-	mountFrom string // source repository of a cross-repository mount, which needs pull there
+	Needs     Actions
+	MountFrom string // source repository of a cross-repository mount, which needs pull there
 }
 
-// access is one repository a request touches and what it does there.
-type access struct {
-	repository string
-	needs      actionSet
+// Access is one repository a request touches and what it does there.
+type Access struct {
+	Repository string
+	Needs      Actions
 }
 
-// accesses lists every repository req touches with what it needs there: its own, and the
+// Accesses lists every repository req touches with what it needs there: its own, and the
 // source of a cross-repository mount. The array keeps the hot path free of allocations.
-func (req registryRequest) accesses() (list [2]access, n int) {
-	if req.repository == "" {
+func (req Request) Accesses() (list [2]Access, n int) {
+	if req.Repository == "" {
 		return list, 0
 	}
-	list[0] = access{req.repository, req.needs}
-	if req.mountFrom == "" {
+	list[0] = Access{req.Repository, req.Needs}
+	if req.MountFrom == "" {
 		return list, 1
 	}
-	list[1] = access{req.mountFrom, actionPull}
+	list[1] = Access{req.MountFrom, Pull}
 	return list, 2
 }
 
@@ -112,18 +74,18 @@ const maxPathLength = 2048
 // literal and, for most, a reference after the last slash; as the name starts right after
 // /v2/, a name with a registry host is refused, never mapped to a different route.
 var routeTable = []struct {
-	kind    routeKind
+	kind    Route
 	match   func(path string) (name, reference string, ok bool)
 	methods string
 }{
-	{routeBase, exactly("/v2", "/v2/"), "GET HEAD"},
-	{routeTags, nameThen("/tags/list", nil), "GET"},
-	{routeManifest, nameThen("/manifests/", isReference), "GET HEAD PUT DELETE"},
-	{routeBlob, nameThen("/blobs/", isRouteDigest), "GET HEAD DELETE"},
-	{routeUploadStart, nameThen("/blobs/uploads/", nil), "POST"},
-	{routeUpload, nameThen("/blobs/uploads/", isUploadID), "GET HEAD PATCH PUT DELETE"},
-	{routeCatalog, exactly("/v2/_catalog"), "GET"},
-	{routeReferrers, nameThen("/referrers/", isDigest), "GET"},
+	{RouteBase, exactly("/v2", "/v2/"), "GET HEAD"},
+	{RouteTags, nameThen("/tags/list", nil), "GET"},
+	{RouteManifest, nameThen("/manifests/", isReference), "GET HEAD PUT DELETE"},
+	{RouteBlob, nameThen("/blobs/", isRouteDigest), "GET HEAD DELETE"},
+	{RouteUploadStart, nameThen("/blobs/uploads/", nil), "POST"},
+	{RouteUpload, nameThen("/blobs/uploads/", isUploadID), "GET HEAD PATCH PUT DELETE"},
+	{RouteCatalog, exactly("/v2/_catalog"), "GET"},
+	{RouteReferrers, nameThen("/referrers/", isDigest), "GET"},
 }
 
 // exactly matches the paths given and no other.
@@ -162,10 +124,10 @@ func nameThen(literal string, isRef func(string) bool) func(string) (string, str
 	}
 }
 
-// errUnknownRoute and errUnsupportedMethod are the reasons a request is never allowed.
+// ErrUnknownRoute and ErrUnsupportedMethod are the reasons a request is never allowed.
 var (
-	errUnknownRoute      = errors.New("unknown_route")
-	errUnsupportedMethod = errors.New("unsupported_method")
+	ErrUnknownRoute      = errors.New("unknown_route")
+	ErrUnsupportedMethod = errors.New("unsupported_method")
 )
 
 // isRegistryMethod reports whether distribution serves method on some route. Methods are
@@ -181,27 +143,27 @@ func isRegistryMethod(method string) bool {
 // routeNeeds is distribution's mapping of a route's methods to actions: reading is pull;
 // writing a manifest or a blob upload is pull and push; deleting a manifest or blob is
 // delete, cancelling one's own upload is push.
-func routeNeeds(route routeKind, method string) actionSet {
+func routeNeeds(route Route, method string) Actions {
 	switch {
-	case route == routeBase || route == routeCatalog:
+	case route == RouteBase || route == RouteCatalog:
 		return 0
 	case method == "GET" || method == "HEAD":
-		return actionPull
-	case method == "DELETE" && route == routeUpload:
-		return actionPush
+		return Pull
+	case method == "DELETE" && route == RouteUpload:
+		return Push
 	case method == "DELETE":
-		return actionDelete
+		return Delete
 	}
-	return actionPull | actionPush // POST, PUT, PATCH
+	return Pull | Push // POST, PUT, PATCH
 }
 
-// parseRegistryRequest maps the original method and request URI (as Traefik forwards them in
-// X-Forwarded-Method and X-Forwarded-Uri, still percent-encoded) to a registryRequest. A URI
+// ParseRequest maps the original method and request URI (as Traefik forwards them in
+// X-Forwarded-Method and X-Forwarded-Uri, still percent-encoded) to a Request. A URI
 // that does not name a registry route exactly is an error, never a broader permission.
-func parseRegistryRequest(method, uri string) (registryRequest, error) {
-	req := registryRequest{method: method}
+func ParseRequest(method, uri string) (Request, error) {
+	req := Request{Method: method}
 	if !isRegistryMethod(method) {
-		return req, errUnsupportedMethod
+		return req, ErrUnsupportedMethod
 	}
 	path, err := decodeRequestPath(uri)
 	if err != nil {
@@ -212,23 +174,23 @@ func parseRegistryRequest(method, uri string) (registryRequest, error) {
 		if !ok {
 			continue
 		}
-		if len(name) > maxNameLength {
-			return req, errUnknownRoute // no registry name is this long
+		if len(name) > MaxNameLength {
+			return req, ErrUnknownRoute // no registry name is this long
 		}
 		if !serves(r.methods, method) {
-			return req, errUnsupportedMethod
+			return req, ErrUnsupportedMethod
 		}
-		req.route = r.kind
-		req.needs = routeNeeds(r.kind, method)
-		req.repository, req.reference = name, ref
-		if r.kind == routeUploadStart {
-			if req.mountFrom, err = mountSource(uri); err != nil {
+		req.Route = r.kind
+		req.Needs = routeNeeds(r.kind, method)
+		req.Repository, req.Reference = name, ref
+		if r.kind == RouteUploadStart {
+			if req.MountFrom, err = mountSource(uri); err != nil {
 				return req, err
 			}
 		}
 		return req, nil
 	}
-	return req, errUnknownRoute
+	return req, ErrUnknownRoute
 }
 
 // decodeRequestPath returns the decoded path of uri, refusing what could make us and the registry
@@ -238,25 +200,25 @@ func decodeRequestPath(uri string) (string, error) {
 	rawPath, _, _ := strings.Cut(uri, "?")
 	// The whole URI too: the query is parsed (mountSource) before the user is authenticated.
 	if len(rawPath) > maxPathLength || len(uri) > 2*maxPathLength {
-		return "", errUnknownRoute
+		return "", ErrUnknownRoute
 	}
 	lower := strings.ToLower(rawPath)
 	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(rawPath, `\`) {
-		return "", errUnknownRoute
+		return "", ErrUnknownRoute
 	}
 	path, err := url.PathUnescape(rawPath)
 	if err != nil || !strings.HasPrefix(path, "/") {
-		return "", errUnknownRoute
+		return "", ErrUnknownRoute
 	}
 	if strings.IndexFunc(path, func(r rune) bool { return r < 0x21 || r >= 0x7f }) >= 0 {
-		return "", errUnknownRoute
+		return "", ErrUnknownRoute
 	}
 	if strings.Contains(path, "//") {
-		return "", errUnknownRoute // an empty segment
+		return "", ErrUnknownRoute // an empty segment
 	}
 	for s := range strings.SplitSeq(path[1:], "/") {
 		if s == "." || s == ".." {
-			return "", errUnknownRoute
+			return "", ErrUnknownRoute
 		}
 	}
 	return path, nil
@@ -279,39 +241,39 @@ func mountSource(uri string) (string, error) {
 	_, rawQuery, _ := strings.Cut(uri, "?")
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return "", errUnknownRoute
+		return "", ErrUnknownRoute
 	}
 	from := q["from"]
 	switch {
 	case len(from) > 1 || len(q["mount"]) > 1:
-		return "", errRepeatedMountParameter
+		return "", ErrRepeatedMountParameter
 	case len(from) == 0:
 		return "", nil
-	case len(from[0]) > maxNameLength || !isName(from[0]):
-		return "", errUnknownRoute
+	case len(from[0]) > MaxNameLength || !isName(from[0]):
+		return "", ErrUnknownRoute
 	}
 	return from[0], nil
 }
 
-// errRepeatedMountParameter and errFormBody refuse upload starts whose mount source we could
+// ErrRepeatedMountParameter and ErrFormBody refuse upload starts whose mount source we could
 // misread.
 var (
-	errRepeatedMountParameter = errors.New("repeated_mount_parameter")
-	errFormBody               = errors.New("form_body_on_upload_start")
+	ErrRepeatedMountParameter = errors.New("repeated_mount_parameter")
+	ErrFormBody               = errors.New("form_body_on_upload_start")
 )
 
-// checkUploadStartBody refuses an upload start whose body the registry would read as a form:
+// CheckUploadStartBody refuses an upload start whose body the registry would read as a form:
 // distribution reads `mount` and `from` with r.FormValue, so a form-encoded body overrides
 // the query that we checked, and forwardAuth never shows us the body
 // (docs/registry-protocol.md, "Registry routes and actions"). No client sends a form there.
 // contentTypes are the request's Content-Type headers; none is fine (clients send none).
-func checkUploadStartBody(contentTypes []string) error {
+func CheckUploadStartBody(contentTypes []string) error {
 	switch len(contentTypes) {
 	case 0:
 		return nil
 	case 1:
 	default:
-		return errFormBody // which one would Go's ParseForm read? Refuse rather than guess.
+		return ErrFormBody // which one would Go's ParseForm read? Refuse rather than guess.
 	}
 	ct := strings.ToLower(contentTypes[0])
 	if mediaType, _, err := mime.ParseMediaType(ct); err == nil {
@@ -320,7 +282,7 @@ func checkUploadStartBody(contentTypes []string) error {
 	// Substrings, not equality: an unparsable value the registry might still read as a form
 	// is refused too.
 	if strings.Contains(ct, "form-urlencoded") || strings.Contains(ct, "multipart/") {
-		return errFormBody
+		return ErrFormBody
 	}
 	return nil
 }

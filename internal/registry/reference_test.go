@@ -1,4 +1,4 @@
-package main
+package registry
 
 import (
 	"regexp"
@@ -33,21 +33,21 @@ var (
 
 // routeRegexps are distribution's route patterns in its order, as routeTable must match them.
 var routeRegexps = []struct {
-	kind    routeKind
+	kind    Route
 	pattern *regexp.Regexp
 }{
-	{routeBase, regexp.MustCompile(`^/v2/?$`)},
-	{routeTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`)},
-	{routeManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + routeDigestPattern + `)$`)},
-	{routeBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + routeDigestPattern + `)$`)},
-	{routeUploadStart, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`)},
-	{routeUpload, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uploadIDPattern + `)$`)},
-	{routeCatalog, regexp.MustCompile(`^/v2/_catalog$`)},
-	{routeReferrers, regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`)},
+	{RouteBase, regexp.MustCompile(`^/v2/?$`)},
+	{RouteTags, regexp.MustCompile(`^/v2/(` + namePattern + `)/tags/list$`)},
+	{RouteManifest, regexp.MustCompile(`^/v2/(` + namePattern + `)/manifests/(` + tagPattern + `|` + routeDigestPattern + `)$`)},
+	{RouteBlob, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/(` + routeDigestPattern + `)$`)},
+	{RouteUploadStart, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/$`)},
+	{RouteUpload, regexp.MustCompile(`^/v2/(` + namePattern + `)/blobs/uploads/(` + uploadIDPattern + `)$`)},
+	{RouteCatalog, regexp.MustCompile(`^/v2/_catalog$`)},
+	{RouteReferrers, regexp.MustCompile(`^/v2/(` + namePattern + `)/referrers/(` + digestPattern + `)$`)},
 }
 
 // routeByRegexp is the first route whose pattern matches path, with its name and reference.
-func routeByRegexp(path string) (kind routeKind, name, ref string) {
+func routeByRegexp(path string) (kind Route, name, ref string) {
 	for _, r := range routeRegexps {
 		if m := r.pattern.FindStringSubmatch(path); m != nil {
 			m = append(m, "", "")
@@ -58,7 +58,7 @@ func routeByRegexp(path string) (kind routeKind, name, ref string) {
 }
 
 // routeByTable is the same answer from routeTable.
-func routeByTable(path string) (kind routeKind, name, ref string) {
+func routeByTable(path string) (kind Route, name, ref string) {
 	for _, r := range routeTable {
 		if name, ref, ok := r.match(path); ok {
 			return r.kind, name, ref
@@ -76,7 +76,7 @@ func checkGrammar(t *testing.T, s string) {
 		re   *regexp.Regexp
 	}{
 		{"isName", isName(s), nameRE},
-		{"isNameComponent", isNameComponent(s), nameComponentRE},
+		{"IsNameComponent", IsNameComponent(s), nameComponentRE},
 		{"isTag", isTag(s), tagRE},
 		{"isDigest", isDigest(s), digestRE},
 		{"isUploadID", isUploadID(s), uploadIDRE},

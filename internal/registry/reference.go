@@ -1,4 +1,4 @@
-package main
+package registry
 
 import "strings"
 
@@ -9,8 +9,8 @@ import "strings"
 // largest part of a cached decision. reference_test.go holds those expressions and checks
 // these functions against them, on tables and under the fuzzer.
 
-// maxNameLength is the longest repository name distribution accepts.
-const maxNameLength = 255
+// MaxNameLength is the longest repository name distribution accepts.
+const MaxNameLength = 255
 
 // isName reports whether s is a repository name: name components joined by single slashes,
 // `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/…)*`. Our grammar is distribution's without its
@@ -18,16 +18,16 @@ const maxNameLength = 255
 // is not checked here.
 func isName(s string) bool {
 	for component := range strings.SplitSeq(s, "/") {
-		if !isNameComponent(component) {
+		if !IsNameComponent(component) {
 			return false
 		}
 	}
 	return true
 }
 
-// isNameComponent reports whether s is one component of a repository name: lower-case letters
+// IsNameComponent reports whether s is one component of a repository name: lower-case letters
 // and digits, separated by one period, one or two underscores or any number of hyphens.
-func isNameComponent(s string) bool {
+func IsNameComponent(s string) bool {
 	if s == "" || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
 		return false
 	}

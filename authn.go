@@ -17,7 +17,7 @@ type authOutcome struct {
 	ok     bool     // the password proves the user
 	known  bool     // the source knows the user
 	user   string   // the canonical name, when ok
-	groups []string // lower-case groups the source itself gives the user (a directory's)
+	groups []string // groupKey of each group the source itself gives the user (a directory's)
 	// forget: the verdict is not to be remembered (a directory's failures, as mod_ldap).
 	forget bool
 	reason string // why a refusal, when known and unknown do not say it (empty_password)

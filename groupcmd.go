@@ -134,7 +134,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 		return err
 	}
 	want := doc.membership()
-	key := strings.ToLower(group)
+	key := groupKey(group)
 	members := want[key]
 	if members == nil {
 		members = map[string]bool{}
@@ -243,7 +243,7 @@ func (c *editCLI) groupList(args []string) error {
 	known, _ := c.htpasswdUsers(f.htpasswd) // nil when unreadable: then nobody is flagged
 	groups := doc.groups()
 	if len(operands) == 1 {
-		i := slices.IndexFunc(groups, func(g groupMembers) bool { return strings.EqualFold(g.name, operands[0]) })
+		i := slices.IndexFunc(groups, func(g groupMembers) bool { return groupKey(g.name) == groupKey(operands[0]) })
 		if i < 0 {
 			return fmt.Errorf("no group %q in %s (`registry-auth group list` lists them)", operands[0], f.groups)
 		}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // members returns the sorted members of group in f, nil if the group is absent.
@@ -203,5 +206,32 @@ func TestGroupsCheckedAgainstUsers(t *testing.T) {
 				t.Error("got erin not in pusher or carol in it, want erin in, carol out")
 			}
 		})
+	}
+}
+
+// TestGroupDNSpelledOtherwise: a push group named by a DN and the groups file's line for the
+// same DN with other spaces and case are one group everywhere, by one rule (groupKey): the
+// policy grants the push, check counts the member, and so does the members metric.
+func TestGroupDNSpelledOtherwise(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "alice", "alice-secret"), "cn=Registry Pushers, OU=groups: alice\n")
+	const pushGroup = "cn=Registry Pushers,ou=groups"
+	stdout, _, err := runCLI(t, nil, "", "check", "--htpasswd", f.htpasswd, "--groups", f.groups, "--push-group", pushGroup)
+	if err != nil || !strings.Contains(stdout, `1 in push group "`+pushGroup+`"; 0 errors, 0 warnings`) {
+		t.Errorf("check: got %v and\n%s\nwant alice counted in the push group and no warning", err, stdout)
+	}
+	cfg := testConfig(f, time.Minute)
+	cfg.files.pushGroup = pushGroup
+	m := newMetrics()
+	st := newStore(cfg, slog.New(slog.DiscardHandler), m)
+	if err := st.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.pushGroupMembers); got != 1 {
+		t.Errorf("got registry_auth_push_group_members %v, want 1", got)
+	}
+	h := testAuthHandler(st, m, nil)
+	if resp := askAs(h, "192.0.2.1", "PUT", "/v2/app/manifests/1", "alice", "alice-secret"); resp.StatusCode != 200 {
+		t.Errorf("alice's push: got %d, want 200", resp.StatusCode)
 	}
 }

@@ -377,7 +377,7 @@ func readGroupsDoc(path string, data []byte) (groupsDoc, error) {
 func (d groupsDoc) groupLines(group string) []int {
 	var idx []int
 	for i, l := range d.lines {
-		if g, ok := splitGroupsLine(l.body()); ok && (group == "" || strings.EqualFold(g.group, group)) {
+		if g, ok := splitGroupsLine(l.body()); ok && (group == "" || groupKey(g.group) == groupKey(group)) {
 			idx = append(idx, i)
 		}
 	}
@@ -401,7 +401,7 @@ func (d groupsDoc) groups() []groupMembers {
 		if !ok {
 			continue
 		}
-		key := strings.ToLower(g.group)
+		key := groupKey(g.group)
 		i, seen := at[key]
 		if !seen {
 			i = len(out)
@@ -509,7 +509,7 @@ func mapsEqual(a, b map[string]bool) bool {
 	return true
 }
 
-// membership is a copy of the service's view of d: members by lower-case group name.
+// membership is a copy of the service's view of d: members by group key (groupKey).
 func (d groupsDoc) membership() map[string]map[string]bool {
 	return foldGroupNames(d.parsed.members) // new maps: the caller may change them
 }

@@ -241,11 +241,12 @@ func policySubjectWarnings(p *accessPolicy, snap *snapshot, src sources, htpassw
 	return ps
 }
 
-// foldGroupNames merges groups whose names differ only in case, keyed by the lower-case name.
+// foldGroupNames merges groups whose names are one group to groupKey (spelt with another case,
+// or a DN with other spaces), keyed by that key.
 func foldGroupNames(members map[string]map[string]bool) map[string]map[string]bool {
 	folded := make(map[string]map[string]bool, len(members))
 	for group, users := range members {
-		key := strings.ToLower(group)
+		key := groupKey(group)
 		if folded[key] == nil {
 			folded[key] = make(map[string]bool, len(users))
 		}

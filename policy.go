@@ -13,7 +13,7 @@ import (
 type identity struct {
 	anonymous bool
 	user      string   // the canonical name; empty when anonymous
-	groups    []string // lower-case names of the user's groups
+	groups    []string // the groupKey of each of the user's groups
 }
 
 // subjects is who a rule or the catalog applies to.
@@ -45,7 +45,7 @@ type accessPolicy struct {
 	rules      []rule
 	catalog    subjects
 	groupNames []string       // every group a subject names, lower case
-	groupIndex map[string]int // lower-case group name -> index in groupNames
+	groupIndex map[string]int // groupKey -> index in groupNames
 }
 
 // groupBits marks the policy's groups id belongs to, so that each rule's group test is a

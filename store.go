@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"hash"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +18,8 @@ import (
 // store.verify.
 type snapshot struct {
 	users      map[string]htpasswdEntry
-	groups     map[string]map[string]bool // lower-case group -> members
-	userGroups map[string][]string        // user -> lower-case groups, for identities
+	groups     map[string]map[string]bool // groupKey -> members
+	userGroups map[string][]string        // user -> group keys, for identities
 	policy     *accessPolicy
 	dummyHash  string // compared against for unknown users, so they cost what known ones do
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
@@ -35,12 +34,12 @@ type fileSum struct{ role, sum string }
 // case, as in Apache (mod_authz_groupfile keeps them in a case-insensitive apr_table); user
 // names compare exactly.
 func (s *snapshot) inGroup(user, group string) bool {
-	return s.groups[strings.ToLower(group)][user]
+	return s.groups[groupKey(group)][user]
 }
 
 // groupSize is the number of members of group.
 func (s *snapshot) groupSize(group string) int {
-	return len(s.groups[strings.ToLower(group)])
+	return len(s.groups[groupKey(group)])
 }
 
 // groupUsers is the number of members of group who can log in: those the htpasswd file has,
@@ -50,7 +49,7 @@ func (s *snapshot) groupUsers(group string, directory bool) int {
 		return s.groupSize(group)
 	}
 	n := 0
-	for member := range s.groups[strings.ToLower(group)] {
+	for member := range s.groups[groupKey(group)] {
 		if _, ok := s.users[member]; ok {
 			n++
 		}

@@ -108,6 +108,9 @@ mutant reload-recovery-silent store.go \
 mutant push-group-counts-strangers store.go \
 	'if _, ok := s.users[member]; ok {' \
 	'if _, ok := s.users[member]; ok || !ok {'
+mutant group-names-lower-cased-only load.go \
+	'key := groupKey(group)' \
+	'key := strings.ToLower(group)'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \
 	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \

@@ -7,17 +7,20 @@ import (
 	"fmt"
 	"github.com/registry-auth/registry-auth/internal/registry"
 	"io"
+	"net/http"
 )
 
 const explainUsage = `Usage: registry-auth explain [flags] USER METHOD URI
 
 Says what the service would answer when USER (- for anonymous) sends METHOD URI through
-Traefik, with the files as they are now: allowed, or refused 401/403; each repository and
+Traefik, with the files as they are now: allowed, refused 401/403, or redirected 307 (a push
+that mounts a blob from a repository the user cannot read: the client uploads it instead);
+each repository and
 action the request needs; and for each the rule that decided, as FILE:LINE with the rule's
 text, or "no rule matched". It asks for no password (the user is taken as authenticated) and
 only warns when the htpasswd file lacks the user.
 Example: registry-auth explain --policy auth/policy.yaml alice PUT /v2/alice/app/manifests/1
-Exit status 0 when allowed, 1 when refused, 2 on a usage or file error.
+Exit status 0 when allowed, 1 when refused or redirected, 2 on a usage or file error.
 `
 
 // exitStatus is an error that asks main for a particular exit status; the command already
@@ -56,22 +59,24 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	}
 	req, routeErr := registry.ParseRequest(method, uri)
 	policyName := cmp.Or(snap.policy.file, "the built-in policy")
-	if routeErr != nil {
-		status := 403
-		if id.anonymous {
-			status = 401
-		}
-		fmt.Fprintf(stdout, "refused %d: %s %s is not a registry request the service allows (%s)\n", status, method, uri, routeErr)
-		return exitStatus(1)
+	var v verdict
+	if routeErr == nil {
+		v = snap.policy.decide(id, req)
 	}
-	v := snap.policy.decide(id, req)
+	// The service's own answer, from the same function.
+	a := answerFor(id, routeErr, v)
 	switch {
-	case v.allowed:
-		fmt.Fprintf(stdout, "allowed (%s)\n", v.reason)
-	case id.anonymous:
+	case routeErr != nil:
+		fmt.Fprintf(stdout, "refused %d: %s %s is not a registry request the service allows (%s)\n", a.status, method, uri, routeErr)
+		return exitStatus(1)
+	case a.status == http.StatusOK:
+		fmt.Fprintf(stdout, "allowed (%s)\n", a.reason)
+	case a.status == http.StatusUnauthorized:
 		fmt.Fprintf(stdout, "refused 401: anonymous callers are asked to log in (%s)\n", v.reason)
+	case a.status == http.StatusTemporaryRedirect:
+		fmt.Fprintf(stdout, "redirected 307: %s may push here but not read the mount's source; the client is sent to a plain upload without mount and from (%s)\n", name, a.reason)
 	default:
-		fmt.Fprintf(stdout, "refused 403: %s (%s)\n", name, v.reason)
+		fmt.Fprintf(stdout, "refused %d: %s (%s)\n", a.status, name, a.reason)
 	}
 	switch req.Route {
 	case registry.RouteBase:
@@ -85,7 +90,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 			fmt.Fprintf(stdout, "    %s\n", r.rule.text)
 		}
 	}
-	if !v.allowed {
+	if a.status != http.StatusOK {
 		return exitStatus(1)
 	}
 	return nil

@@ -147,34 +147,25 @@ func (h *authHandler) decide(r *http.Request) decision {
 	if refused {
 		return d
 	}
-	if routeErr != nil {
-		if id.anonymous {
-			return d.deny(http.StatusUnauthorized, "unauthorized", "missing_credentials")
-		}
+	var v verdict
+	if routeErr == nil {
+		v = snap.policy.decide(id, req)
+		d.rules = snap.policy.explainRulings(v)
+	} else if !id.anonymous {
 		// Named in the log, so an operator can see what was refused and why.
 		rawPath, _, _ := strings.Cut(uri, "?")
 		d.path = sanitizeForLog(rawPath, maxLoggedPath)
-		return d.deny(http.StatusForbidden, "denied", routeErr.Error())
 	}
-	v := snap.policy.decide(id, req)
-	d.rules = snap.policy.explainRulings(v)
-	switch {
-	case v.allowed:
-		d.status, d.result, d.reason = http.StatusOK, "allowed", v.reason
-		return d
-	case id.anonymous:
-		// A refused anonymous caller is asked to log in: docker sends credentials only
-		// after a challenge.
-		return d.deny(http.StatusUnauthorized, "unauthorized", "missing_credentials")
-	case v.reason == "mount_source_not_readable":
-		// The upload itself is granted: send the client to a plain one.
-		if loc, ok := plainUploadLocation(r.Header, uri); ok {
-			d.location = loc
-			return d.deny(http.StatusTemporaryRedirect, "redirected", v.reason)
+	a := answerFor(id, routeErr, v)
+	if a.status == http.StatusTemporaryRedirect {
+		loc, ok := plainUploadLocation(r.Header, uri)
+		if !ok {
+			h.logger.Warn("cannot redirect a refused mount: X-Forwarded-Proto or X-Forwarded-Host is missing or malformed (is the request coming through Traefik?)", "client", d.client)
+			return d.deny(http.StatusForbidden, "denied", a.reason)
 		}
-		h.logger.Warn("cannot redirect a refused mount: X-Forwarded-Proto or X-Forwarded-Host is missing or malformed (is the request coming through Traefik?)", "client", d.client)
+		d.location = loc
 	}
-	return d.deny(http.StatusForbidden, "denied", v.reason)
+	return d.deny(a.status, a.result, a.reason)
 }
 
 // authenticate returns who r comes from: anonymous when it has no Authorization header at

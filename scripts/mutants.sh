@@ -68,6 +68,9 @@ mutant pull-refused policy.go \
 mutant partial-grant-suffices policy.go \
 	'if a.Needs&^r.granted != 0 && v.allowed {' \
 	'if a.Needs&r.granted == 0 && v.allowed {'
+mutant refused-mount-answer-403 answer.go \
+	'case v.reason == "mount_source_not_readable":' \
+	'case false:'
 # Client addresses: who is believed.
 mutant xff-believed-from-any-peer handler.go \
 	'd.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))' \

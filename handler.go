@@ -143,10 +143,12 @@ func (h *authHandler) decide(r *http.Request) decision {
 
 	snap := h.store.snapshot()
 	d.byPolicyFile = snap.policy.file != ""
-	id, refused := h.authenticate(r, snap, &d)
-	if refused {
-		return d
+	l := h.authenticate(r, snap, d.client)
+	d.user, d.cached, d.retryWait = l.user, l.cached, l.retryAfter
+	if l.refused != nil {
+		return d.deny(l.refused.status, l.refused.result, l.refused.reason)
 	}
+	id := l.id
 	var v verdict
 	if routeErr == nil {
 		v = snap.policy.decide(id, req)
@@ -168,70 +170,73 @@ func (h *authHandler) decide(r *http.Request) decision {
 	return d.deny(a.status, a.result, a.reason)
 }
 
-// authenticate returns who r comes from: anonymous when it has no Authorization header at
-// all, else the user its Basic credentials prove. When they prove nothing it fills d with the
-// refusal (401 or 429) and returns refused.
-func (h *authHandler) authenticate(r *http.Request, snap *snapshot, d *decision) (id identity, refused bool) {
+// login is what a request's credentials prove: an identity (anonymous without an
+// Authorization header), or the refusal to answer instead.
+type login struct {
+	id     identity
+	user   string // the name for the log: as sent, the canonical one once proved
+	cached bool   // the verdict came from the cache
+	// refused is the answer when the credentials prove no one; retryAfter goes with a 429
+	// or 503.
+	refused    *answer
+	retryAfter time.Duration
+}
+
+// authenticate returns who r comes from, as seen from client: anonymous when it has no
+// Authorization header at all, else the user its Basic credentials prove, or the refusal
+// (401, 403, 429 or 503) when they prove no one.
+func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client string) login {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
-		return identity{anonymous: true}, false
+		return login{id: identity{anonymous: true}}
 	}
 	user, password, reason := basicCredentials(values)
 	if reason == "empty_credentials" {
 		// skopeo (containers/image) without credentials answers a challenge with an empty
 		// user and password: that is no credential at all, not a wrong one.
-		return identity{anonymous: true}, false
+		return login{id: identity{anonymous: true}}
+	}
+	refuse := func(status int, result, reason string, retryAfter time.Duration) login {
+		return login{user: user, refused: &answer{status, result, reason}, retryAfter: retryAfter}
 	}
 	if reason != "" {
-		*d = d.deny(http.StatusUnauthorized, "unauthorized", reason)
-		return id, true
+		return login{refused: &answer{http.StatusUnauthorized, "unauthorized", reason}}
 	}
-	d.user = user
-	v, err := h.store.verify(r.Context(), snap, credential{client: d.client, user: user, password: password})
-	d.cached = v.cacheHit
+	v, err := h.store.verify(r.Context(), snap, credential{client: client, user: user, password: password})
+	l := login{user: user, cached: v.cacheHit}
 	switch {
 	case errors.Is(err, errThrottled):
 		// A 429 costs nothing and teaches nothing (a success cached for another address does
 		// not answer here), and Retry-After is true.
 		h.metrics.throttled.Inc()
-		d.retryWait = v.retryAfter
-		*d = d.deny(http.StatusTooManyRequests, "throttled", "too_many_failures")
-		return id, true
+		l = refuse(http.StatusTooManyRequests, "throttled", "too_many_failures", v.retryAfter)
 	case errors.Is(err, errHashBusy):
 		// Saturated by others' logins: no fault of this client's, so not 429; and never 500.
-		d.retryWait = time.Second
-		*d = d.deny(http.StatusServiceUnavailable, "unavailable", "hash_wait_timeout")
-		return id, true
+		l = refuse(http.StatusServiceUnavailable, "unavailable", "hash_wait_timeout", time.Second)
 	case errors.Is(err, context.Canceled):
 		// The client went away while waiting for a slot: nobody reads this answer.
-		d.retryWait = time.Second
-		*d = d.deny(http.StatusServiceUnavailable, "unavailable", "canceled")
-		return id, true
+		l = refuse(http.StatusServiceUnavailable, "unavailable", "canceled", time.Second)
 	case errors.Is(err, errUnavailable):
 		// The password may be right: neither 401 nor a failed login, and never 200.
-		d.retryWait = unavailableRetry
-		*d = d.deny(http.StatusServiceUnavailable, "unavailable", "directory_unavailable")
-		return id, true
+		l = refuse(http.StatusServiceUnavailable, "unavailable", "directory_unavailable", unavailableRetry)
 	case err != nil:
 		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
-		*d = d.deny(http.StatusUnauthorized, "unauthorized", "broken_hash")
-		return id, true
+		l = refuse(http.StatusUnauthorized, "unauthorized", "broken_hash", 0)
 	case v.shadowed:
 		h.logger.Warn("refused: the directory's user has the name of a user of the htpasswd file, and a name must be one account; rename or remove one of the two", "user", cutForLog(user, maxLoggedUser), "name", v.id.user)
-		*d = d.deny(http.StatusForbidden, "denied", "name_collision")
-		return id, true
+		l = refuse(http.StatusForbidden, "denied", "name_collision", 0)
+	case !v.ok && v.reason != "":
+		l = refuse(http.StatusUnauthorized, "unauthorized", v.reason, 0)
+	case !v.ok && !v.known:
+		l = refuse(http.StatusUnauthorized, "unauthorized", "unknown_user", 0)
 	case !v.ok:
-		if v.reason != "" {
-			*d = d.deny(http.StatusUnauthorized, "unauthorized", v.reason)
-		} else if !v.known {
-			*d = d.deny(http.StatusUnauthorized, "unauthorized", "unknown_user")
-		} else {
-			*d = d.deny(http.StatusUnauthorized, "unauthorized", "wrong_password")
-		}
-		return id, true
+		l = refuse(http.StatusUnauthorized, "unauthorized", "wrong_password", 0)
+	default:
+		// The canonical name: a directory may spell it otherwise.
+		return login{id: v.id, user: v.id.user, cached: v.cacheHit}
 	}
-	d.user = v.id.user // the canonical name: a directory may spell it otherwise
-	return v.id, false
+	l.cached = v.cacheHit
+	return l
 }
 
 // plainUploadLocation is the absolute URL of the upload start uri without its mount, from

@@ -31,9 +31,12 @@ mutant any-scheme-accepted handler.go \
 mutant nul-in-password-accepted handler.go \
 	'case strings.IndexByte(pass, 0) >= 0:' \
 	'case false:'
-mutant unknown-route-allowed handler.go \
-	'if routeErr != nil {' \
-	'if false {'
+mutant unknown-route-decided-by-policy handler.go \
+	'if routeErr == nil {' \
+	'if true {'
+mutant unknown-route-not-named answer.go \
+	'case routeErr != nil:' \
+	'case false:'
 mutant unknown-users-skip-hash authn.go \
 	'_, err = verifyPassword(snap.dummyHash, c.password)' \
 	'err = error(nil)'

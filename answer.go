@@ -1,6 +1,10 @@
 package main
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/registry-auth/registry-auth/internal/policy"
+)
 
 // answer is what /auth answers a request once its caller is known: the status, and the
 // result and reason of the decision's log line and metrics.
@@ -13,19 +17,19 @@ type answer struct {
 // that decides it, for the handler and for explain. routeErr is why the request is no route
 // the service allows (then v is not consulted); a refused mount whose upload is granted is a
 // 307 to a plain upload, which the handler builds from the forwarded headers.
-func answerFor(id identity, routeErr error, v verdict) answer {
+func answerFor(id policy.Identity, routeErr error, v policy.Verdict) answer {
 	switch {
-	case id.anonymous && (routeErr != nil || !v.allowed):
+	case id.Anonymous && (routeErr != nil || !v.Allowed):
 		// A refused anonymous caller is asked to log in: docker sends credentials only
 		// after a challenge.
 		return answer{http.StatusUnauthorized, "unauthorized", "missing_credentials"}
 	case routeErr != nil:
 		return answer{http.StatusForbidden, "denied", routeErr.Error()}
-	case v.allowed:
-		return answer{http.StatusOK, "allowed", v.reason}
-	case v.reason == "mount_source_not_readable":
+	case v.Allowed:
+		return answer{http.StatusOK, "allowed", v.Reason}
+	case v.Reason == "mount_source_not_readable":
 		// The upload itself is granted: send the client to a plain one.
-		return answer{http.StatusTemporaryRedirect, "redirected", v.reason}
+		return answer{http.StatusTemporaryRedirect, "redirected", v.Reason}
 	}
-	return answer{http.StatusForbidden, "denied", v.reason}
+	return answer{http.StatusForbidden, "denied", v.Reason}
 }

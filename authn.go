@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"slices"
 	"time"
 )
@@ -146,15 +147,15 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 			}
 			if _, ok := earlier.claims(snap, out.user); ok {
 				v.ok, v.shadowed = false, true
-				v.id.user = out.user
+				v.id.User = out.user
 				return v, nil
 			}
 		}
 		// The groups file's groups are the snapshot's, never cached: a group edit is in
 		// force at once, for directory users too.
-		v.id = identity{user: out.user, groups: snap.userGroups[out.user]}
+		v.id = policy.Identity{User: out.user, Groups: snap.userGroups[out.user]}
 		if len(out.groups) > 0 {
-			v.id.groups = append(slices.Clip(v.id.groups), out.groups...)
+			v.id.Groups = append(slices.Clip(v.id.Groups), out.groups...)
 		}
 	}
 	return v, err

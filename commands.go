@@ -187,12 +187,12 @@ func reportFiles(stdout io.Writer, src sources, set fileSet) (snap *snapshot, ok
 		return nil, false
 	}
 	snap = res.snap
-	if snap.policy.file == "" {
+	if snap.policy.File() == "" {
 		fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
 			len(snap.users), len(snap.groups), snap.groupUsers(src.pushGroup, src.directory), src.pushGroup, errorsFound, warningsFound)
 	} else {
 		fmt.Fprintf(stdout, "%d users, %d groups, %d policy rules; %d errors, %d warnings\n",
-			len(snap.users), len(snap.groups), len(snap.policy.rules), errorsFound, warningsFound)
+			len(snap.users), len(snap.groups), snap.policy.Len(), errorsFound, warningsFound)
 	}
 	return snap, errorsFound == 0
 }

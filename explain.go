@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
 	"io"
 	"net/http"
@@ -50,7 +51,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 		return usageError(stderr, err)
 	}
 	snap := res.snap
-	id := identity{anonymous: true}
+	id := policy.Identity{Anonymous: true}
 	if name != "-" {
 		id = snap.identityOf(name)
 		if _, ok := snap.users[name]; !ok {
@@ -58,10 +59,10 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 		}
 	}
 	req, routeErr := registry.ParseRequest(method, uri)
-	policyName := cmp.Or(snap.policy.file, "the built-in policy")
-	var v verdict
+	policyName := cmp.Or(snap.policy.File(), "the built-in policy")
+	var v policy.Verdict
 	if routeErr == nil {
-		v = snap.policy.decide(id, req)
+		v = snap.policy.Decide(id, req)
 	}
 	// The service's own answer, from the same function.
 	a := answerFor(id, routeErr, v)
@@ -72,7 +73,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	case a.status == http.StatusOK:
 		fmt.Fprintf(stdout, "allowed (%s)\n", a.reason)
 	case a.status == http.StatusUnauthorized:
-		fmt.Fprintf(stdout, "refused 401: anonymous callers are asked to log in (%s)\n", v.reason)
+		fmt.Fprintf(stdout, "refused 401: anonymous callers are asked to log in (%s)\n", v.Reason)
 	case a.status == http.StatusTemporaryRedirect:
 		fmt.Fprintf(stdout, "redirected 307: %s may push here but not read the mount's source; the client is sent to a plain upload without mount and from (%s)\n", name, a.reason)
 	default:
@@ -84,10 +85,10 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	case registry.RouteCatalog:
 		fmt.Fprintf(stdout, "  /v2/_catalog is open to the subjects of %s's catalog\n", policyName)
 	}
-	for _, r := range v.rulings[:v.n] {
-		fmt.Fprintf(stdout, "  %s needs %s: granted %s by %s\n", r.access.Repository, r.access.Needs, r.granted, snap.policy.where(r.rule))
-		if r.rule != nil {
-			fmt.Fprintf(stdout, "    %s\n", r.rule.text)
+	for _, r := range v.Rulings() {
+		fmt.Fprintf(stdout, "  %s needs %s: granted %s by %s\n", r.Access.Repository, r.Access.Needs, r.Granted, snap.policy.Where(r))
+		if text := r.Text(); text != "" {
+			fmt.Fprintf(stdout, "    %s\n", text)
 		}
 	}
 	if a.status != http.StatusOK {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"io"
 	"os"
 	"slices"
@@ -134,7 +135,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 		return err
 	}
 	want := doc.membership()
-	key := groupKey(group)
+	key := policy.GroupKey(group)
 	members := want[key]
 	if members == nil {
 		members = map[string]bool{}
@@ -243,7 +244,7 @@ func (c *editCLI) groupList(args []string) error {
 	known, _ := c.htpasswdUsers(f.htpasswd) // nil when unreadable: then nobody is flagged
 	groups := doc.groups()
 	if len(operands) == 1 {
-		i := slices.IndexFunc(groups, func(g groupMembers) bool { return groupKey(g.name) == groupKey(operands[0]) })
+		i := slices.IndexFunc(groups, func(g groupMembers) bool { return policy.GroupKey(g.name) == policy.GroupKey(operands[0]) })
 		if i < 0 {
 			return fmt.Errorf("no group %q in %s (`registry-auth group list` lists them)", operands[0], f.groups)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
 	"log/slog"
 	"net"
@@ -142,18 +143,18 @@ func (h *authHandler) decide(r *http.Request) decision {
 	}
 
 	snap := h.store.snapshot()
-	d.byPolicyFile = snap.policy.file != ""
+	d.byPolicyFile = snap.policy.File() != ""
 	l := h.authenticate(r, snap, d.client)
 	d.user, d.cached, d.retryWait = l.user, l.cached, l.retryAfter
 	if l.refused != nil {
 		return d.deny(l.refused.status, l.refused.result, l.refused.reason)
 	}
 	id := l.id
-	var v verdict
+	var v policy.Verdict
 	if routeErr == nil {
-		v = snap.policy.decide(id, req)
-		d.rules = snap.policy.explainRulings(v)
-	} else if !id.anonymous {
+		v = snap.policy.Decide(id, req)
+		d.rules = snap.policy.Explain(v)
+	} else if !id.Anonymous {
 		// Named in the log, so an operator can see what was refused and why.
 		rawPath, _, _ := strings.Cut(uri, "?")
 		d.path = sanitizeForLog(rawPath, maxLoggedPath)
@@ -173,7 +174,7 @@ func (h *authHandler) decide(r *http.Request) decision {
 // login is what a request's credentials prove: an identity (anonymous without an
 // Authorization header), or the refusal to answer instead.
 type login struct {
-	id     identity
+	id     policy.Identity
 	user   string // the name for the log: as sent, the canonical one once proved
 	cached bool   // the verdict came from the cache
 	// refused is the answer when the credentials prove no one; retryAfter goes with a 429
@@ -188,13 +189,13 @@ type login struct {
 func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client string) login {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
-		return login{id: identity{anonymous: true}}
+		return login{id: policy.Identity{Anonymous: true}}
 	}
 	user, password, reason := basicCredentials(values)
 	if reason == "empty_credentials" {
 		// skopeo (containers/image) without credentials answers a challenge with an empty
 		// user and password: that is no credential at all, not a wrong one.
-		return login{id: identity{anonymous: true}}
+		return login{id: policy.Identity{Anonymous: true}}
 	}
 	refuse := func(status int, result, reason string, retryAfter time.Duration) login {
 		return login{user: user, refused: &answer{status, result, reason}, retryAfter: retryAfter}
@@ -223,7 +224,7 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client strin
 		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
 		l = refuse(http.StatusUnauthorized, "unauthorized", "broken_hash", 0)
 	case v.shadowed:
-		h.logger.Warn("refused: the directory's user has the name of a user of the htpasswd file, and a name must be one account; rename or remove one of the two", "user", cutForLog(user, maxLoggedUser), "name", v.id.user)
+		h.logger.Warn("refused: the directory's user has the name of a user of the htpasswd file, and a name must be one account; rename or remove one of the two", "user", cutForLog(user, maxLoggedUser), "name", v.id.User)
 		l = refuse(http.StatusForbidden, "denied", "name_collision", 0)
 	case !v.ok && v.reason != "":
 		l = refuse(http.StatusUnauthorized, "unauthorized", v.reason, 0)
@@ -233,7 +234,7 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client strin
 		l = refuse(http.StatusUnauthorized, "unauthorized", "wrong_password", 0)
 	default:
 		// The canonical name: a directory may spell it otherwise.
-		return login{id: v.id, user: v.id.user, cached: v.cacheHit}
+		return login{id: v.id, user: v.id.User, cached: v.cacheHit}
 	}
 	l.cached = v.cacheHit
 	return l

@@ -279,14 +279,14 @@ func withHeaders(h map[string][]string, pairs ...string) map[string][]string {
 	return h
 }
 
-// newPolicyHandler returns the /auth handler over testdata/policy.yaml with alice (admins),
+// newPolicyHandler returns the /auth handler over internal/policy/testdata/policy.yaml with alice (admins),
 // bob (payments), carol and mallory, and the files it loaded.
 func newPolicyHandler(t *testing.T) (*authHandler, testFiles, *lockedBuffer) {
 	t.Helper()
 	f := newTestFiles(t,
 		htpasswdLines(t, "alice", "alice-secret", "bob", "bob-secret", "carol", "carol-secret", "mallory", "mallory-secret"),
 		"admins: alice\npayments: bob\n")
-	policy, err := os.ReadFile("testdata/policy.yaml")
+	policy, err := os.ReadFile("internal/policy/testdata/policy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"log/slog"
 	"net"
 	"os"
@@ -201,9 +202,9 @@ func (d *directory) groupsOf(dn, user string) ([]string, error) {
 	}
 	var keys []string
 	for _, g := range groups {
-		keys = append(keys, groupKey(g.dn))
+		keys = append(keys, policy.GroupKey(g.dn))
 		if g.name != "" {
-			keys = append(keys, groupKey(g.name))
+			keys = append(keys, policy.GroupKey(g.name))
 		}
 	}
 	return keys, nil
@@ -236,7 +237,7 @@ func (d *directory) groupEntries(dn, user string) ([]directoryGroup, error) {
 		}
 		var next []string
 		for _, e := range res.Entries {
-			key := groupKey(e.DN)
+			key := policy.GroupKey(e.DN)
 			if seen[key] {
 				continue // a cycle, or a group reached twice
 			}

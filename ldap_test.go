@@ -352,20 +352,6 @@ func TestParseLDAPURL(t *testing.T) {
 	}
 }
 
-// TestGroupKey: DNs compare in one spelling, names in lower case.
-func TestGroupKey(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct{ in, want string }{
-		{"Pusher", "pusher"},
-		{"CN=Pusher, OU=Groups,dc=example,dc=com", "cn=pusher,ou=groups,dc=example,dc=com"},
-		{"cn=a\\,b,dc=x", "cn=a\\,b,dc=x"},
-	} {
-		if got := groupKey(tt.in); got != tt.want {
-			t.Errorf("groupKey(%q): got %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestDirectoryNameVariants: the directory finds one entry for the spellings of a name that
 // caseIgnoreMatch takes as equal (each logs in as the directory's spelling), so after the
 // per-name limit of failures every spelling is throttled, before any search or bind.

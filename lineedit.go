@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"math"
 	"slices"
 	"strings"
@@ -377,7 +378,7 @@ func readGroupsDoc(path string, data []byte) (groupsDoc, error) {
 func (d groupsDoc) groupLines(group string) []int {
 	var idx []int
 	for i, l := range d.lines {
-		if g, ok := splitGroupsLine(l.body()); ok && (group == "" || groupKey(g.group) == groupKey(group)) {
+		if g, ok := splitGroupsLine(l.body()); ok && (group == "" || policy.GroupKey(g.group) == policy.GroupKey(group)) {
 			idx = append(idx, i)
 		}
 	}
@@ -401,7 +402,7 @@ func (d groupsDoc) groups() []groupMembers {
 		if !ok {
 			continue
 		}
-		key := groupKey(g.group)
+		key := policy.GroupKey(g.group)
 		i, seen := at[key]
 		if !seen {
 			i = len(out)

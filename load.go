@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"os"
 	"sort"
 	"strings"
@@ -181,7 +182,7 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	}
 	snap.userGroups = groupsByUser(snap.groups)
 	if pfile.path == "" {
-		snap.policy = builtinPolicy(pushGroup)
+		snap.policy = policy.Builtin(pushGroup)
 		if snap.groupSize(pushGroup) == 0 {
 			msg := fmt.Sprintf("the push group %q has no members: nobody can push", pushGroup)
 			if s.directoryGroups {
@@ -190,11 +191,13 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 			res.problems = append(res.problems, lineProblem{file: cmp.Or(gfile.path, "(no groups file)"), severity: severityWarning, message: msg})
 		}
 	} else {
-		p, warnings, err := parsePolicy(pfile.data, pfile.path)
+		p, warnings, err := policy.Parse(pfile.data, pfile.path)
 		if err != nil {
 			return res, err
 		}
-		addProblems(pfile.path, warnings)
+		for _, w := range warnings {
+			res.problems = append(res.problems, lineProblem{file: pfile.path, line: w.Line, severity: severityWarning, message: w.Message})
+		}
 		addProblems(pfile.path, policySubjectWarnings(p, snap, s, hfile.path, gfile.path))
 		snap.policy = p
 	}
@@ -212,32 +215,27 @@ const directoryGroupsHint = "`registry-auth check --ldap-test-user NAME` shows a
 // directory such a rule grants nothing. A user the file lacks may be a directory user, so
 // with a directory nothing is said of users; a group the files leave empty is named, with
 // directory groups, as one the directory decides.
-func policySubjectWarnings(p *accessPolicy, snap *snapshot, src sources, htpasswdName, groupsName string) lineProblems {
+func policySubjectWarnings(p *policy.Policy, snap *snapshot, src sources, htpasswdName, groupsName string) lineProblems {
 	var ps lineProblems
 	seen := map[string]bool{}
-	check := func(line int, s subjects) {
-		for _, u := range s.users {
+	for _, n := range p.Names() {
+		for _, u := range n.Users {
 			if _, ok := snap.users[u]; !ok && !seen["u"+u] && !src.directory {
 				seen["u"+u] = true
-				ps.add(line, severityWarning, "user %q is not in %s", u, htpasswdName)
+				ps.add(n.Line, severityWarning, "user %q is not in %s", u, htpasswdName)
 			}
 		}
-		for _, g := range s.groups {
-			name := p.groupNames[g]
+		for _, name := range n.Groups {
 			if snap.groupSize(name) == 0 && !seen["g"+name] {
 				seen["g"+name] = true
 				if src.directoryGroups {
-					ps.add(line, severityWarning, "group %q has no members in %s: the directory's groups decide (%s)", name, cmp.Or(groupsName, "(no groups file)"), directoryGroupsHint)
+					ps.add(n.Line, severityWarning, "group %q has no members in %s: the directory's groups decide (%s)", name, cmp.Or(groupsName, "(no groups file)"), directoryGroupsHint)
 				} else {
-					ps.add(line, severityWarning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
+					ps.add(n.Line, severityWarning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
 				}
 			}
 		}
 	}
-	for i := range p.rules {
-		check(p.rules[i].line, p.rules[i].who)
-	}
-	check(0, p.catalog)
 	return ps
 }
 
@@ -246,7 +244,7 @@ func policySubjectWarnings(p *accessPolicy, snap *snapshot, src sources, htpassw
 func foldGroupNames(members map[string]map[string]bool) map[string]map[string]bool {
 	folded := make(map[string]map[string]bool, len(members))
 	for group, users := range members {
-		key := groupKey(group)
+		key := policy.GroupKey(group)
 		if folded[key] == nil {
 			folded[key] = make(map[string]bool, len(users))
 		}

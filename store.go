@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"github.com/registry-auth/registry-auth/internal/policy"
 	"hash"
 	"log/slog"
 	"sync"
@@ -20,7 +21,7 @@ type snapshot struct {
 	users      map[string]htpasswdEntry
 	groups     map[string]map[string]bool // groupKey -> members
 	userGroups map[string][]string        // user -> group keys, for identities
-	policy     *accessPolicy
+	policy     *policy.Policy
 	dummyHash  string // compared against for unknown users, so they cost what known ones do
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
 	contentSum string // sha256 over every source, to skip reloads that change nothing
@@ -34,12 +35,12 @@ type fileSum struct{ role, sum string }
 // case, as in Apache (mod_authz_groupfile keeps them in a case-insensitive apr_table); user
 // names compare exactly.
 func (s *snapshot) inGroup(user, group string) bool {
-	return s.groups[groupKey(group)][user]
+	return s.groups[policy.GroupKey(group)][user]
 }
 
 // groupSize is the number of members of group.
 func (s *snapshot) groupSize(group string) int {
-	return len(s.groups[groupKey(group)])
+	return len(s.groups[policy.GroupKey(group)])
 }
 
 // groupUsers is the number of members of group who can log in: those the htpasswd file has,
@@ -49,7 +50,7 @@ func (s *snapshot) groupUsers(group string, directory bool) int {
 		return s.groupSize(group)
 	}
 	n := 0
-	for member := range s.groups[groupKey(group)] {
+	for member := range s.groups[policy.GroupKey(group)] {
 		if _, ok := s.users[member]; ok {
 			n++
 		}
@@ -58,8 +59,8 @@ func (s *snapshot) groupUsers(group string, directory bool) int {
 }
 
 // identityOf is the identity of an authenticated user of the files.
-func (s *snapshot) identityOf(user string) identity {
-	return identity{user: user, groups: s.userGroups[user]}
+func (s *snapshot) identityOf(user string) policy.Identity {
+	return policy.Identity{User: user, Groups: s.userGroups[user]}
 }
 
 // store holds the current snapshot and reloads it. Requests call snapshot, which loads an
@@ -176,12 +177,12 @@ func (s *store) reload(reason string) error {
 	s.metrics.users.Set(float64(len(snap.users)))
 	s.metrics.groups.Set(float64(len(snap.groups)))
 	attrs := []any{"trigger", reason, "users", len(snap.users), "groups", len(snap.groups)}
-	if snap.policy.file == "" {
+	if snap.policy.File() == "" {
 		pushers := snap.groupUsers(s.sources.pushGroup, s.sources.directory)
 		s.metrics.pushGroupMembers.Set(float64(pushers))
 		attrs = append(attrs, "push_group", s.sources.pushGroup, "push_group_members", pushers)
 	} else {
-		attrs = append(attrs, "policy", snap.policy.file, "rules", len(snap.policy.rules))
+		attrs = append(attrs, "policy", snap.policy.File(), "rules", snap.policy.Len())
 	}
 	s.logger.Info("loaded", append(attrs, "sha256", snap.contentSum)...)
 	return nil
@@ -233,8 +234,8 @@ type verification struct {
 	ok       bool
 	known    bool // a source knows the user
 	cacheHit bool
-	id       identity // who the credential proves, when ok
-	reason   string   // why refused, when known does not say it
+	id       policy.Identity // who the credential proves, when ok
+	reason   string          // why refused, when known does not say it
 	// shadowed: the password proves a user of a later source (the directory) whose name, as
 	// that source spells it, an earlier source (the htpasswd file) has; id.user is that name.
 	shadowed bool

@@ -286,7 +286,7 @@ func TestStack(t *testing.T) {
 		// registry on 127.0.0.0/8, which docker treats as insecure, it then retries over
 		// plain HTTP, which Traefik's TLS-only router answers 404. So classic docker needs
 		// a login (any user) even for public/; go-containerregistry and skopeo pull such
-		// repositories anonymously (TestPolicy in policy_test.go). README.md says so.
+		// repositories anonymously (TestPolicy in e2e/policy_test.go). README.md says so.
 		mustDocker(ctx, t, s, "logout", registryHost)
 		mustDocker(ctx, t, s, "rmi", "-f", ref("public/hello"))
 		out, err := s.docker(ctx, nil, "pull", ref("public/hello"))

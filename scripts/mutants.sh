@@ -62,17 +62,17 @@ mutant no-challenge-on-401 responses.go \
 	'w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)' \
 	''
 # Rules inverted.
-mutant push-by-non-members policy.go \
+mutant push-by-non-members internal/policy/policy.go \
 	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull,' \
 	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull | registry.Push,'
-mutant pull-refused policy.go \
+mutant pull-refused internal/policy/policy.go \
 	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: registry.Pull,' \
 	'who: subjects{authenticated: true}, repos: []repoPattern{anyRepository()}, grants: 0,'
-mutant partial-grant-suffices policy.go \
-	'if a.Needs&^r.granted != 0 && v.allowed {' \
-	'if a.Needs&r.granted == 0 && v.allowed {'
+mutant partial-grant-suffices internal/policy/policy.go \
+	'if a.Needs&^r.Granted != 0 && v.Allowed {' \
+	'if a.Needs&r.Granted == 0 && v.Allowed {'
 mutant refused-mount-answer-403 answer.go \
-	'case v.reason == "mount_source_not_readable":' \
+	'case v.Reason == "mount_source_not_readable":' \
 	'case false:'
 # Client addresses: who is believed.
 mutant xff-believed-from-any-peer handler.go \
@@ -115,7 +115,7 @@ mutant push-group-counts-strangers store.go \
 	'if _, ok := s.users[member]; ok {' \
 	'if _, ok := s.users[member]; ok || !ok {'
 mutant group-names-lower-cased-only load.go \
-	'key := groupKey(group)' \
+	'key := policy.GroupKey(group)' \
 	'key := strings.ToLower(group)'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \

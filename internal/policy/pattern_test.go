@@ -1,4 +1,4 @@
-package main
+package policy
 
 import (
 	"github.com/registry-auth/registry-auth/internal/registry"

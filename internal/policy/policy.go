@@ -1,4 +1,9 @@
-package main
+// Package policy is who may do what where: the policy file (its YAML, patterns and line-numbered
+// problems), the built-in rule of --push-group, the decision for an identity and a registry
+// request, the text that explains it, and GroupKey, the one rule by which every part of
+// registry-auth compares group names. It sees identities and requests, never where users
+// and groups are kept.
+package policy
 
 import (
 	"fmt"
@@ -7,19 +12,19 @@ import (
 	"strings"
 )
 
-// identity is who asks: an authenticated user with the groups they belong to, or anonymous (a
+// Identity is who asks: an authenticated user with the groups they belong to, or anonymous (a
 // request without any Authorization header; wrong credentials never get this far). The
 // policy sees only this and the request, never where users and groups are kept.
-type identity struct {
-	anonymous bool
-	user      string   // the canonical name; empty when anonymous
-	groups    []string // the groupKey of each of the user's groups
+type Identity struct {
+	Anonymous bool
+	User      string   // the canonical name; empty when anonymous
+	Groups    []string // the GroupKey of each of the user's groups
 }
 
 // subjects is who a rule or the catalog applies to.
 type subjects struct {
 	users         []string // exact, case-sensitive names
-	groups        []int    // indexes into accessPolicy.groupNames
+	groups        []int    // indexes into Policy.groupNames
 	authenticated bool
 	anonymous     bool
 }
@@ -37,27 +42,27 @@ type rule struct {
 	prefix   string  // a literal every repository the rule matches starts with
 }
 
-// accessPolicy is a compiled policy: rules tried in order, the first whose subjects and
+// Policy is a compiled policy: rules tried in order, the first whose subjects and
 // repositories both match deciding, and who may list the catalog. It is immutable and safe
 // for concurrent use; matching allocates nothing.
-type accessPolicy struct {
+type Policy struct {
 	file       string // the policy file, or "" for the built-in rule of --push-group
 	rules      []rule
 	catalog    subjects
 	groupNames []string       // every group a subject names, lower case
-	groupIndex map[string]int // groupKey -> index in groupNames
+	groupIndex map[string]int // GroupKey -> index in groupNames
 }
 
 // groupBits marks the policy's groups id belongs to, so that each rule's group test is a
 // few comparisons of small integers, whatever the number of rules.
 type groupBits []uint64
 
-func (p *accessPolicy) groupBits(id identity) groupBits {
-	if len(p.groupNames) == 0 || len(id.groups) == 0 {
+func (p *Policy) groupBits(id Identity) groupBits {
+	if len(p.groupNames) == 0 || len(id.Groups) == 0 {
 		return nil
 	}
 	bits := make(groupBits, (len(p.groupNames)+63)/64)
-	for _, g := range id.groups {
+	for _, g := range id.Groups {
 		if i, ok := p.groupIndex[g]; ok {
 			bits[i/64] |= 1 << (i % 64)
 		}
@@ -67,15 +72,15 @@ func (p *accessPolicy) groupBits(id identity) groupBits {
 
 func (b groupBits) has(i int) bool { return i/64 < len(b) && b[i/64]&(1<<(i%64)) != 0 }
 
-func (s *subjects) match(id identity, bits groupBits) bool {
-	if id.anonymous {
+func (s *subjects) match(id Identity, bits groupBits) bool {
+	if id.Anonymous {
 		return s.anonymous
 	}
 	if s.authenticated {
 		return true
 	}
 	for _, u := range s.users {
-		if u == id.user {
+		if u == id.User {
 			return true
 		}
 	}
@@ -90,77 +95,89 @@ func (s *subjects) match(id identity, bits groupBits) bool {
 // matchRepo reports whether one of r's patterns matches repo for id. A pattern with ${user}
 // never matches an anonymous caller, nor a user whose name is not a repository path
 // component (userIsComponent), so the rule is skipped for them.
-func (r *rule) matchRepo(id identity, repo string, userIsComponent bool) bool {
+func (r *rule) matchRepo(id Identity, repo string, userIsComponent bool) bool {
 	for i := range r.repos {
 		p := &r.repos[i]
-		if p.hasUser && (id.anonymous || !userIsComponent) {
+		if p.hasUser && (id.Anonymous || !userIsComponent) {
 			continue
 		}
-		if p.match(repo, id.user) {
+		if p.match(repo, id.User) {
 			return true
 		}
 	}
 	return false
 }
 
-// ruling is how one access of a request was decided.
-type ruling struct {
-	access  registry.Access
-	granted registry.Actions
+// Ruling is how one access of a request was decided.
+type Ruling struct {
+	Access  registry.Access
+	Granted registry.Actions
 	rule    *rule // the rule that decided; nil when none matched
 }
 
-// verdict is the policy's answer for one request.
-type verdict struct {
-	allowed bool
-	reason  string // snake_case, for logs and metrics
-	rulings [2]ruling
+// Text is the deciding rule as written, "" when no rule matched.
+func (r Ruling) Text() string {
+	if r.rule == nil {
+		return ""
+	}
+	return r.rule.text
+}
+
+// Verdict is the policy's answer for one request.
+type Verdict struct {
+	Allowed bool
+	Reason  string // snake_case, for logs and metrics
+	rulings [2]Ruling
 	n       int // rulings in use
 }
 
-// decide says whether id may do what req asks: every action it needs granted on every
+// Rulings are the verdict's rulings, one per repository the request touches (none for the
+// base route and the catalog).
+func (v *Verdict) Rulings() []Ruling { return v.rulings[:v.n] }
+
+// Decide says whether id may do what req asks: every action it needs granted on every
 // repository it touches. The base route /v2/ is open to every valid user and to no anonymous
 // caller (docker sends credentials only after a challenge there); the catalog to the
 // catalog's subjects.
-func (p *accessPolicy) decide(id identity, req registry.Request) verdict {
-	var v verdict
+func (p *Policy) Decide(id Identity, req registry.Request) Verdict {
+	var v Verdict
 	bits := p.groupBits(id)
 	switch req.Route {
 	case registry.RouteBase:
-		if id.anonymous {
-			v.reason = "anonymous_base"
+		if id.Anonymous {
+			v.Reason = "anonymous_base"
 			return v
 		}
-		v.allowed, v.reason = true, "valid_user"
+		v.Allowed, v.Reason = true, "valid_user"
 		return v
 	case registry.RouteCatalog:
 		if p.catalog.match(id, bits) {
-			v.allowed, v.reason = true, "catalog_granted"
+			v.Allowed, v.Reason = true, "catalog_granted"
 		} else {
-			v.reason = "catalog_not_granted"
+			v.Reason = "catalog_not_granted"
 		}
 		return v
 	}
 	accesses, n := req.Accesses()
 	if n == 0 {
-		v.reason = "nothing_to_grant" // a route that names no repository: never allowed
+		v.Reason = "nothing_to_grant" // a route that names no repository: never allowed
 		return v
 	}
-	userIsComponent := registry.IsNameComponent(id.user)
-	v.allowed, v.reason = true, "granted"
+	userIsComponent := registry.IsNameComponent(id.User)
+	v.Allowed, v.Reason = true, "granted"
 	for i, a := range accesses[:n] {
 		r := &v.rulings[i]
-		r.access = a
-		r.granted, r.rule = p.grant(id, bits, a.Repository, userIsComponent)
-		if a.Needs&^r.granted != 0 && v.allowed {
-			v.allowed = false
+		r.Access = a
+		r.Granted, r.rule = p.grant(id, bits, a.Repository, userIsComponent)
+		if a.Needs&^r.Granted != 0 && v.Allowed {
+			v.Allowed = false
 			switch {
 			case i > 0:
-				v.reason = "mount_source_not_readable"
+				v.Reason = "mount_source_not_readable"
 			case r.rule == nil:
-				v.reason = "no_rule_matched"
+				v.Reason = "no_rule_matched"
 			default:
-				v.reason = "not_granted"
+				v.Reason = "not_granted"
 			}
 		}
 	}
@@ -169,7 +186,7 @@ func (p *accessPolicy) decide(id identity, req registry.Request) verdict {
 }
 
 // grant returns the actions the first matching rule grants id on repo, and that rule.
-func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsComponent bool) (registry.Actions, *rule) {
+func (p *Policy) grant(id Identity, bits groupBits, repo string, userIsComponent bool) (registry.Actions, *rule) {
 	for i := range p.rules {
 		r := &p.rules[i]
 		// repo is never empty: names have at least one character.
@@ -181,14 +198,21 @@ func (p *accessPolicy) grant(id identity, bits groupBits, repo string, userIsCom
 	return 0, nil
 }
 
-// where names a rule for people: "policy.yaml:12 (rule 3)", or "built-in rule 1".
-func (p *accessPolicy) where(r *rule) string {
+// Where names the rule of a ruling for people: "policy.yaml:12 (rule 3)", "built-in rule 1",
+// or "no rule matched".
+func (p *Policy) Where(r Ruling) string {
 	var b strings.Builder
-	p.writeWhere(&b, r)
+	p.writeWhere(&b, r.rule)
 	return b.String()
 }
 
-func (p *accessPolicy) writeWhere(b *strings.Builder, r *rule) {
+// File is the policy file the policy was read from, "" for the built-in rule of --push-group.
+func (p *Policy) File() string { return p.file }
+
+// Len is the number of rules.
+func (p *Policy) Len() int { return len(p.rules) }
+
+func (p *Policy) writeWhere(b *strings.Builder, r *rule) {
 	switch {
 	case r == nil:
 		b.WriteString("no rule matched")
@@ -206,9 +230,9 @@ func (p *accessPolicy) writeWhere(b *strings.Builder, r *rule) {
 	}
 }
 
-// explainRulings is one line per access: what was needed, what was granted, by which rule.
+// Explain is one line per access: what was needed, what was granted, by which rule.
 // It runs for every decision's log line, hence no fmt.
-func (p *accessPolicy) explainRulings(v verdict) string {
+func (p *Policy) Explain(v Verdict) string {
 	if v.n == 0 {
 		return "" // base and catalog: no repository
 	}
@@ -218,23 +242,23 @@ func (p *accessPolicy) explainRulings(v verdict) string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(r.access.Repository)
+		b.WriteString(r.Access.Repository)
 		b.WriteString(" needs ")
-		b.WriteString(r.access.Needs.String())
+		b.WriteString(r.Access.Needs.String())
 		b.WriteString(", granted ")
-		b.WriteString(r.granted.String())
+		b.WriteString(r.Granted.String())
 		b.WriteString(" by ")
 		p.writeWhere(&b, r.rule)
 	}
 	return b.String()
 }
 
-// builtinPolicy is the Apache recipe's rule, the policy when no --policy file is given: the
+// Builtin is the Apache recipe's rule, the policy when no --policy file is given: the
 // push group may pull, push and delete everywhere, every valid user may pull and list the
 // catalog.
-func builtinPolicy(pushGroup string) *accessPolicy {
-	group := groupKey(pushGroup) // a directory group may be named by its DN
-	return &accessPolicy{
+func Builtin(pushGroup string) *Policy {
+	group := GroupKey(pushGroup) // a directory group may be named by its DN
+	return &Policy{
 		rules: []rule{
 			{position: 1, text: fmt.Sprintf("{subjects: [group:%s], repositories: [\"**\"], actions: [pull, push, delete]}", pushGroup),
 				who: subjects{groups: []int{0}}, repos: []repoPattern{anyRepository()}, grants: registry.Pull | registry.Push | registry.Delete, first: fullByteSet},
@@ -250,4 +274,29 @@ func builtinPolicy(pushGroup string) *accessPolicy {
 func anyRepository() repoPattern {
 	p, _ := compilePattern("**")
 	return p
+}
+
+// Named is the users and groups (each as GroupKey) that a rule names, on its line; the
+// catalog's are on line 0.
+type Named struct {
+	Line   int
+	Users  []string
+	Groups []string
+}
+
+// Names lists what each rule names, in file order, then what the catalog names: for the
+// loader's warnings about subjects no file knows.
+func (p *Policy) Names() []Named {
+	named := func(line int, s subjects) Named {
+		n := Named{Line: line, Users: s.users}
+		for _, g := range s.groups {
+			n.Groups = append(n.Groups, p.groupNames[g])
+		}
+		return n
+	}
+	var all []Named
+	for i := range p.rules {
+		all = append(all, named(p.rules[i].line, p.rules[i].who))
+	}
+	return append(all, named(0, p.catalog))
 }

@@ -1,4 +1,4 @@
-package main
+package policy
 
 import (
 	"github.com/registry-auth/registry-auth/internal/registry"
@@ -9,13 +9,13 @@ import (
 )
 
 // loadTestPolicy compiles testdata/policy.yaml.
-func loadTestPolicy(t *testing.T) *accessPolicy {
+func loadTestPolicy(t *testing.T) *Policy {
 	t.Helper()
 	data, err := os.ReadFile("testdata/policy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := parsePolicy(data, "testdata/policy.yaml")
+	p, _, err := Parse(data, "testdata/policy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,16 +25,16 @@ func loadTestPolicy(t *testing.T) *accessPolicy {
 // policyCase is one request of a decision table: who, what, and the answer.
 type policyCase struct {
 	why     string
-	id      identity
+	id      Identity
 	method  string
 	uri     string
 	allowed bool
 	rule    int // position of the rule deciding the first refused access (or the main one); 0: none
 }
 
-func user(name string, groups ...string) identity { return identity{user: name, groups: groups} }
+func user(name string, groups ...string) Identity { return Identity{User: name, Groups: groups} }
 
-var anonymous = identity{anonymous: true}
+var anonymous = Identity{Anonymous: true}
 
 // TestPolicyDecisionTable: every kind of rule in testdata/policy.yaml, each case naming why.
 func TestPolicyDecisionTable(t *testing.T) {
@@ -87,22 +87,22 @@ func TestPolicyDecisionTable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %s %s: %v", tt.why, tt.method, tt.uri, err)
 		}
-		v := p.decide(tt.id, req)
-		if v.allowed != tt.allowed {
-			t.Errorf("%s: %s %s as %+v: got allowed %v (%s; %s), want %v", tt.why, tt.method, tt.uri, tt.id, v.allowed, v.reason, p.explainRulings(v), tt.allowed)
+		v := p.Decide(tt.id, req)
+		if v.Allowed != tt.allowed {
+			t.Errorf("%s: %s %s as %+v: got allowed %v (%s; %s), want %v", tt.why, tt.method, tt.uri, tt.id, v.Allowed, v.Reason, p.Explain(v), tt.allowed)
 			continue
 		}
 		if got := decidingRule(v); got != tt.rule {
-			t.Errorf("%s: %s %s: got rule %d deciding (%s), want %d", tt.why, tt.method, tt.uri, got, p.explainRulings(v), tt.rule)
+			t.Errorf("%s: %s %s: got rule %d deciding (%s), want %d", tt.why, tt.method, tt.uri, got, p.Explain(v), tt.rule)
 		}
 	}
 }
 
 // decidingRule is the position of the rule that decided the first refused access, or the
 // first access when all were granted; 0 when no rule did.
-func decidingRule(v verdict) int {
+func decidingRule(v Verdict) int {
 	for _, r := range v.rulings[:v.n] {
-		if !v.allowed && r.access.Needs&^r.granted == 0 {
+		if !v.Allowed && r.Access.Needs&^r.Granted == 0 {
 			continue
 		}
 		if r.rule == nil {
@@ -122,7 +122,7 @@ func TestMountFromUnreadableSource(t *testing.T) {
     repositories: ["payments/**"]
     actions: [pull, push]
 `)
-	p, _, err := parsePolicy(data, "p.yaml")
+	p, _, err := Parse(data, "p.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +130,9 @@ func TestMountFromUnreadableSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := p.decide(user("bob", "payments"), req)
-	if v.allowed || v.reason != "mount_source_not_readable" {
-		t.Errorf("got allowed %v reason %q, want refused for mount_source_not_readable", v.allowed, v.reason)
+	v := p.Decide(user("bob", "payments"), req)
+	if v.Allowed || v.Reason != "mount_source_not_readable" {
+		t.Errorf("got allowed %v reason %q, want refused for mount_source_not_readable", v.Allowed, v.Reason)
 	}
 }
 
@@ -140,7 +140,7 @@ func TestMountFromUnreadableSource(t *testing.T) {
 // catalog, only the push group pushes and deletes, and nobody anonymous gets anything.
 func TestBuiltinPolicyIsTheApacheRecipe(t *testing.T) {
 	t.Parallel()
-	p := builtinPolicy("Pusher")
+	p := Builtin("Pusher")
 	pusher, reader := user("alice", "pusher"), user("bob", "readers")
 	for _, tt := range []policyCase{
 		{"a reader pulls", reader, "GET", "/v2/a/b/manifests/x", true, 2},
@@ -158,9 +158,9 @@ func TestBuiltinPolicyIsTheApacheRecipe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v := p.decide(tt.id, req)
-		if v.allowed != tt.allowed || decidingRule(v) != tt.rule {
-			t.Errorf("%s: got allowed %v by rule %d (%s), want %v by %d", tt.why, v.allowed, decidingRule(v), p.explainRulings(v), tt.allowed, tt.rule)
+		v := p.Decide(tt.id, req)
+		if v.Allowed != tt.allowed || decidingRule(v) != tt.rule {
+			t.Errorf("%s: got allowed %v by rule %d (%s), want %v by %d", tt.why, v.Allowed, decidingRule(v), p.Explain(v), tt.allowed, tt.rule)
 		}
 	}
 }
@@ -190,7 +190,7 @@ func TestPolicyFileErrors(t *testing.T) {
 		{"bad catalog subject", "rules: []\ncatalog: [admins]\n", []string{"p.yaml:2:", `catalog: unknown subject "admins"`}},
 		{"every error at once", "rules:\n  - subjects: [x]\n    repositories: [\"A\"]\n    actions: [y]\n", []string{"p.yaml:2:", "p.yaml:3:", "p.yaml:4:"}},
 	} {
-		_, _, err := parsePolicy([]byte(tt.data), "p.yaml")
+		_, _, err := Parse([]byte(tt.data), "p.yaml")
 		if err == nil {
 			t.Errorf("%s: got no error", tt.name)
 			continue
@@ -201,57 +201,4 @@ func TestPolicyFileErrors(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestPolicyWarnings: what check reports about a policy that loads but does not do what its
-// author meant.
-func TestPolicyWarnings(t *testing.T) {
-	t.Parallel()
-	policy := []byte(`rules:
-  - subjects: [group:ops]
-    repositories: ["team/**"]
-    actions: [pull, push]
-  - subjects: [group:OPS]
-    repositories: ["team/app", "team/*"]
-    actions: [delete]
-  - subjects: [user:ghost]
-    repositories: ["**"]
-    actions: [push]
-  - subjects: [group:nobody-here]
-    repositories: ["x"]
-    actions: [pull]
-catalog: [user:alice]
-`)
-	set := testFileSet("users", []byte(htpasswdLines(t, "alice", "a")), "groups", []byte("ops: alice\n"))
-	set.files = append(set.files, loadedFile{role: rolePolicy, path: "p.yaml", data: policy})
-	res, err := buildSnapshot(set, sources{pushGroup: "pusher"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, p := range res.problems {
-		got = append(got, p.String())
-	}
-	for _, want := range []string{
-		"p.yaml:5: warning: rule 2 can never match: rule 1 (line 2) has the same subjects and covers all of its repositories",
-		"p.yaml:8: warning: rule 3 grants push without pull",
-		`p.yaml:8: warning: user "ghost" is not in users`,
-		`p.yaml:11: warning: group "nobody-here" has no members in groups`,
-	} {
-		if !containsPrefix(got, want) {
-			t.Errorf("no problem starting %q in:\n%s", want, strings.Join(got, "\n"))
-		}
-	}
-	if len(got) != 4 {
-		t.Errorf("got %d problems, want 4:\n%s", len(got), strings.Join(got, "\n"))
-	}
-}
-
-func containsPrefix(lines []string, prefix string) bool {
-	for _, l := range lines {
-		if strings.HasPrefix(l, prefix) {
-			return true
-		}
-	}
-	return false
 }

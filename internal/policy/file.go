@@ -1,4 +1,4 @@
-package main
+package policy
 
 import (
 	"bytes"
@@ -25,11 +25,17 @@ type ruleDocument struct {
 	Actions      *[]string `yaml:"actions"`
 }
 
-// parsePolicy parses and compiles a policy file. Its error lists every problem that stops the
+// Warning is a problem of a policy file that does not stop it from loading, on its line.
+type Warning struct {
+	Line    int
+	Message string
+}
+
+// Parse parses and compiles a policy file. Its error lists every problem that stops the
 // file from loading, each with its line; the problems it returns besides are warnings that
 // need no other file (push without pull, shadowed rules). It is pure: name only labels
 // messages.
-func parsePolicy(data []byte, name string) (*accessPolicy, lineProblems, error) {
+func Parse(data []byte, name string) (*Policy, []Warning, error) {
 	var doc policyDocument
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // an unknown key is an error, not a rule silently ignored
@@ -48,7 +54,7 @@ func parsePolicy(data []byte, name string) (*accessPolicy, lineProblems, error) 
 	}
 	lines := policyLines(&root)
 
-	p := &accessPolicy{file: name, groupIndex: map[string]int{}}
+	p := &Policy{file: name, groupIndex: map[string]int{}}
 	var errs []error
 	fail := func(line int, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s:%d: %s", name, line, fmt.Sprintf(format, args...)))
@@ -107,14 +113,14 @@ func parsePolicy(data []byte, name string) (*accessPolicy, lineProblems, error) 
 
 // yamlMessages puts yaml.v3's Go type names in the file's terms.
 var yamlMessages = strings.NewReplacer(
-	"in type main.policyDocument", "at the top of the policy (the keys are rules and catalog)",
-	"in type main.ruleDocument", "in a rule (the keys are subjects, repositories and actions)",
-	"into main.policyDocument", "into the policy (a mapping with rules and catalog)",
-	"into main.ruleDocument", "into a rule (a mapping with subjects, repositories and actions)",
+	"in type policy.policyDocument", "at the top of the policy (the keys are rules and catalog)",
+	"in type policy.ruleDocument", "in a rule (the keys are subjects, repositories and actions)",
+	"into policy.policyDocument", "into the policy (a mapping with rules and catalog)",
+	"into policy.ruleDocument", "into a rule (a mapping with subjects, repositories and actions)",
 )
 
 // addSubject parses one subject into s, interning group names in the policy's table.
-func (p *accessPolicy) addSubject(s *subjects, text string) error {
+func (p *Policy) addSubject(s *subjects, text string) error {
 	kind, name, hasName := strings.Cut(text, ":")
 	switch {
 	case text == "authenticated":
@@ -124,7 +130,7 @@ func (p *accessPolicy) addSubject(s *subjects, text string) error {
 	case hasName && kind == "user" && name != "":
 		s.users = append(s.users, name)
 	case hasName && kind == "group" && name != "":
-		g := groupKey(name) // without regard to case, as in Apache; a DN in one spelling
+		g := GroupKey(name) // without regard to case, as in Apache; a DN in one spelling
 		i, ok := p.groupIndex[g]
 		if !ok {
 			i = len(p.groupNames)
@@ -166,16 +172,19 @@ func ruleText(rd ruleDocument) string {
 // selfWarnings are the problems the policy shows on its own: rules that grant push without
 // pull (clients need both), and rules an earlier rule shadows (same subjects, and a pattern
 // covering each of its patterns, so they can never decide anything).
-func (p *accessPolicy) selfWarnings() lineProblems {
-	var ps lineProblems
+func (p *Policy) selfWarnings() []Warning {
+	var ps []Warning
+	warn := func(line int, format string, args ...any) {
+		ps = append(ps, Warning{line, fmt.Sprintf(format, args...)})
+	}
 	for i := range p.rules {
 		r := &p.rules[i]
 		if r.grants&registry.Push != 0 && r.grants&registry.Pull == 0 {
-			ps.add(r.line, severityWarning, "rule %d grants push without pull: clients pull what they push (blob checks, manifests), so pushes will fail", r.position)
+			warn(r.line, "rule %d grants push without pull: clients pull what they push (blob checks, manifests), so pushes will fail", r.position)
 		}
 		for j := range p.rules[:i] {
 			if earlier := &p.rules[j]; sameSubjects(earlier.who, r.who) && coversAll(earlier.repos, r.repos) {
-				ps.add(r.line, severityWarning, "rule %d can never match: rule %d (line %d) has the same subjects and covers all of its repositories", r.position, earlier.position, earlier.line)
+				warn(r.line, "rule %d can never match: rule %d (line %d) has the same subjects and covers all of its repositories", r.position, earlier.position, earlier.line)
 				break
 			}
 		}

@@ -1,4 +1,4 @@
-package main
+package policy
 
 import (
 	"strings"
@@ -6,11 +6,11 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// groupKey is how a group name or DN is compared, the one rule for the policy, the files,
+// GroupKey is how a group name or DN is compared, the one rule for the policy, the files,
 // their editors, the directory and the metrics: a DN (as in Apache's Require ldap-group
 // cn=pusher,ou=groups,dc=example,dc=com) in one spelling, without regard to case or the
 // spaces around its separators; any other name in lower case.
-func groupKey(name string) string {
+func GroupKey(name string) string {
 	if !strings.Contains(name, "=") {
 		return strings.ToLower(name)
 	}

@@ -276,3 +276,39 @@ func TestLoadWarningsWithDirectory(t *testing.T) {
 		})
 	}
 }
+
+// TestExplainDirectoryUser: explain with the service's --ldap-* settings explains a
+// directory user with the directory's spelling of the name and groups (nested ones too), and
+// answers a name a login would be refused under as the service would.
+func TestExplainDirectoryUser(t *testing.T) {
+	t.Parallel()
+	s := startSlapd(t)
+	c := newCheckLDAPFiles(t)
+	policyFile := filepath.Join(filepath.Dir(c.htpasswd), "policy.yaml")
+	writeFile(t, policyFile, "rules:\n  - subjects: [group:builders]\n    repositories: [\"team/**\"]\n    actions: [pull, push]\n  - subjects: [authenticated]\n    repositories: [\"**\"]\n    actions: [pull]\n")
+	tests := []struct {
+		user   string
+		want   string // the first line starts so
+		status error
+	}{
+		{"bob", "allowed (granted)", nil},              // devs, nested in builders
+		{"alice", "refused 403: alice", exitStatus(1)}, // pusher is no builders
+		{"DAVE", "refused 403: DAVE", exitStatus(1)},   // found as Dave, in no group
+		{"nobody", `refused 401: "nobody" is in neither the htpasswd file nor the directory`, exitStatus(1)},
+		{"twin", `refused 401: "twin" matches several directory entries`, exitStatus(1)},
+		{"ROBOT", `refused 403: the directory spells "ROBOT" as "robot", a user of`, exitStatus(1)},
+	}
+	for _, tt := range tests {
+		args := c.args(s, "--policy", policyFile, tt.user, "PUT", "/v2/team/app/manifests/1")
+		args[0] = "explain"
+		stdout, stderr, err := runCLI(t, nil, "", args...)
+		if !strings.HasPrefix(stdout, tt.want) || err != tt.status {
+			t.Errorf("explain %s: got %q (%v), stderr %q; want a line starting %q (%v)", tt.user, stdout, err, stderr, tt.want, tt.status)
+		}
+	}
+	// Without the directory flags, a directory user is explained as if the file had them.
+	stdout, stderr, _ := runCLI(t, nil, "", "explain", "--htpasswd", c.htpasswd, "--groups", c.groups, "--policy", policyFile, "bob", "PUT", "/v2/team/app/manifests/1")
+	if !strings.HasPrefix(stdout, "refused 403") || !strings.Contains(stderr, "explained as if it were") {
+		t.Errorf("without --ldap-url: got %q, stderr %q; want a 403 and the warning", stdout, stderr)
+	}
+}

@@ -8,7 +8,10 @@ import (
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
 	"io"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 )
 
 const explainUsage = `Usage: registry-auth explain [flags] USER METHOD URI
@@ -16,10 +19,12 @@ const explainUsage = `Usage: registry-auth explain [flags] USER METHOD URI
 Says what the service would answer when USER (- for anonymous) sends METHOD URI through
 Traefik, with the files as they are now: allowed, refused 401/403, or redirected 307 (a push
 that mounts a blob from a repository the user cannot read: the client uploads it instead);
-each repository and
-action the request needs; and for each the rule that decided, as FILE:LINE with the rule's
-text, or "no rule matched". It asks for no password (the user is taken as authenticated) and
-only warns when the htpasswd file lacks the user.
+each repository and action the request needs; and for each the rule that decided, as
+FILE:LINE with the rule's text, or "no rule matched". It asks for no password (the user is
+taken as authenticated). A user the htpasswd file lacks is, with --ldap-url and the
+service's other --ldap-* settings, looked up in the directory as a login would be (its
+spelling of the name and its groups); without a directory, explained as if the file had it,
+with a warning.
 Example: registry-auth explain --policy auth/policy.yaml alice PUT /v2/alice/app/manifests/1
 Exit status 0 when allowed, 1 when refused or redirected, 2 on a usage or file error.
 `
@@ -35,6 +40,8 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	fs := newEnvFlagSet("registry-auth explain", explainUsage, lookupEnv, stdout, stderr)
 	var src sources
 	defineSourceFlags(fs, &src)
+	var dir ldapConfig
+	dir.define(fs)
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -46,6 +53,10 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 		return usageError(stderr, errors.New("explain takes USER METHOD URI"))
 	}
 	name, method, uri := fs.Arg(0), fs.Arg(1), fs.Arg(2)
+	if err := dir.validate(); err != nil {
+		return usageError(stderr, err)
+	}
+	src.directory, src.directoryGroups = dir.supplies()
 	res, err := loadSources(src)
 	if err != nil {
 		return usageError(stderr, err)
@@ -53,9 +64,9 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	snap := res.snap
 	id := policy.Identity{Anonymous: true}
 	if name != "-" {
-		id = snap.identityOf(name)
-		if _, ok := snap.users[name]; !ok {
-			fmt.Fprintf(stderr, "warning: %q is not in %s (explained as if it were)\n", name, src.htpasswd)
+		if id, err = explainedIdentity(snap, src, dir, name, stderr); err != nil {
+			fmt.Fprintf(stdout, "refused %s\n", err)
+			return exitStatus(1)
 		}
 	}
 	req, routeErr := registry.ParseRequest(method, uri)
@@ -101,4 +112,37 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 func usageError(stderr io.Writer, err error) error {
 	fmt.Fprintln(stderr, "registry-auth explain:", err)
 	return exitStatus(2)
+}
+
+// explainedIdentity is who name is to the service: the htpasswd file's user, or with
+// --ldap-url the directory's (its spelling of the name, its groups and the groups file's),
+// found as a login would find it but without a password. Without a directory, a name the
+// file lacks is explained as if it were there, with a warning. The error is the refusal a
+// login with that name gets, as "STATUS: why".
+func explainedIdentity(snap *snapshot, src sources, dir ldapConfig, name string, stderr io.Writer) (policy.Identity, error) {
+	if _, ok := snap.users[name]; ok || dir.url == "" {
+		if !ok {
+			fmt.Fprintf(stderr, "warning: %q is not in %s (explained as if it were)\n", name, src.htpasswd)
+		}
+		return snap.identityOf(name), nil
+	}
+	d, err := newDirectory(dir, slog.New(slog.DiscardHandler), newMetrics())
+	if err != nil {
+		return policy.Identity{}, fmt.Errorf("503: %v", err)
+	}
+	defer d.close()
+	user, groups, err := d.lookup(name)
+	switch {
+	case errors.Is(err, errUnavailable):
+		return policy.Identity{}, fmt.Errorf("503: %v", err)
+	case err != nil:
+		return policy.Identity{}, fmt.Errorf("401: %v", err)
+	}
+	if _, ok := snap.users[user]; ok {
+		return policy.Identity{}, fmt.Errorf("403: the directory spells %q as %q, a user of %s: the service refuses such a login (name_collision)", name, user, src.htpasswd)
+	}
+	id := snap.identityOf(user)
+	id.Groups = append(slices.Clip(id.Groups), groups...)
+	fmt.Fprintf(stderr, "%q is the directory's %q, groups: %s\n", name, user, strings.Join(id.Groups, ", "))
+	return id, nil
 }

@@ -193,6 +193,27 @@ func (d *directory) findUser(name string) (entry directoryAnswer, found int, err
 	return entry, 1, nil
 }
 
+// lookup is the identity the directory gives name without a password, for explain: the
+// entry found as a login would find it, its spelling of the name and its groups (keys). An
+// unknown name, or one with several entries, is an error saying that a login is refused; a
+// directory that cannot be asked is errUnavailable.
+func (d *directory) lookup(name string) (user string, groups []string, err error) {
+	entry, found, err := d.findUser(name)
+	switch {
+	case err != nil:
+		return "", nil, fmt.Errorf("%w: %v", errUnavailable, err)
+	case found == 0:
+		return "", nil, fmt.Errorf("%q is in neither the htpasswd file nor the directory: a login with this name is refused (401)", name)
+	case found > 1:
+		return "", nil, fmt.Errorf("%q matches several directory entries: a login with this name is refused (401)", name)
+	}
+	groups, err = d.groupsOf(entry.dn, entry.user)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %s's groups: %v", errUnavailable, entry.dn, err)
+	}
+	return entry.user, groups, nil
+}
+
 // groupsOf is the keys (groupKey) of the groups of the user with dn and name: each group's
 // DN and name.
 func (d *directory) groupsOf(dn, user string) ([]string, error) {

@@ -74,6 +74,9 @@ mutant partial-grant-suffices internal/policy/policy.go \
 mutant refused-mount-answer-403 answer.go \
 	'case v.Reason == "mount_source_not_readable":' \
 	'case false:'
+mutant explain-ignores-directory-groups explain.go \
+	'id.Groups = append(slices.Clip(id.Groups), groups...)' \
+	'id.Groups = slices.Clip(id.Groups); _ = groups'
 # Client addresses: who is believed.
 mutant xff-believed-from-any-peer handler.go \
 	'd.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))' \

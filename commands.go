@@ -40,9 +40,10 @@ func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.
 		return errors.New("hash takes exactly one USER")
 	}
 	user := fs.Arg(0)
+	if err := checkNewName("user", user); err != nil {
+		return err // the same rule as user add: a name Apache reads back as typed
+	}
 	switch {
-	case user == "" || strings.ContainsAny(user, ":#") || strings.IndexFunc(user, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
-		return fmt.Errorf("user name %q: it must be non-empty, without colon, #, white space or control characters", user)
 	case *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost:
 		return fmt.Errorf("--cost %d: want %d to %d (10 is a sensible default)", *cost, bcrypt.MinCost, bcrypt.MaxCost)
 	}

@@ -131,7 +131,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 	if err != nil {
 		return err
 	}
-	if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines), f.force); err != nil {
+	if err := brokenLines(st.path, doc.errorsBesides(), f.force); err != nil {
 		return err
 	}
 	want := doc.membership()
@@ -184,7 +184,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 	wrote := map[string][]byte{}
 	if len(changed) > 0 {
 		out := doc.bytes()
-		if err := checkGroupsEdit(doc.parsed, out, want); err != nil {
+		if err := doc.checkEdit(out, want); err != nil {
 			return refuse(st.path, err)
 		}
 		if err := c.editor.replace(st, out, statOrNil(f.htpasswd)); err != nil {
@@ -264,7 +264,7 @@ func (c *editCLI) groupList(args []string) error {
 			}
 		}
 	}
-	for _, p := range doc.parsed.problems {
+	for _, p := range doc.problems() {
 		if p.severity == severityError {
 			fmt.Fprintln(c.stderr, p)
 		}

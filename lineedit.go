@@ -185,8 +185,8 @@ func (d htpasswdDoc) users() []string {
 	return names
 }
 
-// problemsOn are the parser's problems on the lines at idx.
-func problemsOn(problems lineProblems, lines []textLine, idx ...int) []lineProblem {
+// problemsOnLines are the parser's problems on the lines at idx.
+func problemsOnLines(problems lineProblems, lines []textLine, idx ...int) []lineProblem {
 	var ps []lineProblem
 	for _, p := range problems {
 		for _, i := range idx {
@@ -198,12 +198,12 @@ func problemsOn(problems lineProblems, lines []textLine, idx ...int) []lineProbl
 	return ps
 }
 
-// errorsBesides are the error-level problems that are not on the lines at fixed: what an edit
+// errorsOffLines are the error-level problems that are not on the lines at fixed: what an edit
 // leaves broken.
-func errorsBesides(problems lineProblems, lines []textLine, fixed ...int) []lineProblem {
+func errorsOffLines(problems lineProblems, lines []textLine, fixed ...int) []lineProblem {
 	var ps []lineProblem
 	for _, p := range problems {
-		if p.severity == severityError && len(problemsOn(lineProblems{p}, lines, fixed...)) == 0 {
+		if p.severity == severityError && len(problemsOnLines(lineProblems{p}, lines, fixed...)) == 0 {
 			ps = append(ps, p)
 		}
 	}
@@ -267,10 +267,11 @@ func (d *htpasswdDoc) remove(user string) []int {
 // bytes is the file's content.
 func (d htpasswdDoc) bytes() []byte { return joinTextLines(d.lines) }
 
-// checkHTPasswdEdit proves with the parser that after differs from before only in user: it
+// checkEdit proves with the parser that after differs from before only in user: it
 // has hash (or, for "", is gone), every other user keeps their entry, and no line is newly
 // skipped.
-func checkHTPasswdEdit(before htpasswdFile, after []byte, user, hash string) error {
+func (d htpasswdDoc) checkEdit(after []byte, user, hash string) error {
+	before := d.parsed
 	got, err := parseHTPasswd(bytes.NewReader(after))
 	if err != nil {
 		return fmt.Errorf("the edited file would not load: %w", err)
@@ -471,9 +472,10 @@ func (d *groupsDoc) removeMember(group, user string) (groups []string, nums []in
 
 func (d groupsDoc) bytes() []byte { return joinTextLines(d.lines) }
 
-// checkGroupsEdit proves with the parser that after has exactly the members want (by group,
+// checkEdit proves with the parser that after has exactly the members want (by group,
 // names folded to lower case as the service folds them) and no newly skipped line.
-func checkGroupsEdit(before groupsFile, after []byte, want map[string]map[string]bool) error {
+func (d groupsDoc) checkEdit(after []byte, want map[string]map[string]bool) error {
+	before := d.parsed
 	got, err := parseGroups(bytes.NewReader(after))
 	if err != nil {
 		return fmt.Errorf("the edited file would not load: %w", err)
@@ -514,3 +516,61 @@ func mapsEqual(a, b map[string]bool) bool {
 func (d groupsDoc) membership() map[string]map[string]bool {
 	return foldGroupNames(d.parsed.members) // new maps: the caller may change them
 }
+
+// The documents' API for the commands, which never touch their lines.
+
+// lineNum is the line number, as messages give it, of the document's line i.
+func (d htpasswdDoc) lineNum(i int) int { return d.lines[i].num }
+
+// hashAt is the hash on the document's line i ("" on a line that names no user).
+func (d htpasswdDoc) hashAt(i int) string {
+	_, hash, _ := htpasswdUser(d.lines[i].text)
+	return hash
+}
+
+// user is the user name as the service loads it, and whether it does.
+func (d htpasswdDoc) user(name string) (htpasswdEntry, bool) {
+	e, ok := d.parsed.users[name]
+	return e, ok
+}
+
+// errorsOffLines are the file's errors except those on its lines fixed, which an edit replaces.
+func (d htpasswdDoc) errorsBesides(fixed ...int) []lineProblem {
+	return errorsOffLines(d.parsed.problems, d.lines, fixed...)
+}
+
+// problemsOnLines are the problems on the document's lines idx.
+func (d htpasswdDoc) problemsOn(idx ...int) []lineProblem {
+	return problemsOnLines(d.parsed.problems, d.lines, idx...)
+}
+
+// strayProblems are the problems on lines that name no user (a listing of users misses them).
+func (d htpasswdDoc) strayProblems() []lineProblem {
+	var ps []lineProblem
+	for _, p := range d.parsed.problems {
+		if i := lineIndex(d.lines, p.line); i < 0 || !isUserLine(d.lines[i]) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+func isUserLine(l textLine) bool { _, _, ok := htpasswdUser(l.text); return ok }
+
+// lineIndex is the index in lines of the line numbered num, or -1.
+func lineIndex(lines []textLine, num int) int {
+	for i, l := range lines {
+		if l.num == num {
+			return i
+		}
+	}
+	return -1
+}
+
+// errorsOffLines are the file's errors except those on its lines fixed.
+func (d groupsDoc) errorsBesides(fixed ...int) []lineProblem {
+	return errorsOffLines(d.parsed.problems, d.lines, fixed...)
+}
+
+// problems are the file's problems as the service's parser reports them.
+func (d groupsDoc) problems() lineProblems { return d.parsed.problems }

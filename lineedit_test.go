@@ -187,30 +187,30 @@ func TestEditChecksCatchWhatTheParserReadsDifferently(t *testing.T) {
 	d, err := readHTPasswdDoc("htpasswd", []byte("alice:"+h+"\n# note \\\n"))
 	must(t, err)
 	d.setHash("bob", h)
-	if err := checkHTPasswdEdit(d.parsed, d.bytes(), "bob", h); err == nil {
+	if err := d.checkEdit(d.bytes(), "bob", h); err == nil {
 		t.Error("bob appended after a continued comment: got no error, want one (the comment swallows him)")
 	}
 	d, _ = readHTPasswdDoc("htpasswd", []byte("alice:"+h+"\nbob:"+h+"\n"))
-	if err := checkHTPasswdEdit(d.parsed, []byte("alice:"+h+"\n"), "alice", h); err == nil {
+	if err := d.checkEdit([]byte("alice:"+h+"\n"), "alice", h); err == nil {
 		t.Error("bob lost: got no error, want one")
 	}
-	if err := checkHTPasswdEdit(d.parsed, []byte("alice:"+h+"\nbob:"+h+"\ncarol:"+h+"\n"), "alice", h); err == nil {
+	if err := d.checkEdit([]byte("alice:"+h+"\nbob:"+h+"\ncarol:"+h+"\n"), "alice", h); err == nil {
 		t.Error("carol appeared: got no error, want one")
 	}
-	if err := checkHTPasswdEdit(d.parsed, []byte("alice:"+h+"\nbob:"+h+"\nbroken\n"), "alice", h); err == nil {
+	if err := d.checkEdit([]byte("alice:"+h+"\nbob:"+h+"\nbroken\n"), "alice", h); err == nil {
 		t.Error("a new skipped line: got no error, want one")
 	}
 
 	g, _ := readGroupsDoc("groups", []byte("pusher: alice\n"))
 	want := g.membership()
 	want["pusher"]["bob"] = true
-	if err := checkGroupsEdit(g.parsed, []byte("pusher: alice bob\nreaders: x\n"), want); err == nil {
+	if err := g.checkEdit([]byte("pusher: alice bob\nreaders: x\n"), want); err == nil {
 		t.Error("a group appeared: got no error, want one")
 	}
-	if err := checkGroupsEdit(g.parsed, []byte("pusher: alice\n"), want); err == nil {
+	if err := g.checkEdit([]byte("pusher: alice\n"), want); err == nil {
 		t.Error("bob not added: got no error, want one")
 	}
-	if err := checkGroupsEdit(g.parsed, []byte("Pusher: alice bob\n"), want); err != nil {
+	if err := g.checkEdit([]byte("Pusher: alice bob\n"), want); err != nil {
 		t.Errorf("same members under another case: got %v, want nil", err)
 	}
 }

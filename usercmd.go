@@ -329,17 +329,17 @@ func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, ad
 	entries := doc.entries(name)
 	switch {
 	case add && len(entries) > 0:
-		return fmt.Errorf("user %q exists (%s:%d): change its password with `registry-auth user passwd %s`: %w", name, st.path, doc.lines[entries[0]].num, name, errEditRefused)
+		return fmt.Errorf("user %q exists (%s:%d): change its password with `registry-auth user passwd %s`: %w", name, st.path, doc.lineNum(entries[0]), name, errEditRefused)
 	case !add && len(entries) == 0:
 		return fmt.Errorf("no user %q in %s: add it with `registry-auth user add %s`: %w", name, st.path, name, errEditRefused)
 	}
 	// The new hash mends the user's own line, if it was refused.
-	if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines, entries...), f.force); err != nil {
+	if err := brokenLines(st.path, doc.errorsBesides(entries...), f.force); err != nil {
 		return err
 	}
 	line := doc.setHash(name, hash)
 	out := doc.bytes()
-	if err := checkHTPasswdEdit(doc.parsed, out, name, hash); err != nil {
+	if err := doc.checkEdit(out, name, hash); err != nil {
 		return refuse(st.path, err)
 	}
 	if err := c.editor.replace(st, out, statOrNil(f.groups)); err != nil {
@@ -351,7 +351,7 @@ func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, ad
 	} else {
 		c.wrote(st, fmt.Sprintf("changed the password of %s in %s (line %d)", name, st.path, line))
 		for _, i := range entries[1:] {
-			fmt.Fprintf(c.stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.lines[i].num, name, name)
+			fmt.Fprintf(c.stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.lineNum(i), name, name)
 		}
 	}
 	return c.waitLoaded(ctx, f, map[string][]byte{roleHTPasswd: out}, roleHTPasswd)
@@ -389,13 +389,13 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 	}
 	entries := doc.entries(name)
 	if len(entries) > 0 {
-		if err := brokenLines(st.path, errorsBesides(doc.parsed.problems, doc.lines, entries...), f.force); err != nil {
+		if err := brokenLines(st.path, doc.errorsBesides(entries...), f.force); err != nil {
 			return err
 		}
 	}
 	removedLines := doc.remove(name)
 	out := doc.bytes()
-	if err := checkHTPasswdEdit(doc.parsed, out, name, ""); err != nil {
+	if err := doc.checkEdit(out, name, ""); err != nil {
 		return refuse(st.path, err)
 	}
 
@@ -419,12 +419,12 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 			}
 			fromGroups, groupLines = gdoc.removeMember("", name)
 			if len(fromGroups) > 0 { // a file that is not written hides nothing
-				if err := brokenLines(gst.path, errorsBesides(gdoc.parsed.problems, gdoc.lines), f.force); err != nil {
+				if err := brokenLines(gst.path, gdoc.errorsBesides(), f.force); err != nil {
 					return err
 				}
 			}
 			gout = gdoc.bytes()
-			if err := checkGroupsEdit(gdoc.parsed, gout, want); err != nil {
+			if err := gdoc.checkEdit(gout, want); err != nil {
 				return refuse(gst.path, err)
 			}
 		}
@@ -516,13 +516,13 @@ func (c *editCLI) userList(args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
 	for _, u := range doc.users() {
 		entries := doc.entries(u)
-		_, hash, _ := htpasswdUser(doc.lines[entries[0]].text)
+		hash := doc.hashAt(entries[0])
 		groups := strings.Join(groupsOf[u], ",")
 		if groups == "" {
 			groups = "-"
 		}
 		var notes []string
-		for _, p := range problemsOn(doc.parsed.problems, doc.lines, entries...) {
+		for _, p := range doc.problemsOn(entries...) {
 			notes = append(notes, fmt.Sprintf("line %d: %s: %s", p.line, p.severity, p.message))
 		}
 		row := fmt.Sprintf("%s\t%s\t%s", u, classifyHash(hash), groups)
@@ -533,24 +533,10 @@ func (c *editCLI) userList(args []string) error {
 	}
 	tw.Flush()
 	// Lines that name no user are not in the list; say what they are.
-	for _, p := range doc.parsed.problems {
-		if i := lineIndex(doc.lines, p.line); i < 0 || !isUserLine(doc.lines[i]) {
-			fmt.Fprintln(c.stderr, p)
-		}
+	for _, p := range doc.strayProblems() {
+		fmt.Fprintln(c.stderr, p)
 	}
 	return nil
-}
-
-func isUserLine(l textLine) bool { _, _, ok := htpasswdUser(l.text); return ok }
-
-// lineIndex is the index in lines of the line numbered num, or -1.
-func lineIndex(lines []textLine, num int) int {
-	for i, l := range lines {
-		if l.num == num {
-			return i
-		}
-	}
-	return -1
 }
 
 func (c *editCLI) userVerify(args []string) error {
@@ -570,11 +556,11 @@ func (c *editCLI) userVerify(args []string) error {
 	if err != nil {
 		return err
 	}
-	entry, ok := doc.parsed.users[name]
+	entry, ok := doc.user(name)
 	if !ok {
 		if idx := doc.entries(name); len(idx) > 0 {
 			return fmt.Errorf("the service refuses the line of %s (%s:%d): give it a new password with `registry-auth user passwd %s`",
-				name, f.htpasswd, doc.lines[idx[0]].num, name)
+				name, f.htpasswd, doc.lineNum(idx[0]), name)
 		}
 		return fmt.Errorf("no user %q in %s", name, f.htpasswd)
 	}

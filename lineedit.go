@@ -534,12 +534,12 @@ func (d htpasswdDoc) user(name string) (htpasswdEntry, bool) {
 	return e, ok
 }
 
-// errorsOffLines are the file's errors except those on its lines fixed, which an edit replaces.
+// errorsBesides are the file's errors except those on its lines fixed, which an edit replaces.
 func (d htpasswdDoc) errorsBesides(fixed ...int) []lineProblem {
 	return errorsOffLines(d.parsed.problems, d.lines, fixed...)
 }
 
-// problemsOnLines are the problems on the document's lines idx.
+// problemsOn are the problems on the document's lines idx.
 func (d htpasswdDoc) problemsOn(idx ...int) []lineProblem {
 	return problemsOnLines(d.parsed.problems, d.lines, idx...)
 }
@@ -567,7 +567,7 @@ func lineIndex(lines []textLine, num int) int {
 	return -1
 }
 
-// errorsOffLines are the file's errors except those on its lines fixed.
+// errorsBesides are the file's errors except those on its lines fixed.
 func (d groupsDoc) errorsBesides(fixed ...int) []lineProblem {
 	return errorsOffLines(d.parsed.problems, d.lines, fixed...)
 }

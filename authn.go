@@ -164,5 +164,5 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 // checkNotRun reports whether err says that a check gave up before it ran: no hashing slot
 // came free, or the request ended while it waited.
 func checkNotRun(err error) bool {
-	return errors.Is(err, errHashBusy) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, errHashBusy) || errors.Is(err, errRequestEnded)
 }

@@ -17,6 +17,10 @@ import (
 // or 500, and it is no failed login for the throttle.
 var errHashBusy = errors.New("no hashing slot came free in time")
 
+// errRequestEnded means the request ended while it waited for a hashing slot: no check ran,
+// and nobody reads the answer. It wraps the context's error.
+var errRequestEnded = errors.New("the request ended before its password was checked")
+
 // hashBudgetConfig bounds the password hashes computed at once.
 type hashBudgetConfig struct {
 	slots   int
@@ -80,8 +84,8 @@ func newHashBudget(c hashBudgetConfig, m *metrics) *hashBudget {
 	return &hashBudget{slots: c.slots, maxWait: c.maxWait, inUse: m.hashSlotsInUse, waits: m.hashWaits, queues: make(map[string]*clientQueue)}
 }
 
-// run calls hash once a slot is free for client, and returns errHashBusy, or the context's
-// error, without calling it when none came free in time.
+// run calls hash once a slot is free for client, and returns errHashBusy or errRequestEnded,
+// without calling it, when none came free in time.
 func (b *hashBudget) run(ctx context.Context, client string, hash func()) error {
 	if b == nil {
 		hash()
@@ -119,7 +123,7 @@ func (b *hashBudget) acquire(ctx context.Context, client string) error {
 		err = errHashBusy
 		b.waits.WithLabelValues("timeout").Inc()
 	case <-ctx.Done():
-		err = ctx.Err()
+		err = fmt.Errorf("%w: %w", errRequestEnded, ctx.Err())
 		b.waits.WithLabelValues("canceled").Inc()
 	}
 	b.mu.Lock()

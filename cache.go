@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -74,7 +73,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 		if e.err == nil && (waited || c.now().Before(e.expires)) {
 			return e.out, true, nil
 		}
-		if e.err != nil && !errors.Is(e.err, context.Canceled) {
+		if e.err != nil && !errors.Is(e.err, errRequestEnded) {
 			return authOutcome{}, false, e.err // the computation we waited for failed
 		}
 		// Expired, or its request ended before it ran (the computer removed it): the next

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"github.com/registry-auth/registry-auth/internal/policy"
@@ -214,7 +213,7 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client strin
 	case errors.Is(err, errHashBusy):
 		// Saturated by others' logins: no fault of this client's, so not 429; and never 500.
 		l = refuse(http.StatusServiceUnavailable, "unavailable", "hash_wait_timeout", time.Second)
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, errRequestEnded):
 		// The client went away while waiting for a slot: nobody reads this answer.
 		l = refuse(http.StatusServiceUnavailable, "unavailable", "canceled", time.Second)
 	case errors.Is(err, errUnavailable):

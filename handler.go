@@ -196,47 +196,43 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client strin
 		// user and password: that is no credential at all, not a wrong one.
 		return login{id: policy.Identity{Anonymous: true}}
 	}
-	refuse := func(status int, result, reason string, retryAfter time.Duration) login {
-		return login{user: user, refused: &answer{status, result, reason}, retryAfter: retryAfter}
-	}
 	if reason != "" {
 		return login{refused: &answer{http.StatusUnauthorized, "unauthorized", reason}}
 	}
 	v, err := h.store.verify(r.Context(), snap, credential{client: client, user: user, password: password})
-	l := login{user: user, cached: v.cacheHit}
+	refuse := func(status int, result, reason string, retryAfter time.Duration) login {
+		return login{user: user, cached: v.cacheHit, refused: &answer{status, result, reason}, retryAfter: retryAfter}
+	}
 	switch {
 	case errors.Is(err, errThrottled):
 		// A 429 costs nothing and teaches nothing (a success cached for another address does
 		// not answer here), and Retry-After is true.
 		h.metrics.throttled.Inc()
-		l = refuse(http.StatusTooManyRequests, "throttled", "too_many_failures", v.retryAfter)
+		return refuse(http.StatusTooManyRequests, "throttled", "too_many_failures", v.retryAfter)
 	case errors.Is(err, errHashBusy):
 		// Saturated by others' logins: no fault of this client's, so not 429; and never 500.
-		l = refuse(http.StatusServiceUnavailable, "unavailable", "hash_wait_timeout", time.Second)
+		return refuse(http.StatusServiceUnavailable, "unavailable", "hash_wait_timeout", time.Second)
 	case errors.Is(err, errRequestEnded):
 		// The client went away while waiting for a slot: nobody reads this answer.
-		l = refuse(http.StatusServiceUnavailable, "unavailable", "canceled", time.Second)
+		return refuse(http.StatusServiceUnavailable, "unavailable", "canceled", time.Second)
 	case errors.Is(err, errUnavailable):
 		// The password may be right: neither 401 nor a failed login, and never 200.
-		l = refuse(http.StatusServiceUnavailable, "unavailable", "directory_unavailable", unavailableRetry)
+		return refuse(http.StatusServiceUnavailable, "unavailable", "directory_unavailable", unavailableRetry)
 	case err != nil:
 		h.logger.Error("stored hash cannot be checked; fix the user's line in the htpasswd file", "user", user, "error", err)
-		l = refuse(http.StatusUnauthorized, "unauthorized", "broken_hash", 0)
+		return refuse(http.StatusUnauthorized, "unauthorized", "broken_hash", 0)
 	case v.shadowed:
 		h.logger.Warn("refused: the directory's user has the name of a user of the htpasswd file, and a name must be one account; rename or remove one of the two", "user", cutForLog(user, maxLoggedUser), "name", v.id.User)
-		l = refuse(http.StatusForbidden, "denied", "name_collision", 0)
+		return refuse(http.StatusForbidden, "denied", "name_collision", 0)
 	case !v.ok && v.reason != "":
-		l = refuse(http.StatusUnauthorized, "unauthorized", v.reason, 0)
+		return refuse(http.StatusUnauthorized, "unauthorized", v.reason, 0)
 	case !v.ok && !v.known:
-		l = refuse(http.StatusUnauthorized, "unauthorized", "unknown_user", 0)
+		return refuse(http.StatusUnauthorized, "unauthorized", "unknown_user", 0)
 	case !v.ok:
-		l = refuse(http.StatusUnauthorized, "unauthorized", "wrong_password", 0)
-	default:
-		// The canonical name: a directory may spell it otherwise.
-		return login{id: v.id, user: v.id.User, cached: v.cacheHit}
+		return refuse(http.StatusUnauthorized, "unauthorized", "wrong_password", 0)
 	}
-	l.cached = v.cacheHit
-	return l
+	// The canonical name: a directory may spell it otherwise.
+	return login{id: v.id, user: v.id.User, cached: v.cacheHit}
 }
 
 // plainUploadLocation is the absolute URL of the upload start uri without its mount, from

@@ -57,11 +57,10 @@ type hashBudget struct {
 	inUse   prometheus.Gauge       // registry_auth_hash_slots_in_use
 	waits   *prometheus.CounterVec // registry_auth_hash_waits_total{result}
 
-	mu      sync.Mutex
-	busy    int                     // slots taken
-	queues  map[string]*clientQueue // addresses with waiters
-	turns   list.List               // of *clientQueue: whose turn is next, front first
-	waiting int                     // waiters in all queues (tests read it)
+	mu     sync.Mutex
+	busy   int                     // slots taken
+	queues map[string]*clientQueue // addresses with waiters
+	turns  list.List               // of *clientQueue: whose turn is next, front first
 }
 
 // clientQueue is one address's waiters, oldest first, and its place in turns.
@@ -169,7 +168,6 @@ func (b *hashBudget) enqueue(key string) *slotWaiter {
 	}
 	w := &slotWaiter{granted: make(chan struct{}), queue: q}
 	w.elem = q.waiters.PushBack(w)
-	b.waiting++
 	return w
 }
 
@@ -178,7 +176,6 @@ func (b *hashBudget) enqueue(key string) *slotWaiter {
 func (b *hashBudget) dequeue(w *slotWaiter) {
 	q := w.queue
 	q.waiters.Remove(w.elem)
-	b.waiting--
 	if q.waiters.Len() == 0 {
 		b.turns.Remove(q.turn)
 		q.turn = nil
@@ -186,9 +183,13 @@ func (b *hashBudget) dequeue(w *slotWaiter) {
 	}
 }
 
-// queued is the number of requests waiting for a slot.
+// queued is the number of requests waiting for a slot (tests read it).
 func (b *hashBudget) queued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.waiting
+	n := 0
+	for _, q := range b.queues {
+		n += q.waiters.Len()
+	}
+	return n
 }

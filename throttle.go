@@ -117,10 +117,9 @@ func clientPrefix(addr string) string {
 
 // attempt is one verification counted by admit; the zero attempt counts nothing.
 type attempt struct {
-	t                *throttle
-	client, user     uint64
-	counted          time.Time
-	inClient, inUser bool // which counts hold it
+	t            *throttle
+	client, user uint64
+	counted      time.Time
 }
 
 // admit counts an attempt for client and the user name (as the authenticator that decides
@@ -152,11 +151,9 @@ func (t *throttle) admit(client, user string) (a attempt, retryAfter time.Durati
 	}
 	if t.cfg.perClient > 0 {
 		t.record(t.clients, a.client, now)
-		a.inClient = true
 	}
 	if t.cfg.perUser > 0 {
 		t.record(t.users, a.user, now)
-		a.inUser = true
 	}
 	return a, 0, true
 }
@@ -171,10 +168,11 @@ func (a attempt) release() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	if a.inClient {
+	// The limits never change, so they say which counts admit recorded a in.
+	if t.cfg.perClient > 0 {
 		t.uncount(t.clients, a.client, a.counted, now)
 	}
-	if a.inUser {
+	if t.cfg.perUser > 0 {
 		t.uncount(t.users, a.user, a.counted, now)
 	}
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"github.com/registry-auth/registry-auth/internal/policy"
-	"slices"
 	"time"
 )
 
@@ -151,12 +149,7 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 				return v, nil
 			}
 		}
-		// The groups file's groups are the snapshot's, never cached: a group edit is in
-		// force at once, for directory users too.
-		v.id = policy.Identity{User: out.user, Groups: snap.userGroups[out.user]}
-		if len(out.groups) > 0 {
-			v.id.Groups = append(slices.Clip(v.id.Groups), out.groups...)
-		}
+		v.id = snap.identityOf(out.user, out.groups...)
 	}
 	return v, err
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 )
 
@@ -141,8 +140,7 @@ func explainedIdentity(snap *snapshot, src sources, dir ldapConfig, name string,
 	if _, ok := snap.users[user]; ok {
 		return policy.Identity{}, fmt.Errorf("403: the directory spells %q as %q, a user of %s: the service refuses such a login (name_collision)", name, user, src.htpasswd)
 	}
-	id := snap.identityOf(user)
-	id.Groups = append(slices.Clip(id.Groups), groups...)
+	id := snap.identityOf(user, groups...)
 	fmt.Fprintf(stderr, "%q is the directory's %q, groups: %s\n", name, user, strings.Join(id.Groups, ", "))
 	return id, nil
 }

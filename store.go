@@ -8,6 +8,7 @@ import (
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +59,15 @@ func (s *snapshot) groupUsers(group string, directory bool) int {
 	return n
 }
 
-// identityOf is the identity of an authenticated user of the files.
-func (s *snapshot) identityOf(user string) policy.Identity {
-	return policy.Identity{User: user, Groups: s.userGroups[user]}
+// identityOf is the identity of an authenticated user: the groups file's groups, never
+// cached, so that a group edit is in force at once (for directory users too), and the groups
+// its source itself gives it (a directory's).
+func (s *snapshot) identityOf(user string, sourceGroups ...string) policy.Identity {
+	id := policy.Identity{User: user, Groups: s.userGroups[user]}
+	if len(sourceGroups) > 0 {
+		id.Groups = append(slices.Clip(id.Groups), sourceGroups...)
+	}
+	return id
 }
 
 // store holds the current snapshot and reloads it. Requests call snapshot, which loads an

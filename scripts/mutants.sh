@@ -75,8 +75,11 @@ mutant refused-mount-answer-403 answer.go \
 	'case v.Reason == "mount_source_not_readable":' \
 	'case false:'
 mutant explain-ignores-directory-groups explain.go \
-	'id.Groups = append(slices.Clip(id.Groups), groups...)' \
-	'id.Groups = slices.Clip(id.Groups); _ = groups'
+	'id := snap.identityOf(user, groups...)' \
+	'id := snap.identityOf(user); _ = groups'
+mutant source-groups-dropped store.go \
+	'id.Groups = append(slices.Clip(id.Groups), sourceGroups...)' \
+	'id.Groups = slices.Clip(id.Groups); _ = sourceGroups'
 # Client addresses: who is believed.
 mutant xff-believed-from-any-peer handler.go \
 	'd.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))' \

@@ -244,7 +244,8 @@ func (c *editCLI) groupList(args []string) error {
 	known, _ := c.htpasswdUsers(f.htpasswd) // nil when unreadable: then nobody is flagged
 	groups := doc.groups()
 	if len(operands) == 1 {
-		i := slices.IndexFunc(groups, func(g groupMembers) bool { return policy.GroupKey(g.name) == policy.GroupKey(operands[0]) })
+		key := policy.GroupKey(operands[0])
+		i := slices.IndexFunc(groups, func(g groupMembers) bool { return policy.GroupKey(g.name) == key })
 		if i < 0 {
 			return fmt.Errorf("no group %q in %s (`registry-auth group list` lists them)", operands[0], f.groups)
 		}

@@ -378,8 +378,9 @@ func readGroupsDoc(path string, data []byte) (groupsDoc, error) {
 // Apache and the service do), or of every group line when group is "".
 func (d groupsDoc) groupLines(group string) []int {
 	var idx []int
+	key := policy.GroupKey(group)
 	for i, l := range d.lines {
-		if g, ok := splitGroupsLine(l.body()); ok && (group == "" || policy.GroupKey(g.group) == policy.GroupKey(group)) {
+		if g, ok := splitGroupsLine(l.body()); ok && (group == "" || policy.GroupKey(g.group) == key) {
 			idx = append(idx, i)
 		}
 	}

@@ -3,10 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,23 +17,15 @@ import (
 // format) from registry-auth's /metrics, or fails the test.
 func authMetric(t testing.TB, s *harness.Stack, sample string) float64 {
 	t.Helper()
-	resp, err := s.AuthClient().Get(s.AuthURL() + "/metrics")
+	lines, err := authMetricLines(s.AuthClient(), s.AuthURL())
 	if err != nil {
-		t.Fatalf("registry-auth metrics: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
-			}
-			return v
-		}
+	v, ok, err := metricSample(lines, sample)
+	if err != nil || !ok {
+		t.Fatalf("registry-auth metrics: no %s (%v)", sample, err)
 	}
-	t.Fatalf("registry-auth metrics have no %s", sample)
-	return 0
+	return v
 }
 
 // hashesRun is how many password checks registry-auth has run: one hash each.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,31 @@ func emptyIndex() v1.ImageIndex { return empty.Index }
 // that cannot call t.Fatal.
 func imageRefErr(host, repoTag string) (name.Reference, error) {
 	return name.ParseReference(host + "/" + repoTag)
+}
+
+// authMetricLines fetches registry-auth's /metrics at baseURL (its client needs
+// Traefik's client certificate) as lines of the exposition format.
+func authMetricLines(client *http.Client, baseURL string) ([]string, error) {
+	resp, err := client.Get(baseURL + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("registry-auth metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("registry-auth metrics: %w", err)
+	}
+	return strings.Split(string(body), "\n"), nil
+}
+
+// metricSample is the value of sample (a name with its labels) in lines, and
+// whether lines hold it.
+func metricSample(lines []string, sample string) (float64, bool, error) {
+	for _, line := range lines {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			return v, err == nil, err
+		}
+	}
+	return 0, false, nil
 }

@@ -419,20 +419,13 @@ func (w *fileRewriter) waitFor(written time.Time, method, check string, a accoun
 // recordServiceReload reads registry-auth's own time of its last reload
 // (registry_auth_last_reload_success_timestamp_seconds), for the report.
 func (w *fileRewriter) recordServiceReload(written time.Time) {
-	resp, err := w.authClient.Get(w.authURL + "/metrics")
+	lines, err := authMetricLines(w.authClient, w.authURL)
 	if err != nil {
-		w.fail("registry-auth metrics: %v", err)
+		w.fail("%v", err)
 		return
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "registry_auth_last_reload_success_timestamp_seconds "); ok {
-			var secs float64
-			if _, err := fmt.Sscan(v, &secs); err == nil {
-				w.serviceReload = append(w.serviceReload, time.Unix(0, int64(secs*1e9)).Sub(written))
-			}
-		}
+	if secs, ok, _ := metricSample(lines, "registry_auth_last_reload_success_timestamp_seconds"); ok {
+		w.serviceReload = append(w.serviceReload, time.Unix(0, int64(secs*1e9)).Sub(written))
 	}
 }
 
@@ -577,15 +570,13 @@ func (w *fileRewriter) report(t *testing.T) {
 // reportDecisions logs registry-auth's decision counters by result and
 // reason (the registry_auth_decisions_total metric).
 func reportDecisions(t *testing.T, s *harness.Stack) {
-	resp, err := s.AuthClient().Get(s.AuthURL() + "/metrics")
+	all, err := authMetricLines(s.AuthClient(), s.AuthURL())
 	if err != nil {
-		t.Errorf("registry-auth metrics: %v", err)
+		t.Error(err)
 		return
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	var lines []string
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range all {
 		if strings.HasPrefix(line, "registry_auth_decisions_total{") {
 			lines = append(lines, strings.TrimPrefix(line, "registry_auth_decisions_total"))
 		}

@@ -150,11 +150,7 @@ func TestMalformedDigestReachesRegistry(t *testing.T) {
 		{"PUT", &reader, http.StatusForbidden, "DENIED", false},
 		{"GET", nil, http.StatusUnauthorized, "UNAUTHORIZED", false},
 	} {
-		check := func(f func()) { registryUnreached(t, s, f) }
-		if tc.registry {
-			check = func(f func()) { f() }
-		}
-		check(func() {
+		registryUnreachedIf(t, s, !tc.registry, func() {
 			status, _, body := doRequest(t, client, tc.method, s.URL()+path, tc.as, header, stringsReader(testManifest))
 			if status != tc.want || !containsCode(body, tc.code) {
 				t.Errorf("%s %s as %s: got %d %q, want %d with %s", tc.method, path, describe(tc.as), status, body, tc.want, tc.code)
@@ -243,11 +239,7 @@ func TestOversizedHeaders(t *testing.T) {
 			{"2,000 headers", many, client.name == "HTTP/2"},
 		} {
 			for _, as := range []*account{&reader, nil} {
-				check := func(f func()) { f() }
-				if tc.oversized {
-					check = func(f func()) { registryUnreached(t, s, f) }
-				}
-				check(func() {
+				registryUnreachedIf(t, s, tc.oversized, func() {
 					// A fresh connection each time: an HTTP/2 one may be ended by the refusal.
 					c := &http.Client{Transport: client.tr()}
 					req, _ := http.NewRequest("GET", s.URL()+"/v2/e2e/big/manifests/v1", nil)

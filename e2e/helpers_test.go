@@ -111,6 +111,17 @@ func registryUnreached(t testing.TB, s *harness.Stack, f func()) {
 	registryCountUnchanged(t, s, "requests", harness.RequestCounts.Total, f)
 }
 
+// registryUnreachedIf runs f, through registryUnreached when refused says the
+// request must not reach the registry, and as it is otherwise.
+func registryUnreachedIf(t testing.TB, s *harness.Stack, refused bool, f func()) {
+	t.Helper()
+	if refused {
+		registryUnreached(t, s, f)
+		return
+	}
+	f()
+}
+
 // registryUnchanged runs f and fails the test if the registry served any
 // POST, PUT, PATCH or DELETE meanwhile (reads by a user allowed to read may
 // pass).

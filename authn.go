@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
 )
 
 // errUnavailable means a source of users could not be asked (a directory down or too slow):
@@ -46,7 +48,7 @@ type htpasswdAuthenticator struct{ budget *hashBudget }
 
 func (htpasswdAuthenticator) claims(snap *snapshot, user string) (string, bool) {
 	e, ok := snap.users[user]
-	return e.hash, ok
+	return e.Hash, ok
 }
 
 // nameKey is user itself: the file's names compare exactly, as in Apache.
@@ -54,7 +56,7 @@ func (htpasswdAuthenticator) nameKey(user string) string { return user }
 
 func (a htpasswdAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (out authOutcome, err error) {
 	if busy := a.budget.run(ctx, c.client, func() {
-		out.ok, err = verifyPassword(snap.users[c.user].hash, c.password)
+		out.ok, err = htpasswd.Verify(snap.users[c.user].Hash, c.password)
 	}); busy != nil {
 		return authOutcome{}, busy
 	}
@@ -75,7 +77,7 @@ func (unknownUsers) nameKey(user string) string { return user }
 func (a unknownUsers) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
 	var err error
 	if busy := a.budget.run(ctx, c.client, func() {
-		_, err = verifyPassword(snap.dummyHash, c.password)
+		_, err = htpasswd.Verify(snap.dummyHash, c.password)
 	}); busy != nil {
 		return authOutcome{}, busy
 	}

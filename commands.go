@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
@@ -40,7 +41,7 @@ func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.
 		return errors.New("hash takes exactly one USER")
 	}
 	user := fs.Arg(0)
-	if err := checkNewName("user", user); err != nil {
+	if err := htpasswd.CheckName("user", user); err != nil {
 		return err // the same rule as user add: a name Apache reads back as typed
 	}
 	switch {
@@ -51,32 +52,12 @@ func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.
 	if err != nil {
 		return err
 	}
-	hash, err := newBcryptHash(password, *cost)
+	hash, err := htpasswd.NewBcrypt(password, *cost)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s:%s\n", user, hash)
 	return nil
-}
-
-// newBcryptHash hashes a new password at cost as `htpasswd -B` does, refusing a password that
-// bcrypt or Basic authentication would not keep whole.
-func newBcryptHash(password []byte, cost int) (string, error) {
-	switch {
-	case len(password) == 0:
-		return "", errors.New("empty password refused")
-	case len(password) > 72:
-		return "", fmt.Errorf("password is %d bytes: bcrypt reads only the first 72, so use at most 72", len(password))
-	case bytes.IndexByte(password, 0) >= 0:
-		return "", errors.New("password contains a NUL byte, which Basic authentication clients cannot send")
-	}
-	hash, err := bcrypt.GenerateFromPassword(password, cost)
-	if err != nil {
-		return "", err
-	}
-	// htpasswd writes $2y$; Go writes $2a$. Both verify the same everywhere; keep Apache's tag
-	// so files look like the ones users know.
-	return "$2y$" + string(hash[4:]), nil
 }
 
 // readNewPassword asks twice without echo on a terminal, else reads the first line.
@@ -174,7 +155,7 @@ func reportFiles(stdout io.Writer, src sources, set fileSet) (snap *snapshot, ok
 	errorsFound := 0
 	for _, p := range res.problems {
 		fmt.Fprintln(stdout, p)
-		if p.severity == severityError {
+		if p.Severity == htpasswd.Error {
 			errorsFound++
 		}
 	}

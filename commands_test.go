@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
+	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -41,7 +43,7 @@ var hashLine = regexp.MustCompile(`^([^:\n]+):(\$2y\$(\d\d)\$[./A-Za-z0-9]{53})\
 // Apache's own `htpasswd -vb` all accept.
 func TestHashCommand(t *testing.T) {
 	t.Parallel()
-	htpasswdBin := apacheHTPasswd(t)
+	htpasswdBin := htpasswdtest.Apache(t)
 	long72 := strings.Repeat("p", 72)
 	tests := []struct {
 		name     string
@@ -85,8 +87,8 @@ func TestHashCommand(t *testing.T) {
 			if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(tt.password+"x")); err == nil && len(tt.password) < 72 {
 				t.Error("bcrypt accepted a wrong password")
 			}
-			f, err := parseHTPasswd(strings.NewReader(stdout))
-			if err != nil || len(f.problems) != 0 || f.users[tt.user].hash != hash {
+			f, err := htpasswd.Parse(strings.NewReader(stdout))
+			if err != nil || len(f.Problems) != 0 || f.Users[tt.user].Hash != hash {
 				t.Errorf("the service reads the line as %+v, %v, want user %q with no problem", f, err, tt.user)
 			}
 			file := filepath.Join(t.TempDir(), "htpasswd")
@@ -167,21 +169,21 @@ func TestCheckCommand(t *testing.T) {
 	}{
 		{name: "clean", htpasswd: users, groups: "pusher: alice\n",
 			want: []string{`2 users, 1 groups, 1 in push group "pusher"; 0 errors, 0 warnings`}},
-		{name: "refused lines", htpasswd: string(readTestdata(t, "refused.htpasswd")), groups: "pusher: good1\n", fails: true,
+		{name: "refused lines", htpasswd: string(htpasswdtest.Read(t, "refused.htpasswd")), groups: "pusher: good1\n", fails: true,
 			want: []string{
 				`{H}:7: error: user "des" skipped: DES crypt hash refused: it reads only the first 8 characters of a password; re-create the user with ` + "`registry-auth hash` or `htpasswd -B`",
 				`{H}:10: error: user "plain" skipped: plain-text or unknown hash refused`,
 				`{H}:13: warning: user "good2" has a weak APR1-MD5 hash; re-create it with ` + "`registry-auth hash` (bcrypt)",
 				`2 users, 1 groups, 1 in push group "pusher"; 2 errors, 1 warnings`,
 			}},
-		{name: "weak hashes only warn", htpasswd: string(readTestdata(t, "formats.htpasswd")), groups: "pusher: bcrypt4\n",
+		{name: "weak hashes only warn", htpasswd: string(htpasswdtest.Read(t, "formats.htpasswd")), groups: "pusher: bcrypt4\n",
 			want: []string{
-				fmt.Sprintf(`{H}:%d: warning: user "apr1" has a weak APR1-MD5 hash`, lineOf(t, readTestdata(t, "formats.htpasswd"), "apr1:")),
-				fmt.Sprintf(`{H}:%d: warning: user "sha1" has a weak SHA-1 hash`, lineOf(t, readTestdata(t, "formats.htpasswd"), "sha1:")),
-				fmt.Sprintf(`{H}:%d: warning: user "openssl-md5" has a weak MD5-crypt hash`, lineOf(t, readTestdata(t, "formats.htpasswd"), "openssl-md5:")),
+				fmt.Sprintf(`{H}:%d: warning: user "apr1" has a weak APR1-MD5 hash`, htpasswdtest.LineOf(t, htpasswdtest.Read(t, "formats.htpasswd"), "apr1:")),
+				fmt.Sprintf(`{H}:%d: warning: user "sha1" has a weak SHA-1 hash`, htpasswdtest.LineOf(t, htpasswdtest.Read(t, "formats.htpasswd"), "sha1:")),
+				fmt.Sprintf(`{H}:%d: warning: user "openssl-md5" has a weak MD5-crypt hash`, htpasswdtest.LineOf(t, htpasswdtest.Read(t, "formats.htpasswd"), "openssl-md5:")),
 				`19 users, 1 groups, 1 in push group "pusher"; 0 errors, 6 warnings`,
 			}},
-		{name: "Apache-style files", htpasswd: string(readTestdata(t, "apache.htpasswd")), groups: string(readTestdata(t, "apache.groups")), fails: true,
+		{name: "Apache-style files", htpasswd: string(htpasswdtest.Read(t, "apache.htpasswd")), groups: string(htpasswdtest.Read(t, "apache.groups")), fails: true,
 			want: []string{
 				`{H}:16: warning: duplicate user "alice" ignored: the entry on line 5 wins, as in Apache`,
 				`{H}:17: error: no colon: want user:hash`,

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/registry-auth/registry-auth/internal/policy"
-	"github.com/registry-auth/registry-auth/internal/registry"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/registry-auth/registry-auth/internal/policy"
+	"github.com/registry-auth/registry-auth/internal/registry"
 )
 
 const explainUsage = `Usage: registry-auth explain [flags] USER METHOD URI

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/registry-auth/registry-auth/internal/policy"
 	"io"
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
+	"github.com/registry-auth/registry-auth/internal/policy"
 )
 
 const groupUsage = `Usage: registry-auth group COMMAND [flags] GROUP [USER...]
@@ -99,11 +101,11 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 		}
 	}
 	if add {
-		if err := checkNewName("group", group); err != nil {
+		if err := htpasswd.CheckName("group", group); err != nil {
 			return err
 		}
 		for _, u := range users {
-			if err := checkNewName("user", u); err != nil {
+			if err := htpasswd.CheckName("user", u); err != nil {
 				return err
 			}
 		}
@@ -127,14 +129,14 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 	if st.info == nil && !add {
 		return fmt.Errorf("%s does not exist (check --groups): %w", st.path, errEditRefused)
 	}
-	doc, err := readGroupsDoc(st.path, st.data)
+	doc, err := htpasswd.ReadGroupsDoc(st.path, st.data)
 	if err != nil {
 		return err
 	}
-	if err := brokenLines(st.path, doc.errorsBesides(), f.force); err != nil {
+	if err := brokenLines(st.path, doc.ErrorsBesides(), f.force); err != nil {
 		return err
 	}
-	want := doc.membership()
+	want := doc.Membership()
 	key := policy.GroupKey(group)
 	members := want[key]
 	if members == nil {
@@ -161,10 +163,10 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 			}
 		}
 		if len(changed) > 0 {
-			lines = []int{doc.addMembers(group, changed)}
+			lines = []int{doc.AddMembers(group, changed)}
 		}
 	} else {
-		if len(doc.groupLines(group)) == 0 {
+		if !doc.HasGroup(group) {
 			return fmt.Errorf("no group %q in %s (`registry-auth group list` lists them): %w", group, st.path, errEditRefused)
 		}
 		for _, u := range users {
@@ -174,7 +176,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 		}
 		for _, u := range users {
 			delete(members, u)
-			_, nums := doc.removeMember(group, u)
+			_, nums := doc.RemoveMember(group, u)
 			lines = append(lines, nums...)
 		}
 		changed = users
@@ -183,8 +185,8 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 
 	wrote := map[string][]byte{}
 	if len(changed) > 0 {
-		out := doc.bytes()
-		if err := doc.checkEdit(out, want); err != nil {
+		out := doc.Bytes()
+		if err := doc.CheckEdit(out, want); err != nil {
 			return refuse(st.path, err)
 		}
 		if err := c.editor.replace(st, out, statOrNil(f.htpasswd)); err != nil {
@@ -211,12 +213,12 @@ func (c *editCLI) htpasswdUsers(path string) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the htpasswd file to check the users (check --htpasswd, or pass --force): %w", err)
 	}
-	hf, err := parseHTPasswd(bytes.NewReader(data))
+	hf, err := htpasswd.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	known := make(map[string]bool, len(hf.users))
-	for u := range hf.users {
+	known := make(map[string]bool, len(hf.Users))
+	for u := range hf.Users {
 		known[u] = true
 	}
 	return known, nil
@@ -237,36 +239,36 @@ func (c *editCLI) groupList(args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the groups file (check --groups): %w", err)
 	}
-	doc, err := readGroupsDoc(f.groups, data)
+	doc, err := htpasswd.ReadGroupsDoc(f.groups, data)
 	if err != nil {
 		return err
 	}
 	known, _ := c.htpasswdUsers(f.htpasswd) // nil when unreadable: then nobody is flagged
-	groups := doc.groups()
+	groups := doc.Groups()
 	if len(operands) == 1 {
 		key := policy.GroupKey(operands[0])
-		i := slices.IndexFunc(groups, func(g groupMembers) bool { return policy.GroupKey(g.name) == key })
+		i := slices.IndexFunc(groups, func(g htpasswd.GroupMembers) bool { return policy.GroupKey(g.Name) == key })
 		if i < 0 {
 			return fmt.Errorf("no group %q in %s (`registry-auth group list` lists them)", operands[0], f.groups)
 		}
 		groups = groups[i : i+1]
-		for _, m := range groups[0].members {
+		for _, m := range groups[0].Members {
 			fmt.Fprintln(c.stdout, m)
 		}
 	} else {
 		for _, g := range groups {
-			fmt.Fprintf(c.stdout, "%s: %s\n", g.name, strings.Join(quoteAll(g.members), " "))
+			fmt.Fprintf(c.stdout, "%s: %s\n", g.Name, strings.Join(quoteAll(g.Members), " "))
 		}
 	}
 	for _, g := range groups {
-		for _, m := range g.members {
+		for _, m := range g.Members {
 			if known != nil && !known[m] {
-				fmt.Fprintf(c.stderr, "member %s of group %s is not a user of %s\n", m, g.name, f.htpasswd)
+				fmt.Fprintf(c.stderr, "member %s of group %s is not a user of %s\n", m, g.Name, f.htpasswd)
 			}
 		}
 	}
-	for _, p := range doc.problems() {
-		if p.severity == severityError {
+	for _, p := range doc.Problems() {
+		if p.Severity == htpasswd.Error {
 			fmt.Fprintln(c.stderr, p)
 		}
 	}
@@ -276,7 +278,7 @@ func (c *editCLI) groupList(args []string) error {
 func quoteAll(names []string) []string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = quoteMember(n)
+		q[i] = htpasswd.QuoteMember(n)
 	}
 	return q
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/base64"
 	"errors"
-	"github.com/registry-auth/registry-auth/internal/policy"
-	"github.com/registry-auth/registry-auth/internal/registry"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/registry-auth/registry-auth/internal/policy"
+	"github.com/registry-auth/registry-auth/internal/registry"
 )
 
 // decision is what /auth decided about one request, for the log line and the metrics.

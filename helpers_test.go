@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
+	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 )
 
 // waitFor polls cond until it holds or timeout passes, and returns how long it took.
@@ -33,28 +33,12 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	return time.Since(start)
 }
 
-// testHash returns a bcrypt hash of password at the cheapest cost, memoised across tests.
-var testHashes sync.Map
-
-func testHash(t testing.TB, password string) string {
-	t.Helper()
-	if h, ok := testHashes.Load(password); ok {
-		return h.(string)
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testHashes.Store(password, string(h))
-	return string(h)
-}
-
 // htpasswdLines makes an htpasswd file body from user, password pairs.
 func htpasswdLines(t testing.TB, userPasswords ...string) string {
 	t.Helper()
 	var b strings.Builder
 	for i := 0; i+1 < len(userPasswords); i += 2 {
-		fmt.Fprintf(&b, "%s:%s\n", userPasswords[i], testHash(t, userPasswords[i+1]))
+		fmt.Fprintf(&b, "%s:%s\n", userPasswords[i], htpasswdtest.Hash(t, userPasswords[i+1]))
 	}
 	return b.String()
 }

@@ -8,10 +8,12 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"github.com/registry-auth/registry-auth/internal/policy"
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
+	"github.com/registry-auth/registry-auth/internal/policy"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -108,7 +110,7 @@ func (s sources) read() (fileSet, error) {
 // loadResult is what one read of the files found, good or bad.
 type loadResult struct {
 	snap     *snapshot
-	problems []lineProblem // for the log and `check`
+	problems []htpasswd.Problem // for the log and `check`
 }
 
 // loadSources reads and parses every source: the one loader of serve, check and explain.
@@ -128,53 +130,53 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	var res loadResult
 	pushGroup := s.pushGroup
 	hfile, gfile, pfile := set.get(roleHTPasswd), set.get(roleGroups), set.get(rolePolicy)
-	addProblems := func(file string, ps lineProblems) {
+	addProblems := func(file string, ps htpasswd.Problems) {
 		for _, p := range ps {
-			p.file = file
+			p.File = file
 			res.problems = append(res.problems, p)
 		}
 	}
-	hf, err := parseHTPasswd(bytes.NewReader(hfile.data))
+	hf, err := htpasswd.Parse(bytes.NewReader(hfile.data))
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", hfile.path, err)
 	}
-	addProblems(hfile.path, hf.problems)
+	addProblems(hfile.path, hf.Problems)
 	// Without an htpasswd file (--htpasswd "" beside --ldap-url) every user is the directory's.
-	if len(hf.users) == 0 && hfile.path != "" {
-		if len(hf.problems) > 0 {
+	if len(hf.Users) == 0 && hfile.path != "" {
+		if len(hf.Problems) > 0 {
 			// Name what was skipped: the user is likely there, on a line the service cannot use.
 			var skipped []string
-			for i, p := range hf.problems {
+			for i, p := range hf.Problems {
 				if i == maxNamedProblems {
-					skipped = append(skipped, fmt.Sprintf("and %d more (registry-auth check lists them)", len(hf.problems)-i))
+					skipped = append(skipped, fmt.Sprintf("and %d more (registry-auth check lists them)", len(hf.Problems)-i))
 					break
 				}
-				skipped = append(skipped, fmt.Sprintf("line %d: %s", p.line, p.message))
+				skipped = append(skipped, fmt.Sprintf("line %d: %s", p.Line, p.Message))
 			}
 			return res, fmt.Errorf("%s: no usable users; skipped %s: fix those lines, or add a user with `registry-auth user add --htpasswd %s USER`", hfile.path, strings.Join(skipped, "; "), hfile.path)
 		}
 		return res, fmt.Errorf("%s: no usable users: add one with `registry-auth user add --htpasswd %s USER`", hfile.path, hfile.path)
 	}
-	var gf groupsFile
+	var gf htpasswd.GroupFile
 	if gfile.path != "" {
-		if gf, err = parseGroups(bytes.NewReader(gfile.data)); err != nil {
+		if gf, err = htpasswd.ParseGroups(bytes.NewReader(gfile.data)); err != nil {
 			return res, fmt.Errorf("%s: %w", gfile.path, err)
 		}
-		addProblems(gfile.path, gf.problems)
+		addProblems(gfile.path, gf.Problems)
 	}
-	for _, group := range sortedKeys(gf.members) {
-		for _, member := range sortedKeys(gf.members[group]) {
+	for _, group := range sortedKeys(gf.Members) {
+		for _, member := range sortedKeys(gf.Members[group]) {
 			// With a directory, a member the file lacks may be a directory user: nothing to say.
-			if _, ok := hf.users[member]; !ok && hfile.path != "" && !s.directory {
-				res.problems = append(res.problems, lineProblem{file: gfile.path, line: gf.memberLine[[2]string{group, member}], severity: severityWarning,
-					message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
+			if _, ok := hf.Users[member]; !ok && hfile.path != "" && !s.directory {
+				res.problems = append(res.problems, htpasswd.Problem{File: gfile.path, Line: gf.MemberLine[[2]string{group, member}], Severity: htpasswd.Warning,
+					Message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
 			}
 		}
 	}
 	snap := &snapshot{
-		users:      hf.users,
-		groups:     foldGroupNames(gf.members),
-		dummyCost:  typicalBcryptCost(hf.users),
+		users:      hf.Users,
+		groups:     gf.ByKey(),
+		dummyCost:  typicalBcryptCost(hf.Users),
 		contentSum: set.sum,
 	}
 	for _, f := range set.files {
@@ -188,7 +190,7 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 			if s.directoryGroups {
 				msg = fmt.Sprintf("the push group %q has no members in the files: the directory's groups decide who may push (%s)", pushGroup, directoryGroupsHint)
 			}
-			res.problems = append(res.problems, lineProblem{file: cmp.Or(gfile.path, "(no groups file)"), severity: severityWarning, message: msg})
+			res.problems = append(res.problems, htpasswd.Problem{File: cmp.Or(gfile.path, "(no groups file)"), Severity: htpasswd.Warning, Message: msg})
 		}
 	} else {
 		p, warnings, err := policy.Parse(pfile.data, pfile.path)
@@ -196,7 +198,7 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 			return res, err
 		}
 		for _, w := range warnings {
-			res.problems = append(res.problems, lineProblem{file: pfile.path, line: w.Line, severity: severityWarning, message: w.Message})
+			res.problems = append(res.problems, htpasswd.Problem{File: pfile.path, Line: w.Line, Severity: htpasswd.Warning, Message: w.Message})
 		}
 		addProblems(pfile.path, policySubjectWarnings(p, snap, s, hfile.path, gfile.path))
 		snap.policy = p
@@ -215,44 +217,28 @@ const directoryGroupsHint = "`registry-auth check --ldap-test-user NAME` shows a
 // directory such a rule grants nothing. A user the file lacks may be a directory user, so
 // with a directory nothing is said of users; a group the files leave empty is named, with
 // directory groups, as one the directory decides.
-func policySubjectWarnings(p *policy.Policy, snap *snapshot, src sources, htpasswdName, groupsName string) lineProblems {
-	var ps lineProblems
+func policySubjectWarnings(p *policy.Policy, snap *snapshot, src sources, htpasswdName, groupsName string) htpasswd.Problems {
+	var ps htpasswd.Problems
 	seen := map[string]bool{}
 	for _, n := range p.Names() {
 		for _, u := range n.Users {
 			if _, ok := snap.users[u]; !ok && !seen["u"+u] && !src.directory {
 				seen["u"+u] = true
-				ps.add(n.Line, severityWarning, "user %q is not in %s", u, htpasswdName)
+				ps.Add(n.Line, htpasswd.Warning, "user %q is not in %s", u, htpasswdName)
 			}
 		}
 		for _, name := range n.Groups {
 			if snap.groupSize(name) == 0 && !seen["g"+name] {
 				seen["g"+name] = true
 				if src.directoryGroups {
-					ps.add(n.Line, severityWarning, "group %q has no members in %s: the directory's groups decide (%s)", name, cmp.Or(groupsName, "(no groups file)"), directoryGroupsHint)
+					ps.Add(n.Line, htpasswd.Warning, "group %q has no members in %s: the directory's groups decide (%s)", name, cmp.Or(groupsName, "(no groups file)"), directoryGroupsHint)
 				} else {
-					ps.add(n.Line, severityWarning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
+					ps.Add(n.Line, htpasswd.Warning, "group %q has no members in %s", name, cmp.Or(groupsName, "(no groups file)"))
 				}
 			}
 		}
 	}
 	return ps
-}
-
-// foldGroupNames merges groups whose names are one group to groupKey (spelt with another case,
-// or a DN with other spaces), keyed by that key.
-func foldGroupNames(members map[string]map[string]bool) map[string]map[string]bool {
-	folded := make(map[string]map[string]bool, len(members))
-	for group, users := range members {
-		key := policy.GroupKey(group)
-		if folded[key] == nil {
-			folded[key] = make(map[string]bool, len(users))
-		}
-		for u := range users {
-			folded[key][u] = true
-		}
-	}
-	return folded
 }
 
 // groupsByUser inverts groups: each user's (lower-case) groups, sorted.
@@ -268,11 +254,11 @@ func groupsByUser(groups map[string]map[string]bool) map[string][]string {
 
 // typicalBcryptCost is the median bcrypt cost in users (10 when there is none), so that a
 // failed lookup of an unknown user costs what a typical known user costs.
-func typicalBcryptCost(users map[string]htpasswdEntry) int {
+func typicalBcryptCost(users map[string]htpasswd.Entry) int {
 	var costs []int
 	for _, e := range users {
-		if e.kind == hashBcrypt {
-			costs = append(costs, bcryptCost(e.hash))
+		if e.Kind == htpasswd.Bcrypt {
+			costs = append(costs, bcryptCost(e.Hash))
 		}
 	}
 	if len(costs) == 0 {

@@ -2,11 +2,12 @@ package main
 
 import (
 	"errors"
-	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 )
 
 // policyFiles writes users alice (admins), bob and carol, and the policy text.

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -24,6 +23,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 )
 
 // rawExchange writes request on a new connection and reads one response. The write runs

@@ -5,13 +5,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"github.com/registry-auth/registry-auth/internal/policy"
 	"hash"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
+	"github.com/registry-auth/registry-auth/internal/policy"
 )
 
 // snapshot is one consistent view of every source (htpasswd, groups, policy): a request
@@ -19,7 +21,7 @@ import (
 // password checks live in the store, not here, so that they outlive a reload: see
 // store.verify.
 type snapshot struct {
-	users      map[string]htpasswdEntry
+	users      map[string]htpasswd.Entry
 	groups     map[string]map[string]bool // groupKey -> members
 	userGroups map[string][]string        // user -> group keys, for identities
 	policy     *policy.Policy
@@ -172,9 +174,9 @@ func (s *store) reload(reason string) error {
 		return err
 	}
 	for _, p := range res.problems {
-		attrs := []any{"file", p.file, "severity", p.severity.String(), "problem", p.message}
-		if p.line > 0 {
-			attrs = append(attrs, "line", p.line) // a problem of the whole file has none
+		attrs := []any{"file", p.File, "severity", p.Severity.String(), "problem", p.Message}
+		if p.Line > 0 {
+			attrs = append(attrs, "line", p.Line) // a problem of the whole file has none
 		}
 		s.logger.Warn("file problem", attrs...)
 	}

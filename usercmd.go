@@ -11,8 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
@@ -188,29 +188,6 @@ func oneName(cmd string, operands []string) (string, error) {
 	return operands[0], nil
 }
 
-// maxNameLen is the longest user name whose bcrypt line fits Apache's htpasswd line limit.
-const maxNameLen = maxHTPasswdLine - len(":") - 60
-
-// checkNewName refuses a user or group name that Apache would not read back as typed.
-func checkNewName(what, name string) error {
-	var why string
-	switch {
-	case name == "":
-		why = "it is empty"
-	case strings.HasPrefix(name, "#"):
-		why = "a line starting with # is a comment"
-	case strings.Contains(name, ":"):
-		why = "a colon ends the name"
-	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
-		why = "it has white space or a control character"
-	case len(name) > maxNameLen:
-		why = fmt.Sprintf("it is %d bytes, and Apache reads lines of at most %d", len(name), maxHTPasswdLine)
-	default:
-		return nil
-	}
-	return fmt.Errorf("%s name %q refused: %s; choose another name", what, name, why)
-}
-
 // lock takes the locks of paths (htpasswd first) and says which leftovers of an interrupted
 // edit it removed. The returned unlock may be called more than once.
 func (c *editCLI) lock(ctx context.Context, paths ...string) (func(), error) {
@@ -280,7 +257,7 @@ func (c *editCLI) userAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkNewName("user", name); err != nil {
+	if err := htpasswd.CheckName("user", name); err != nil {
 		return err
 	}
 	return c.setPassword(ctx, f, name, true)
@@ -306,7 +283,7 @@ func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, ad
 	if err != nil {
 		return err
 	}
-	hash, err := newBcryptHash(password, f.cost)
+	hash, err := htpasswd.NewBcrypt(password, f.cost)
 	if err != nil {
 		return err
 	}
@@ -322,24 +299,24 @@ func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, ad
 	if st.info == nil && !add {
 		return fmt.Errorf("%s does not exist: create it with `registry-auth user add %s`", st.path, name)
 	}
-	doc, err := readHTPasswdDoc(st.path, st.data)
+	doc, err := htpasswd.ReadDoc(st.path, st.data)
 	if err != nil {
 		return err
 	}
-	entries := doc.entries(name)
+	entries := doc.Entries(name)
 	switch {
 	case add && len(entries) > 0:
-		return fmt.Errorf("user %q exists (%s:%d): change its password with `registry-auth user passwd %s`: %w", name, st.path, doc.lineNum(entries[0]), name, errEditRefused)
+		return fmt.Errorf("user %q exists (%s:%d): change its password with `registry-auth user passwd %s`: %w", name, st.path, doc.LineNum(entries[0]), name, errEditRefused)
 	case !add && len(entries) == 0:
 		return fmt.Errorf("no user %q in %s: add it with `registry-auth user add %s`: %w", name, st.path, name, errEditRefused)
 	}
 	// The new hash mends the user's own line, if it was refused.
-	if err := brokenLines(st.path, doc.errorsBesides(entries...), f.force); err != nil {
+	if err := brokenLines(st.path, doc.ErrorsBesides(entries...), f.force); err != nil {
 		return err
 	}
-	line := doc.setHash(name, hash)
-	out := doc.bytes()
-	if err := doc.checkEdit(out, name, hash); err != nil {
+	line := doc.SetHash(name, hash)
+	out := doc.Bytes()
+	if err := doc.CheckEdit(out, name, hash); err != nil {
 		return refuse(st.path, err)
 	}
 	if err := c.editor.replace(st, out, statOrNil(f.groups)); err != nil {
@@ -351,7 +328,7 @@ func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, ad
 	} else {
 		c.wrote(st, fmt.Sprintf("changed the password of %s in %s (line %d)", name, st.path, line))
 		for _, i := range entries[1:] {
-			fmt.Fprintf(c.stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.lineNum(i), name, name)
+			fmt.Fprintf(c.stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.LineNum(i), name, name)
 		}
 	}
 	return c.waitLoaded(ctx, f, map[string][]byte{roleHTPasswd: out}, roleHTPasswd)
@@ -383,25 +360,25 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 	if st.info == nil {
 		return fmt.Errorf("%s does not exist (check --htpasswd)", st.path)
 	}
-	doc, err := readHTPasswdDoc(st.path, st.data)
+	doc, err := htpasswd.ReadDoc(st.path, st.data)
 	if err != nil {
 		return err
 	}
-	entries := doc.entries(name)
+	entries := doc.Entries(name)
 	if len(entries) > 0 {
-		if err := brokenLines(st.path, doc.errorsBesides(entries...), f.force); err != nil {
+		if err := brokenLines(st.path, doc.ErrorsBesides(entries...), f.force); err != nil {
 			return err
 		}
 	}
-	removedLines := doc.remove(name)
-	out := doc.bytes()
-	if err := doc.checkEdit(out, name, ""); err != nil {
+	removedLines := doc.Remove(name)
+	out := doc.Bytes()
+	if err := doc.CheckEdit(out, name, ""); err != nil {
 		return refuse(st.path, err)
 	}
 
 	// The groups file, read and checked before anything is written.
 	var gst fileState
-	var gdoc groupsDoc
+	var gdoc htpasswd.GroupsDoc
 	var gout []byte
 	var fromGroups []string
 	var groupLines []int
@@ -410,21 +387,21 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 			return err
 		}
 		if gst.info != nil {
-			if gdoc, err = readGroupsDoc(gst.path, gst.data); err != nil {
+			if gdoc, err = htpasswd.ReadGroupsDoc(gst.path, gst.data); err != nil {
 				return err
 			}
-			want := gdoc.membership()
+			want := gdoc.Membership()
 			for _, members := range want {
 				delete(members, name)
 			}
-			fromGroups, groupLines = gdoc.removeMember("", name)
+			fromGroups, groupLines = gdoc.RemoveMember("", name)
 			if len(fromGroups) > 0 { // a file that is not written hides nothing
-				if err := brokenLines(gst.path, gdoc.errorsBesides(), f.force); err != nil {
+				if err := brokenLines(gst.path, gdoc.ErrorsBesides(), f.force); err != nil {
 					return err
 				}
 			}
-			gout = gdoc.bytes()
-			if err := gdoc.checkEdit(gout, want); err != nil {
+			gout = gdoc.Bytes()
+			if err := gdoc.CheckEdit(gout, want); err != nil {
 				return refuse(gst.path, err)
 			}
 		}
@@ -497,35 +474,35 @@ func (c *editCLI) userList(args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the htpasswd file (check --htpasswd): %w", err)
 	}
-	doc, err := readHTPasswdDoc(f.htpasswd, data)
+	doc, err := htpasswd.ReadDoc(f.htpasswd, data)
 	if err != nil {
 		return err
 	}
 	groupsOf := map[string][]string{}
 	if f.groups != "" {
 		if data, err := os.ReadFile(f.groups); err == nil {
-			if gdoc, err := readGroupsDoc(f.groups, data); err == nil {
-				for _, g := range gdoc.groups() {
-					for _, m := range g.members {
-						groupsOf[m] = append(groupsOf[m], g.name)
+			if gdoc, err := htpasswd.ReadGroupsDoc(f.groups, data); err == nil {
+				for _, g := range gdoc.Groups() {
+					for _, m := range g.Members {
+						groupsOf[m] = append(groupsOf[m], g.Name)
 					}
 				}
 			}
 		}
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
-	for _, u := range doc.users() {
-		entries := doc.entries(u)
-		hash := doc.hashAt(entries[0])
+	for _, u := range doc.Users() {
+		entries := doc.Entries(u)
+		hash := doc.HashAt(entries[0])
 		groups := strings.Join(groupsOf[u], ",")
 		if groups == "" {
 			groups = "-"
 		}
 		var notes []string
-		for _, p := range doc.problemsOn(entries...) {
-			notes = append(notes, fmt.Sprintf("line %d: %s: %s", p.line, p.severity, p.message))
+		for _, p := range doc.ProblemsOn(entries...) {
+			notes = append(notes, fmt.Sprintf("line %d: %s: %s", p.Line, p.Severity, p.Message))
 		}
-		row := fmt.Sprintf("%s\t%s\t%s", u, classifyHash(hash), groups)
+		row := fmt.Sprintf("%s\t%s\t%s", u, htpasswd.Classify(hash), groups)
 		if len(notes) > 0 {
 			row += "\t! " + strings.Join(notes, "; ")
 		}
@@ -533,7 +510,7 @@ func (c *editCLI) userList(args []string) error {
 	}
 	tw.Flush()
 	// Lines that name no user are not in the list; say what they are.
-	for _, p := range doc.strayProblems() {
+	for _, p := range doc.StrayProblems() {
 		fmt.Fprintln(c.stderr, p)
 	}
 	return nil
@@ -552,15 +529,15 @@ func (c *editCLI) userVerify(args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the htpasswd file (check --htpasswd): %w", err)
 	}
-	doc, err := readHTPasswdDoc(f.htpasswd, data)
+	doc, err := htpasswd.ReadDoc(f.htpasswd, data)
 	if err != nil {
 		return err
 	}
-	entry, ok := doc.user(name)
+	entry, ok := doc.User(name)
 	if !ok {
-		if idx := doc.entries(name); len(idx) > 0 {
+		if idx := doc.Entries(name); len(idx) > 0 {
 			return fmt.Errorf("the service refuses the line of %s (%s:%d): give it a new password with `registry-auth user passwd %s`",
-				name, f.htpasswd, doc.lineNum(idx[0]), name)
+				name, f.htpasswd, doc.LineNum(idx[0]), name)
 		}
 		return fmt.Errorf("no user %q in %s", name, f.htpasswd)
 	}
@@ -568,9 +545,9 @@ func (c *editCLI) userVerify(args []string) error {
 	if err != nil {
 		return err
 	}
-	match, err := verifyPassword(entry.hash, password)
+	match, err := htpasswd.Verify(entry.Hash, password)
 	if err != nil {
-		return fmt.Errorf("the hash of %s on line %d cannot be checked: %w", name, entry.line, err)
+		return fmt.Errorf("the hash of %s on line %d cannot be checked: %w", name, entry.Line, err)
 	}
 	if !match {
 		fmt.Fprintf(c.stdout, "wrong password for %s\n", name)
@@ -590,4 +567,21 @@ func readPassword(stdin io.Reader, prompt io.Writer) ([]byte, error) {
 	password, err := term.ReadPassword(int(f.Fd()))
 	fmt.Fprintln(prompt)
 	return password, err
+}
+
+// errEditRefused says that an edit was not made; the message says why and what to do.
+var errEditRefused = errors.New("nothing was changed")
+
+// brokenLines refuses an edit of a file with lines the service skips, unless force: the edit
+// would load fine and leave them unnoticed.
+func brokenLines(path string, broken []htpasswd.Problem, force bool) error {
+	if len(broken) == 0 || force {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range broken {
+		fmt.Fprintf(&b, "%s\n", p)
+	}
+	fmt.Fprintf(&b, "%s has lines the service skips (above): fix them first (`registry-auth check` lists every problem), or pass --force to edit it anyway", path)
+	return fmt.Errorf("%s: %w", b.String(), errEditRefused)
 }

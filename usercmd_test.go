@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd"
+	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 )
 
 // editEnv points the user and group commands at f's files through their variables.
@@ -102,7 +105,7 @@ func TestUserCommands(t *testing.T) {
 // set by user add and user passwd, at the default cost too.
 func TestApacheVerifiesWhatTheCommandsWrite(t *testing.T) {
 	t.Parallel()
-	htpasswdBin := apacheHTPasswd(t)
+	htpasswdBin := htpasswdtest.Apache(t)
 	f := newTestFiles(t, "", "")
 	env := editEnv(f)
 	mustRun(t, env, "first one\n", "user", "add", "--cost", "4", "ann")
@@ -134,7 +137,7 @@ func TestUserAddRefuses(t *testing.T) {
 		{"tab", "", "bob\t", "white space"},
 		{"no-break space", "", "bo\u00a0b", "white space"},
 		{"control character", "", "bob\x7f", "control character"},
-		{"too long", "", strings.Repeat("b", maxNameLen+1), "Apache reads lines of at most 8190"},
+		{"too long", "", strings.Repeat("b", htpasswd.MaxNameLen+1), "Apache reads lines of at most 8190"},
 		{"errors elsewhere need --force", "alice\n", "bob", "HTPASSWD:1: error: no colon"},
 	}
 	for _, tt := range tests {
@@ -166,7 +169,7 @@ func TestUserAddRefuses(t *testing.T) {
 // so no --force is needed, and nothing else on the line or in the file moves.
 func TestPasswdMendsARefusedLine(t *testing.T) {
 	t.Parallel()
-	alice := "alice:" + testHash(t, "a") + "\r\n"
+	alice := "alice:" + htpasswdtest.Hash(t, "a") + "\r\n"
 	f := newTestFiles(t, "# x\r\nbob:5SDgZoPskSJPc\r\n"+alice, "")
 	mustRun(t, editEnv(f), "new\n", "user", "passwd", "--cost", "4", "bob")
 	got := readString(t, f.htpasswd)
@@ -196,7 +199,7 @@ func TestCRLFFileKeepsItsLineEnds(t *testing.T) {
 			t.Errorf("%s: %d of %d line ends are CRLF:\n%q", path, crlf, n, got)
 		}
 	}
-	if got := readString(t, f.htpasswd); !strings.HasPrefix(got, "# users, edited on Windows\r\n\r\nbob:"+testHash(t, "b")+"\r\ncarol:$2y$04$") {
+	if got := readString(t, f.htpasswd); !strings.HasPrefix(got, "# users, edited on Windows\r\n\r\nbob:"+htpasswdtest.Hash(t, "b")+"\r\ncarol:$2y$04$") {
 		t.Errorf("htpasswd: got %q", got)
 	}
 	if got := readString(t, f.groups); got != "# groups\r\npusher: carol\r\nreaders: bob\r\n" {
@@ -478,13 +481,13 @@ func TestTwentyConcurrentAddsUnderLoad(t *testing.T) {
 			t.Errorf("user add user%02d: %v", i, err)
 		}
 	}
-	hf, err := parseHTPasswd(strings.NewReader(readString(t, f.htpasswd)))
+	hf, err := htpasswd.Parse(strings.NewReader(readString(t, f.htpasswd)))
 	must(t, err)
-	if len(hf.users) != n+1 || len(hf.problems) != 0 {
-		t.Errorf("got %d users and problems %v, want %d users and none", len(hf.users), hf.problems, n+1)
+	if len(hf.Users) != n+1 || len(hf.Problems) != 0 {
+		t.Errorf("got %d users and problems %v, want %d users and none", len(hf.Users), hf.Problems, n+1)
 	}
 	for i := range n {
-		if ok, _ := verifyPassword(hf.users[fmt.Sprintf("user%02d", i)].hash, fmt.Appendf(nil, "pw-%d", i)); !ok {
+		if ok, _ := htpasswd.Verify(hf.Users[fmt.Sprintf("user%02d", i)].Hash, fmt.Appendf(nil, "pw-%d", i)); !ok {
 			t.Errorf("user%02d: password does not verify", i)
 		}
 	}

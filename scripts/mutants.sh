@@ -38,7 +38,7 @@ mutant unknown-route-not-named answer.go \
 	'case routeErr != nil:' \
 	'case false:'
 mutant unknown-users-skip-hash authn.go \
-	'_, err = verifyPassword(snap.dummyHash, c.password)' \
+	'_, err = htpasswd.Verify(snap.dummyHash, c.password)' \
 	'err = error(nil)'
 mutant route-method-unchecked internal/registry/request.go \
 	'if !serves(r.methods, method) {' \
@@ -120,7 +120,7 @@ mutant reload-recovery-silent store.go \
 mutant push-group-counts-strangers store.go \
 	'if _, ok := s.users[member]; ok {' \
 	'if _, ok := s.users[member]; ok || !ok {'
-mutant group-names-lower-cased-only load.go \
+mutant group-names-lower-cased-only internal/htpasswd/parse.go \
 	'key := policy.GroupKey(group)' \
 	'key := strings.ToLower(group)'
 # The verified-credential cache.
@@ -137,14 +137,14 @@ mutant cache-dropped-at-reload store.go \
 	's.current.Store(snap)' \
 	's.cache = newVerifyCache(s.cacheTTL, s.cacheSize); s.current.Store(snap)'
 # Files and reloads.
-mutant last-duplicate-wins htpasswd.go \
+mutant last-duplicate-wins internal/htpasswd/parse.go \
 	'if prev, dup := firstLine[user]; dup {' \
 	'if prev, dup := firstLine[user]; false && dup {'
 mutant failed-reload-replaces-snapshot store.go \
 	's.lastFailure = msg' \
 	's.lastFailure = msg; s.current.Store(res.snap)'
 mutant empty-htpasswd-loads load.go \
-	'if len(hf.users) == 0 && hfile.path != "" {' \
+	'if len(hf.Users) == 0 && hfile.path != "" {' \
 	'if false {'
 # Timeouts not wired to their flags.
 mutant header-timeout-unwired main.go \

@@ -1,82 +1,60 @@
-package main
+package htpasswd
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"os"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 )
 
 // The vectors of testdata/formats.htpasswd: user, password, the format the service must see.
 // testdata/make-vectors.sh made them with Apache's htpasswd, openssl passwd and libxcrypt.
 var formatVectors = []struct {
 	user, password string
-	kind           hashKind
+	kind           Kind
 }{
-	{"bcrypt4", "correct horse battery staple", hashBcrypt}, // htpasswd -B -C 4
-	{"bcrypt5", "pässwörd-ünïcode", hashBcrypt},             // htpasswd -B (its default cost 5), UTF-8 password
-	{"bcrypt10", "Tr0ub4dor&3", hashBcrypt},                 // htpasswd -B -C 10, the cost people should use
-	{"bcrypt-colon", "a:b:c", hashBcrypt},                   // a password may hold colons
-	{"bcrypt-long80", "0123456789012345678901234567890123456789012345678901234567890123456789-past-72!", hashBcrypt}, // 80 bytes
-	{"apr1", "apr1-secret", hashAPR1},                     // htpasswd -m, its default
-	{"sha1", "sha1-secret", hashSHA1},                     // htpasswd -s
-	{"sha256", "sha256-secret", hashSHA256Crypt},          // htpasswd -2
-	{"sha256-rounds", "sha256 rounds", hashSHA256Crypt},   // htpasswd -2 -r 10000
-	{"sha512", "sha512-secret", hashSHA512Crypt},          // htpasswd -5
-	{"sha512-rounds", "sha512 rounds", hashSHA512Crypt},   // htpasswd -5 -r 1000
-	{"openssl-md5", "md5crypt-secret", hashMD5Crypt},      // openssl passwd -1
-	{"openssl-apr1", "openssl-apr1", hashAPR1},            // openssl passwd -apr1
-	{"openssl-sha256", "openssl-sha256", hashSHA256Crypt}, // openssl passwd -5
-	{"openssl-sha512", "openssl-sha512", hashSHA512Crypt}, // openssl passwd -6
-	{"crypt-2a", "libxcrypt 2a", hashBcrypt},              // crypt(3) with a $2a$ salt
-	{"crypt-2b", "libxcrypt 2b", hashBcrypt},              // crypt(3) with a $2b$ salt
-	{"crypt-2x", "libxcrypt 2x", hashBcrypt},              // crypt(3) with a $2x$ salt, ASCII password
-	{"crypt-md5", "libxcrypt md5", hashMD5Crypt},          // crypt(3) with a $1$ salt
-}
-
-// readTestdata returns a fixture's bytes.
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	{"bcrypt4", "correct horse battery staple", Bcrypt}, // htpasswd -B -C 4
+	{"bcrypt5", "pässwörd-ünïcode", Bcrypt},             // htpasswd -B (its default cost 5), UTF-8 password
+	{"bcrypt10", "Tr0ub4dor&3", Bcrypt},                 // htpasswd -B -C 10, the cost people should use
+	{"bcrypt-colon", "a:b:c", Bcrypt},                   // a password may hold colons
+	{"bcrypt-long80", "0123456789012345678901234567890123456789012345678901234567890123456789-past-72!", Bcrypt}, // 80 bytes
+	{"apr1", "apr1-secret", APR1},                     // htpasswd -m, its default
+	{"sha1", "sha1-secret", SHA1},                     // htpasswd -s
+	{"sha256", "sha256-secret", SHA256Crypt},          // htpasswd -2
+	{"sha256-rounds", "sha256 rounds", SHA256Crypt},   // htpasswd -2 -r 10000
+	{"sha512", "sha512-secret", SHA512Crypt},          // htpasswd -5
+	{"sha512-rounds", "sha512 rounds", SHA512Crypt},   // htpasswd -5 -r 1000
+	{"openssl-md5", "md5crypt-secret", MD5Crypt},      // openssl passwd -1
+	{"openssl-apr1", "openssl-apr1", APR1},            // openssl passwd -apr1
+	{"openssl-sha256", "openssl-sha256", SHA256Crypt}, // openssl passwd -5
+	{"openssl-sha512", "openssl-sha512", SHA512Crypt}, // openssl passwd -6
+	{"crypt-2a", "libxcrypt 2a", Bcrypt},              // crypt(3) with a $2a$ salt
+	{"crypt-2b", "libxcrypt 2b", Bcrypt},              // crypt(3) with a $2b$ salt
+	{"crypt-2x", "libxcrypt 2x", Bcrypt},              // crypt(3) with a $2x$ salt, ASCII password
+	{"crypt-md5", "libxcrypt md5", MD5Crypt},          // crypt(3) with a $1$ salt
 }
 
 // parseTestdata parses an htpasswd fixture; a file-level error fails the test.
-func parseTestdata(t testing.TB, name string) htpasswdFile {
+func parseTestdata(t testing.TB, name string) File {
 	t.Helper()
-	f, err := parseHTPasswd(bytes.NewReader(readTestdata(t, name)))
+	f, err := Parse(bytes.NewReader(htpasswdtest.Read(t, name)))
 	if err != nil {
 		t.Fatalf("parsing %s: %v", name, err)
 	}
 	return f
 }
 
-// lineOf returns the number of the first line of data that starts with prefix.
-func lineOf(t testing.TB, data []byte, prefix string) int {
-	t.Helper()
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		if strings.HasPrefix(sc.Text(), prefix) {
-			return n
-		}
-	}
-	t.Fatalf("no line starts with %q", prefix)
-	return 0
-}
-
 // problemsAt returns the problems reported for line n.
-func problemsAt(problems []lineProblem, n int) []lineProblem {
-	var at []lineProblem
+func problemsAt(problems []Problem, n int) []Problem {
+	var at []Problem
 	for _, p := range problems {
-		if p.line == n {
+		if p.Line == n {
 			at = append(at, p)
 		}
 	}
@@ -104,7 +82,7 @@ func TestFormatVectorsTableMatchesFile(t *testing.T) {
 	t.Parallel()
 	f := parseTestdata(t, "formats.htpasswd")
 	var inFile, inTable []string
-	for user := range f.users {
+	for user := range f.Users {
 		inFile = append(inFile, user)
 	}
 	for _, v := range formatVectors {
@@ -125,14 +103,14 @@ func TestVerifyFormatVectors(t *testing.T) {
 	for _, v := range formatVectors {
 		t.Run(v.user, func(t *testing.T) {
 			t.Parallel()
-			e, ok := f.users[v.user]
+			e, ok := f.Users[v.user]
 			if !ok {
 				t.Fatalf("user %q not loaded", v.user)
 			}
-			if e.kind != v.kind || classifyHash(e.hash) != v.kind {
-				t.Errorf("got kind %v (classifyHash %v), want %v", e.kind, classifyHash(e.hash), v.kind)
+			if e.Kind != v.kind || Classify(e.Hash) != v.kind {
+				t.Errorf("got kind %v (Classify %v), want %v", e.Kind, Classify(e.Hash), v.kind)
 			}
-			if ok, err := verifyPassword(e.hash, []byte(v.password)); !ok || err != nil {
+			if ok, err := Verify(e.Hash, []byte(v.password)); !ok || err != nil {
 				t.Errorf("right password: got %v, %v, want true, nil", ok, err)
 			}
 			wrong := wrongPasswords(v.password)
@@ -140,7 +118,7 @@ func TestVerifyFormatVectors(t *testing.T) {
 				wrong = wrong[:2] // about a second each under -race
 			}
 			for _, wrong := range wrong {
-				if ok, err := verifyPassword(e.hash, []byte(wrong)); ok || err != nil {
+				if ok, err := Verify(e.Hash, []byte(wrong)); ok || err != nil {
 					t.Errorf("wrong password %q: got %v, %v, want false, nil", wrong, ok, err)
 				}
 			}
@@ -154,7 +132,7 @@ func TestVerifyFormatVectors(t *testing.T) {
 func TestBcryptVectorReadsOnly72Bytes(t *testing.T) {
 	t.Parallel()
 	f := parseTestdata(t, "formats.htpasswd")
-	hash := f.users["bcrypt-long80"].hash
+	hash := f.Users["bcrypt-long80"].Hash
 	password := "0123456789012345678901234567890123456789012345678901234567890123456789-past-72!"
 	tests := []struct {
 		name     string
@@ -166,7 +144,7 @@ func TestBcryptVectorReadsOnly72Bytes(t *testing.T) {
 		{"71 bytes", password[:71], false},
 	}
 	for _, tt := range tests {
-		if got, err := verifyPassword(hash, []byte(tt.password)); got != tt.want || err != nil {
+		if got, err := Verify(hash, []byte(tt.password)); got != tt.want || err != nil {
 			t.Errorf("%s: got %v, %v, want %v, nil", tt.name, got, err, tt.want)
 		}
 	}
@@ -176,7 +154,7 @@ func TestBcryptVectorReadsOnly72Bytes(t *testing.T) {
 // fixture's passwords are what Apache itself accepts.
 func TestFormatVectorsAgreeWithApache(t *testing.T) {
 	t.Parallel()
-	htpasswdBin := apacheHTPasswd(t)
+	htpasswdBin := htpasswdtest.Apache(t)
 	for _, v := range formatVectors {
 		t.Run(v.user, func(t *testing.T) {
 			t.Parallel()
@@ -191,52 +169,42 @@ func TestFormatVectorsAgreeWithApache(t *testing.T) {
 	}
 }
 
-// apacheHTPasswd returns the path of Apache's htpasswd, which these tests compare against.
-func apacheHTPasswd(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("htpasswd")
-	if err != nil {
-		t.Fatalf("Apache's htpasswd is needed (Debian: apt-get install apache2-utils): %v", err)
-	}
-	return path
-}
-
 // TestClassifyHash: the format is read from the prefix, as apr_password_validate does.
 func TestClassifyHash(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		hash string
-		want hashKind
+		want Kind
 		weak bool
 	}{
-		{"$2y$05$X5C2yIiARH96c5RIEe63p.ZFsNuzim0.NL8gSxeB/n/mdNnX0OYJe", hashBcrypt, false},
-		{"$2a$04$", hashBcrypt, false}, // the prefix decides; validateHash checks the rest
-		{"$2b$04$", hashBcrypt, false},
-		{"$2x$04$", hashBcrypt, false},
-		{"$2z$04$abc", hashUnsupported, false}, // no such bcrypt variant
-		{"$2$04$abc", hashUnsupported, false},  // the original 1999 variant: not accepted
-		{"$apr1$UkEtRE0r$92uIQhpwvEVnfrfw5oMZm0", hashAPR1, true},
-		{"$1$qtwxeDPE$3mwlyRjBOG9WJgSWtW/Ad/", hashMD5Crypt, true},
-		{"{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=", hashSHA1, true},
-		{"{SSHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=", hashUnsupported, false}, // LDAP's salted SHA: not Apache's
-		{"{sha}F/WZ9PxtuIpP2yyadrWdU4eK0og=", hashUnsupported, false},  // the tag is case-sensitive
-		{"$5$A2ViiKBAF8sLvoI/$iyCHWfVqKzjR5VXjvIGDKQrHb47/KFlzCj7eBe95Wm3", hashSHA256Crypt, false},
-		{"$5$rounds=10000$F9qtjWSlEnPJwOVD$69NVRhOwaKDtkbIMlnkaQvq8mu5g/ntI/GJxK7quQC1", hashSHA256Crypt, false},
-		{"$6$DLjhz5YLH6quIRMz$Ri13zf", hashSHA512Crypt, false},
-		{"5SDgZoPskSJPc", hashDES, false}, // htpasswd -d
-		{"5SDgZoPskSJP", hashUnsupported, false},
-		{"5SDgZoPskSJP$", hashUnsupported, false},
-		{"plain-secret", hashUnsupported, false}, // htpasswd -p
-		{"", hashUnsupported, false},
-		{"$y$j9T$abc$def", hashUnsupported, false}, // yescrypt (Debian's /etc/shadow default): Apache on Linux would pass it to crypt(3); we refuse
+		{"$2y$05$X5C2yIiARH96c5RIEe63p.ZFsNuzim0.NL8gSxeB/n/mdNnX0OYJe", Bcrypt, false},
+		{"$2a$04$", Bcrypt, false}, // the prefix decides; validate checks the rest
+		{"$2b$04$", Bcrypt, false},
+		{"$2x$04$", Bcrypt, false},
+		{"$2z$04$abc", Unsupported, false}, // no such bcrypt variant
+		{"$2$04$abc", Unsupported, false},  // the original 1999 variant: not accepted
+		{"$apr1$UkEtRE0r$92uIQhpwvEVnfrfw5oMZm0", APR1, true},
+		{"$1$qtwxeDPE$3mwlyRjBOG9WJgSWtW/Ad/", MD5Crypt, true},
+		{"{SHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=", SHA1, true},
+		{"{SSHA}F/WZ9PxtuIpP2yyadrWdU4eK0og=", Unsupported, false}, // LDAP's salted SHA: not Apache's
+		{"{sha}F/WZ9PxtuIpP2yyadrWdU4eK0og=", Unsupported, false},  // the tag is case-sensitive
+		{"$5$A2ViiKBAF8sLvoI/$iyCHWfVqKzjR5VXjvIGDKQrHb47/KFlzCj7eBe95Wm3", SHA256Crypt, false},
+		{"$5$rounds=10000$F9qtjWSlEnPJwOVD$69NVRhOwaKDtkbIMlnkaQvq8mu5g/ntI/GJxK7quQC1", SHA256Crypt, false},
+		{"$6$DLjhz5YLH6quIRMz$Ri13zf", SHA512Crypt, false},
+		{"5SDgZoPskSJPc", DES, false}, // htpasswd -d
+		{"5SDgZoPskSJP", Unsupported, false},
+		{"5SDgZoPskSJP$", Unsupported, false},
+		{"plain-secret", Unsupported, false}, // htpasswd -p
+		{"", Unsupported, false},
+		{"$y$j9T$abc$def", Unsupported, false}, // yescrypt (Debian's /etc/shadow default): Apache on Linux would pass it to crypt(3); we refuse
 	}
 	for _, tt := range tests {
-		got := classifyHash(tt.hash)
+		got := Classify(tt.hash)
 		if got != tt.want {
-			t.Errorf("classifyHash(%q): got %v, want %v", tt.hash, got, tt.want)
+			t.Errorf("Classify(%q): got %v, want %v", tt.hash, got, tt.want)
 		}
-		if got.weak() != tt.weak {
-			t.Errorf("%v.weak(): got %v, want %v", got, got.weak(), tt.weak)
+		if got.Weak() != tt.weak {
+			t.Errorf("%v.Weak(): got %v, want %v", got, got.Weak(), tt.weak)
 		}
 	}
 }
@@ -245,23 +213,23 @@ func TestClassifyHash(t *testing.T) {
 // else in formats.htpasswd draws a problem except the legacy $2x$ entry.
 func TestWeakHashesWarned(t *testing.T) {
 	t.Parallel()
-	data := readTestdata(t, "formats.htpasswd")
+	data := htpasswdtest.Read(t, "formats.htpasswd")
 	f := parseTestdata(t, "formats.htpasswd")
 	want := map[int]string{}
 	for _, v := range formatVectors {
 		switch {
-		case v.kind.weak():
-			want[lineOf(t, data, v.user+":")] = "weak " + v.kind.String()
+		case v.kind.Weak():
+			want[htpasswdtest.LineOf(t, data, v.user+":")] = "weak " + v.kind.String()
 		case v.user == "crypt-2x":
-			want[lineOf(t, data, v.user+":")] = "legacy $2x$"
+			want[htpasswdtest.LineOf(t, data, v.user+":")] = "legacy $2x$"
 		}
 	}
-	if len(f.problems) != len(want) {
-		t.Errorf("got %d problems, want %d: %v", len(f.problems), len(want), f.problems)
+	if len(f.Problems) != len(want) {
+		t.Errorf("got %d problems, want %d: %v", len(f.Problems), len(want), f.Problems)
 	}
-	for _, p := range f.problems {
-		if p.severity != severityWarning || !strings.Contains(p.message, want[p.line]) || want[p.line] == "" {
-			t.Errorf("got %v on line %d, want a warning containing %q", p, p.line, want[p.line])
+	for _, p := range f.Problems {
+		if p.Severity != Warning || !strings.Contains(p.Message, want[p.Line]) || want[p.Line] == "" {
+			t.Errorf("got %v on line %d, want a warning containing %q", p, p.Line, want[p.Line])
 		}
 	}
 }
@@ -272,55 +240,48 @@ func TestWeakHashesWarned(t *testing.T) {
 func TestLegacy2xWithNonASCIIPassword(t *testing.T) {
 	t.Parallel()
 	f := parseTestdata(t, "bcrypt-2x-8bit.htpasswd")
-	e, ok := f.users["legacy2x"]
+	e, ok := f.Users["legacy2x"]
 	if !ok {
 		t.Fatal("legacy2x not loaded")
 	}
-	if len(f.problems) != 1 || !strings.Contains(f.problems[0].message, "legacy $2x$") {
-		t.Errorf("got problems %v, want one legacy $2x$ warning", f.problems)
+	if len(f.Problems) != 1 || !strings.Contains(f.Problems[0].Message, "legacy $2x$") {
+		t.Errorf("got problems %v, want one legacy $2x$ warning", f.Problems)
 	}
-	if ok, err := verifyPassword(e.hash, []byte("pässwort")); ok || err != nil {
+	if ok, err := Verify(e.Hash, []byte("pässwort")); ok || err != nil {
 		t.Errorf("got %v, %v, want false, nil (Go's bcrypt has no $2x$ bug mode)", ok, err)
 	}
-	htpasswdBin := apacheHTPasswd(t)
+	htpasswdBin := htpasswdtest.Apache(t)
 	if out, err := exec.Command(htpasswdBin, "-vb", filepath.Join("testdata", "bcrypt-2x-8bit.htpasswd"), "legacy2x", "pässwort").CombinedOutput(); err != nil {
 		t.Errorf("Apache's htpasswd -vb refused the vector's password: %v: %s", err, out)
 	}
 }
 
 // TestRefusedLinesSkipped: DES and plain-text lines are skipped with an error naming the line
-// (and, through buildSnapshot, the file); the other users still load.
+// and saying how to fix it; the other users still load.
 func TestRefusedLinesSkipped(t *testing.T) {
 	t.Parallel()
-	data := readTestdata(t, "refused.htpasswd")
-	res, err := buildSnapshot(testFileSet("testdata/refused.htpasswd", data, "", nil), sources{pushGroup: "pusher"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var users []string
-	for u := range res.snap.users {
-		users = append(users, u)
-	}
-	slices.Sort(users)
+	f := parseTestdata(t, "refused.htpasswd")
+	users := slices.Sorted(maps.Keys(f.Users))
 	if want := []string{"good1", "good2"}; !slices.Equal(users, want) {
 		t.Errorf("got users %q, want %q", users, want)
 	}
 	tests := []struct {
-		line int
-		want string
+		line     int
+		severity Severity
+		want     string
 	}{
-		{7, `testdata/refused.htpasswd:7: error: user "des" skipped: DES crypt hash refused`},
-		{10, `testdata/refused.htpasswd:10: error: user "plain" skipped: plain-text or unknown hash refused`},
-		{13, `testdata/refused.htpasswd:13: warning: user "good2" has a weak APR1-MD5 hash`},
+		{7, Error, `user "des" skipped: DES crypt hash refused`},
+		{10, Error, `user "plain" skipped: plain-text or unknown hash refused`},
+		{13, Warning, `user "good2" has a weak APR1-MD5 hash`},
 	}
 	for _, tt := range tests {
-		at := problemsAt(res.problems, tt.line)
-		if len(at) != 1 || !strings.HasPrefix(at[0].String(), tt.want) {
-			t.Errorf("line %d: got %v, want one problem starting %q", tt.line, at, tt.want)
+		at := problemsAt(f.Problems, tt.line)
+		if len(at) != 1 || at[0].Severity != tt.severity || !strings.HasPrefix(at[0].Message, tt.want) {
+			t.Errorf("line %d: got %v, want one %v starting %q", tt.line, at, tt.severity, tt.want)
 		}
 	}
-	for _, p := range res.problems {
-		if p.severity == severityError && !strings.Contains(p.message, "registry-auth hash") {
+	for _, p := range f.Problems {
+		if p.Severity == Error && !strings.Contains(p.Message, "registry-auth hash") {
 			t.Errorf("got %q, want the error to say how to fix it (registry-auth hash)", p)
 		}
 	}
@@ -344,39 +305,39 @@ func TestApacheStyleFile(t *testing.T) {
 		{"erin", "erin-pw", true},        // last line, no newline
 	}
 	for _, l := range logins {
-		e, ok := f.users[l.user]
+		e, ok := f.Users[l.user]
 		if !ok {
 			t.Errorf("user %q not loaded", l.user)
 			continue
 		}
-		if got, err := verifyPassword(e.hash, []byte(l.password)); got != l.want || err != nil {
+		if got, err := Verify(e.Hash, []byte(l.password)); got != l.want || err != nil {
 			t.Errorf("%s with %q: got %v, %v, want %v, nil", l.user, l.password, got, err, l.want)
 		}
 	}
-	if len(f.users) != 5 {
-		t.Errorf("got %d users, want 5", len(f.users))
+	if len(f.Users) != 5 {
+		t.Errorf("got %d users, want 5", len(f.Users))
 	}
-	if got := f.users["alice"].line; got != 5 {
+	if got := f.Users["alice"].Line; got != 5 {
 		t.Errorf("alice: got line %d, want 5", got)
 	}
 	problems := []struct {
 		line     int
-		severity severity
+		Severity Severity
 		text     string
 	}{
-		{9, severityWarning, `user "bob" has a weak APR1-MD5 hash`},
-		{16, severityWarning, `duplicate user "alice" ignored: the entry on line 5 wins`},
-		{17, severityError, "no colon"},
-		{21, severityWarning, `user "dave" has a weak SHA-1 hash`},
+		{9, Warning, `user "bob" has a weak APR1-MD5 hash`},
+		{16, Warning, `duplicate user "alice" ignored: the entry on line 5 wins`},
+		{17, Error, "no colon"},
+		{21, Warning, `user "dave" has a weak SHA-1 hash`},
 	}
 	for _, want := range problems {
-		at := problemsAt(f.problems, want.line)
-		if len(at) != 1 || at[0].severity != want.severity || !strings.Contains(at[0].message, want.text) {
-			t.Errorf("line %d: got %v, want one %v containing %q", want.line, at, want.severity, want.text)
+		at := problemsAt(f.Problems, want.line)
+		if len(at) != 1 || at[0].Severity != want.Severity || !strings.Contains(at[0].Message, want.text) {
+			t.Errorf("line %d: got %v, want one %v containing %q", want.line, at, want.Severity, want.text)
 		}
 	}
-	if len(f.problems) != len(problems) {
-		t.Errorf("got %d problems, want %d: %v", len(f.problems), len(problems), f.problems)
+	if len(f.Problems) != len(problems) {
+		t.Errorf("got %d problems, want %d: %v", len(f.Problems), len(problems), f.Problems)
 	}
 }
 
@@ -384,7 +345,7 @@ func TestApacheStyleFile(t *testing.T) {
 // against Apache 2.4.71's mod_authn_file.
 func TestParseHTPasswdLines(t *testing.T) {
 	t.Parallel()
-	h := testHash(t, "pw")
+	h := htpasswdtest.Hash(t, "pw")
 	tests := []struct {
 		name  string
 		file  string
@@ -419,23 +380,23 @@ func TestParseHTPasswdLines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, err := parseHTPasswd(strings.NewReader(tt.file))
+			f, err := Parse(strings.NewReader(tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := map[string]string{}
-			for u, e := range f.users {
-				got[u] = e.hash
+			for u, e := range f.Users {
+				got[u] = e.Hash
 			}
 			if !equalMaps(got, tt.users) {
 				t.Errorf("got users %q, want %q", got, tt.users)
 			}
 			var lines []int
-			for _, p := range f.problems {
-				lines = append(lines, p.line)
+			for _, p := range f.Problems {
+				lines = append(lines, p.Line)
 			}
 			if !slices.Equal(lines, tt.lines) {
-				t.Errorf("got problems on lines %v, want %v: %v", lines, tt.lines, f.problems)
+				t.Errorf("got problems on lines %v, want %v: %v", lines, tt.lines, f.Problems)
 			}
 		})
 	}
@@ -459,7 +420,7 @@ func equalMaps[V comparable](a, b map[string]V) bool {
 // the line.
 func TestLineLength(t *testing.T) {
 	t.Parallel()
-	h := testHash(t, "pw")
+	h := htpasswdtest.Hash(t, "pw")
 	good := "bob:" + h + "\n"
 	// line returns a user line of exactly n bytes before its line end.
 	line := func(n int) string {
@@ -485,18 +446,18 @@ func TestLineLength(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, err := parseHTPasswd(strings.NewReader(tt.file))
+			f, err := Parse(strings.NewReader(tt.file))
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)
 				}
-				if _, ok := f.users["carol"]; !ok {
-					t.Errorf("carol not loaded; problems: %v", f.problems)
+				if _, ok := f.Users["carol"]; !ok {
+					t.Errorf("carol not loaded; problems: %v", f.Problems)
 				}
 				return
 			}
-			if !errors.Is(err, errLineTooLong) {
-				t.Fatalf("got error %v, want errLineTooLong", err)
+			if !errors.Is(err, ErrLineTooLong) {
+				t.Fatalf("got error %v, want ErrLineTooLong", err)
 			}
 			if want := "line 2: longer than 8191 bytes"; !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("got %q, want it to start with %q", err, want)
@@ -505,30 +466,14 @@ func TestLineLength(t *testing.T) {
 	}
 }
 
-// TestEmptyFile: a file with no users parses, and buildSnapshot refuses it with a message
-// that says how to add one.
+// TestEmptyFile: a file with no usable users parses, with no error (the loader refuses it).
 func TestEmptyFile(t *testing.T) {
 	t.Parallel()
-	tests := []struct{ name, data, want string }{
-		{"empty.htpasswd", string(readTestdata(t, "empty.htpasswd")), "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"},
-		{"zero bytes", "", "users.htpasswd: no usable users: add one with `registry-auth user add --htpasswd users.htpasswd USER`"},
-		// The skipped lines are named, so the operator need not run check to see why.
-		{"only refused users", "bob:plain\n", "users.htpasswd: no usable users; skipped line 1: user \"bob\" skipped: plain-text or unknown hash refused (Apache accepts plain text only on Windows); re-create the user with `registry-auth hash` or `htpasswd -B`: fix those lines, or add a user with `registry-auth user add --htpasswd users.htpasswd USER`"},
-		{"five bad lines", "a\nb\nc\nd\ne\n", "users.htpasswd: no usable users; skipped line 1: no colon: want user:hash; line 2: no colon: want user:hash; line 3: no colon: want user:hash; and 2 more (registry-auth check lists them): fix those lines, or add a user with `registry-auth user add --htpasswd users.htpasswd USER`"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			f, err := parseHTPasswd(strings.NewReader(tt.data))
-			if err != nil || len(f.users) != 0 {
-				t.Fatalf("got %d users, error %v, want 0 users, no error", len(f.users), err)
-			}
-			_, err = buildSnapshot(testFileSet("users.htpasswd", []byte(tt.data), "", nil), sources{pushGroup: "pusher"})
-			want := tt.want
-			if err == nil || err.Error() != want {
-				t.Errorf("got %v, want %q", err, want)
-			}
-		})
+	for _, data := range []string{string(htpasswdtest.Read(t, "empty.htpasswd")), "", "bob:plain\n", "a\nb\nc\nd\ne\n"} {
+		f, err := Parse(strings.NewReader(data))
+		if err != nil || len(f.Users) != 0 {
+			t.Errorf("%q: got %d users, error %v, want 0 users, no error", data, len(f.Users), err)
+		}
 	}
 }
 
@@ -537,10 +482,10 @@ func TestEmptyFile(t *testing.T) {
 func TestBrokenHashesReported(t *testing.T) {
 	t.Parallel()
 	f := parseTestdata(t, "broken.htpasswd")
-	if len(f.users) != 1 || f.users["fine"].hash == "" {
-		t.Errorf("got users %v, want only fine", f.users)
+	if len(f.Users) != 1 || f.Users["fine"].Hash == "" {
+		t.Errorf("got users %v, want only fine", f.Users)
 	}
-	if ok, err := verifyPassword(f.users["fine"].hash, []byte("fine-pw")); !ok || err != nil {
+	if ok, err := Verify(f.Users["fine"].Hash, []byte("fine-pw")); !ok || err != nil {
 		t.Errorf("fine: got %v, %v, want true, nil", ok, err)
 	}
 	tests := []struct {
@@ -558,13 +503,13 @@ func TestBrokenHashesReported(t *testing.T) {
 		{13, "empty user name"},
 	}
 	for _, tt := range tests {
-		at := problemsAt(f.problems, tt.line)
-		if len(at) != 1 || at[0].severity != severityError || !strings.Contains(at[0].message, tt.text) {
+		at := problemsAt(f.Problems, tt.line)
+		if len(at) != 1 || at[0].Severity != Error || !strings.Contains(at[0].Message, tt.text) {
 			t.Errorf("line %d: got %v, want one error containing %q", tt.line, at, tt.text)
 		}
 	}
-	if len(f.problems) != len(tests) {
-		t.Errorf("got %d problems, want %d: %v", len(f.problems), len(tests), f.problems)
+	if len(f.Problems) != len(tests) {
+		t.Errorf("got %d problems, want %d: %v", len(f.Problems), len(tests), f.Problems)
 	}
 }
 
@@ -575,11 +520,11 @@ func TestVerifyPasswordBrokenHash(t *testing.T) {
 		"$2y$04$elwPmXwtJIq7yHwiJOhiQOKtZjQRha6J/laFLMCAUqk", // truncated bcrypt
 		"{SHA}not*base64*at*all=",
 		"plain-secret",
-		"5SDgZoPskSJPc", // DES is never checked, even if it reached verifyPassword
+		"5SDgZoPskSJPc", // DES is never checked, even if it reached Verify
 	}
 	for _, hash := range tests {
-		if ok, err := verifyPassword(hash, []byte("plain-secret")); ok || err == nil {
-			t.Errorf("verifyPassword(%q): got %v, %v, want false and an error", hash, ok, err)
+		if ok, err := Verify(hash, []byte("plain-secret")); ok || err == nil {
+			t.Errorf("Verify(%q): got %v, %v, want false and an error", hash, ok, err)
 		}
 	}
 }

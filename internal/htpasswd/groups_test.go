@@ -1,18 +1,17 @@
-package main
+package htpasswd
 
 import (
 	"bytes"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 )
 
 // members returns the sorted members of group in f, nil if the group is absent.
-func members(f groupsFile, group string) []string {
-	m, ok := f.members[group]
+func members(f GroupFile, group string) []string {
+	m, ok := f.Members[group]
 	if !ok {
 		return nil
 	}
@@ -28,7 +27,7 @@ func members(f groupsFile, group string) []string {
 // memberships of alice, bob, carol, dave and erin were checked against Apache 2.4.71.
 func TestApacheGroupsFile(t *testing.T) {
 	t.Parallel()
-	f, err := parseGroups(bytes.NewReader(readTestdata(t, "apache.groups")))
+	f, err := ParseGroups(bytes.NewReader(htpasswdtest.Read(t, "apache.groups")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,11 +48,11 @@ func TestApacheGroupsFile(t *testing.T) {
 			t.Errorf("group %q: got %q, want %q", tt.group, got, tt.want)
 		}
 	}
-	if len(f.members) != 5 {
-		t.Errorf("got %d groups, want 5", len(f.members))
+	if len(f.Members) != 5 {
+		t.Errorf("got %d groups, want 5", len(f.Members))
 	}
-	if len(f.problems) != 0 {
-		t.Errorf("got problems %v, want none", f.problems)
+	if len(f.Problems) != 0 {
+		t.Errorf("got problems %v, want none", f.Problems)
 	}
 }
 
@@ -96,7 +95,7 @@ func TestParseGroupsLines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, err := parseGroups(strings.NewReader(tt.file))
+			f, err := ParseGroups(strings.NewReader(tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,11 +105,11 @@ func TestParseGroupsLines(t *testing.T) {
 				t.Errorf("group %q: got %q, want %q", tt.group, got, tt.want)
 			}
 			var lines []int
-			for _, p := range f.problems {
-				lines = append(lines, p.line)
+			for _, p := range f.Problems {
+				lines = append(lines, p.Line)
 			}
 			if !slices.Equal(lines, tt.lines) {
-				t.Errorf("got problems on lines %v, want %v: %v", lines, tt.lines, f.problems)
+				t.Errorf("got problems on lines %v, want %v: %v", lines, tt.lines, f.Problems)
 			}
 		})
 	}
@@ -149,89 +148,5 @@ func TestNextConfWord(t *testing.T) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("words of %q: got %q, want %q", tt.in, got, tt.want)
 		}
-	}
-}
-
-// TestGroupsCheckedAgainstUsers: buildSnapshot names group members missing from the htpasswd
-// file and an empty push group.
-func TestGroupsCheckedAgainstUsers(t *testing.T) {
-	t.Parallel()
-	users := readTestdata(t, "apache.htpasswd")
-	groups := readTestdata(t, "apache.groups")
-	tests := []struct {
-		name      string
-		pushGroup string
-		want      []string // messages, in order, of the problems without a line number
-	}{
-		{"pusher", "pusher", []string{
-			`member "frank" of group "ghosts" is not in apache.htpasswd`,
-			`member "a b" of group "pusher" is not in apache.htpasswd`,
-			`member "c\"d" of group "pusher" is not in apache.htpasswd`,
-		}},
-		{"empty push group", "nobody", []string{
-			`member "frank" of group "ghosts" is not in apache.htpasswd`,
-			`member "a b" of group "pusher" is not in apache.htpasswd`,
-			`member "c\"d" of group "pusher" is not in apache.htpasswd`,
-			`the push group "nobody" has no members: nobody can push`,
-		}},
-		{"missing push group", "pushers", []string{
-			`member "frank" of group "ghosts" is not in apache.htpasswd`,
-			`member "a b" of group "pusher" is not in apache.htpasswd`,
-			`member "c\"d" of group "pusher" is not in apache.htpasswd`,
-			`the push group "pushers" has no members: nobody can push`,
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			res, err := buildSnapshot(testFileSet("apache.htpasswd", users, "apache.groups", groups), sources{pushGroup: tt.pushGroup})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, p := range res.problems {
-				// The file-wide warnings, and the members the htpasswd file lacks (on the
-				// line that names them, tested by TestGroupMemberProblemsAndCount).
-				if p.line == 0 || strings.HasPrefix(p.message, "member ") {
-					if p.file != "apache.groups" || p.severity != severityWarning {
-						t.Errorf("got %v, want a warning about apache.groups", p)
-					}
-					got = append(got, p.message)
-				}
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-			if !res.snap.inGroup("erin", "pusher") || res.snap.inGroup("carol", "pusher") {
-				t.Error("got erin not in pusher or carol in it, want erin in, carol out")
-			}
-		})
-	}
-}
-
-// TestGroupDNSpelledOtherwise: a push group named by a DN and the groups file's line for the
-// same DN with other spaces and case are one group everywhere, by one rule (groupKey): the
-// policy grants the push, check counts the member, and so does the members metric.
-func TestGroupDNSpelledOtherwise(t *testing.T) {
-	t.Parallel()
-	f := newTestFiles(t, htpasswdLines(t, "alice", "alice-secret"), "cn=Registry Pushers, OU=groups: alice\n")
-	const pushGroup = "cn=Registry Pushers,ou=groups"
-	stdout, _, err := runCLI(t, nil, "", "check", "--htpasswd", f.htpasswd, "--groups", f.groups, "--push-group", pushGroup)
-	if err != nil || !strings.Contains(stdout, `1 in push group "`+pushGroup+`"; 0 errors, 0 warnings`) {
-		t.Errorf("check: got %v and\n%s\nwant alice counted in the push group and no warning", err, stdout)
-	}
-	cfg := testConfig(f, time.Minute)
-	cfg.files.pushGroup = pushGroup
-	m := newMetrics()
-	st := newStore(cfg, slog.New(slog.DiscardHandler), m)
-	if err := st.reload("test"); err != nil {
-		t.Fatal(err)
-	}
-	if got := testutil.ToFloat64(m.pushGroupMembers); got != 1 {
-		t.Errorf("got registry_auth_push_group_members %v, want 1", got)
-	}
-	h := testAuthHandler(st, m, nil)
-	if resp := askAs(h, "192.0.2.1", "PUT", "/v2/app/manifests/1", "alice", "alice-secret"); resp.StatusCode != 200 {
-		t.Errorf("alice's push: got %d, want 200", resp.StatusCode)
 	}
 }

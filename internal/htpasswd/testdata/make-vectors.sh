@@ -1,7 +1,7 @@
 #!/bin/sh
 # make-vectors.sh: recreates the htpasswd and groups fixtures in this directory.
 #
-#   testdata/make-vectors.sh
+#   internal/htpasswd/testdata/make-vectors.sh
 #
 # Needs Apache's own htpasswd (Debian: apt-get install apache2-utils), openssl and perl
 # (whose crypt() is the C library's, libxcrypt on Debian, which also makes $2a$ $2b$ $2x$).

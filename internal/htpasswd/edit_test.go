@@ -1,4 +1,4 @@
-package main
+package htpasswd
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 )
 
 // lineEditSeeds are files whose lines are easy to get wrong: continuations, CRLF, comments,
@@ -34,7 +36,9 @@ func TestSplitTextLinesReadsAsReadLines(t *testing.T) {
 	groups, _ := filepath.Glob(filepath.Join("testdata", "*.groups"))
 	for _, f := range append(files, groups...) {
 		data, err := os.ReadFile(f)
-		must(t, err)
+		if err != nil {
+			t.Fatal(err)
+		}
 		inputs = append(inputs, string(data))
 	}
 	for _, in := range inputs {
@@ -61,7 +65,7 @@ func checkTextLines(t *testing.T, data []byte) {
 		t.Fatalf("joined lines of %q: got %q", data, got)
 	}
 	var want, got []numberedText
-	var ignored lineProblems
+	var ignored Problems
 	readLines(bytes.NewReader(data), 1<<30, &ignored, func(n int, text string) { want = append(want, numberedText{n, text}) })
 	for _, l := range lines {
 		if l.text != "" {
@@ -82,46 +86,48 @@ func TestHTPasswdEditsAreMinimal(t *testing.T) {
 	const H = "$2y$04$NEWNEWNEWNEWNEWNEWNEWuHUkDgYwbA1JNn8V1/t/yvaBk9xlu5ezW"
 	tests := []struct {
 		name, before string
-		edit         func(d *htpasswdDoc) int // returns the edited line
+		edit         func(d *Doc) int // returns the edited line
 		after        string
 		line         int
 	}{
 		{"add keeps comments and blank lines", "# users\n\nalice:OLD\n",
-			func(d *htpasswdDoc) int { return d.setHash("bob", H) }, "# users\n\nalice:OLD\nbob:" + H + "\n", 4},
+			func(d *Doc) int { return d.SetHash("bob", H) }, "# users\n\nalice:OLD\nbob:" + H + "\n", 4},
 		{"add to a CRLF file ends with CRLF", "alice:OLD\r\n# c\r\n",
-			func(d *htpasswdDoc) int { return d.setHash("bob", H) }, "alice:OLD\r\n# c\r\nbob:" + H + "\r\n", 3},
+			func(d *Doc) int { return d.SetHash("bob", H) }, "alice:OLD\r\n# c\r\nbob:" + H + "\r\n", 3},
 		{"add ends an unterminated last line first", "alice:OLD\r\nbob:OLD",
-			func(d *htpasswdDoc) int { return d.setHash("carol", H) }, "alice:OLD\r\nbob:OLD\r\ncarol:" + H + "\r\n", 3},
+			func(d *Doc) int { return d.SetHash("carol", H) }, "alice:OLD\r\nbob:OLD\r\ncarol:" + H + "\r\n", 3},
 		{"add to an empty file", "",
-			func(d *htpasswdDoc) int { return d.setHash("bob", H) }, "bob:" + H + "\n", 1},
+			func(d *Doc) int { return d.SetHash("bob", H) }, "bob:" + H + "\n", 1},
 		{"add after a continued line", "a:x\\\ny\nb:OLD\n",
-			func(d *htpasswdDoc) int { return d.setHash("c", H) }, "a:x\\\ny\nb:OLD\nc:" + H + "\n", 4},
+			func(d *Doc) int { return d.SetHash("c", H) }, "a:x\\\ny\nb:OLD\nc:" + H + "\n", 4},
 		{"passwd changes only the hash", "  alice:OLD:extra  \r\nbob:OLD\n",
-			func(d *htpasswdDoc) int { return d.setHash("alice", H) }, "  alice:" + H + ":extra  \r\nbob:OLD\n", 1},
+			func(d *Doc) int { return d.SetHash("alice", H) }, "  alice:" + H + ":extra  \r\nbob:OLD\n", 1},
 		{"passwd after the colons Apache skips", "alice:::OLD\n",
-			func(d *htpasswdDoc) int { return d.setHash("alice", H) }, "alice:::" + H + "\n", 1},
+			func(d *Doc) int { return d.SetHash("alice", H) }, "alice:::" + H + "\n", 1},
 		{"passwd of an empty hash", "alice:\nbob:OLD",
-			func(d *htpasswdDoc) int { return d.setHash("alice", H) }, "alice:" + H + "\nbob:OLD", 1},
+			func(d *Doc) int { return d.SetHash("alice", H) }, "alice:" + H + "\nbob:OLD", 1},
 		{"passwd changes the first line, which Apache reads", "x:OLD\nalice:FIRST\nalice:SECOND\n",
-			func(d *htpasswdDoc) int { return d.setHash("alice", H) }, "x:OLD\nalice:" + H + "\nalice:SECOND\n", 2},
+			func(d *Doc) int { return d.SetHash("alice", H) }, "x:OLD\nalice:" + H + "\nalice:SECOND\n", 2},
 		{"passwd joins a continued line", "# c\nalice:OL\\\r\nD\r\nbob:OLD\r\n",
-			func(d *htpasswdDoc) int { return d.setHash("alice", H) }, "# c\nalice:" + H + "\r\nbob:OLD\r\n", 2},
+			func(d *Doc) int { return d.SetHash("alice", H) }, "# c\nalice:" + H + "\r\nbob:OLD\r\n", 2},
 		{"user names are case-sensitive", "Alice:OLD\n",
-			func(d *htpasswdDoc) int { return d.setHash("alice", H) }, "Alice:OLD\nalice:" + H + "\n", 2},
+			func(d *Doc) int { return d.SetHash("alice", H) }, "Alice:OLD\nalice:" + H + "\n", 2},
 		{"remove takes every line of the user", "alice:A\n# keep\nbob:B\r\nalice:C\nbob:D",
-			func(d *htpasswdDoc) int { return d.remove("alice")[0] }, "# keep\nbob:B\r\nbob:D", 1},
+			func(d *Doc) int { return d.Remove("alice")[0] }, "# keep\nbob:B\r\nbob:D", 1},
 		{"remove the unterminated last line", "alice:A\nbob:B",
-			func(d *htpasswdDoc) int { return d.remove("bob")[0] }, "alice:A\n", 2},
+			func(d *Doc) int { return d.Remove("bob")[0] }, "alice:A\n", 2},
 		{"remove a continued line", "alice:A\\\nB\nbob:B\n",
-			func(d *htpasswdDoc) int { return d.remove("alice")[0] }, "bob:B\n", 1},
+			func(d *Doc) int { return d.Remove("alice")[0] }, "bob:B\n", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := readHTPasswdDoc("htpasswd", []byte(tt.before))
-			must(t, err)
+			d, err := ReadDoc("htpasswd", []byte(tt.before))
+			if err != nil {
+				t.Fatal(err)
+			}
 			line := tt.edit(&d)
-			if got := string(d.bytes()); got != tt.after {
+			if got := string(d.Bytes()); got != tt.after {
 				t.Errorf("got  %q\nwant %q", got, tt.after)
 			}
 			if line != tt.line {
@@ -137,41 +143,43 @@ func TestGroupsEditsAreMinimal(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name, before string
-		edit         func(d *groupsDoc)
+		edit         func(d *GroupsDoc)
 		after        string
 	}{
 		{"add to an existing line keeps its spacing", "# g\npusher:\talice   \r\nreaders: bob\r\n",
-			func(d *groupsDoc) { d.addMembers("pusher", []string{"carol", "dave"}) }, "# g\npusher:\talice carol dave   \r\nreaders: bob\r\n"},
+			func(d *GroupsDoc) { d.AddMembers("pusher", []string{"carol", "dave"}) }, "# g\npusher:\talice carol dave   \r\nreaders: bob\r\n"},
 		{"add to the first line of a group, any case", "readers: bob\nPusher: alice\npusher: erin\n",
-			func(d *groupsDoc) { d.addMembers("pusher", []string{"carol"}) }, "readers: bob\nPusher: alice carol\npusher: erin\n"},
+			func(d *GroupsDoc) { d.AddMembers("pusher", []string{"carol"}) }, "readers: bob\nPusher: alice carol\npusher: erin\n"},
 		{"add a new group on a new last line", "readers: bob",
-			func(d *groupsDoc) { d.addMembers("pusher", []string{"alice"}) }, "readers: bob\npusher: alice\n"},
+			func(d *GroupsDoc) { d.AddMembers("pusher", []string{"alice"}) }, "readers: bob\npusher: alice\n"},
 		{"add to an empty group line", "pusher:\n",
-			func(d *groupsDoc) { d.addMembers("pusher", []string{"alice"}) }, "pusher: alice\n"},
+			func(d *GroupsDoc) { d.AddMembers("pusher", []string{"alice"}) }, "pusher: alice\n"},
 		{"add quotes what would be split", "pusher: a\n",
-			func(d *groupsDoc) { d.addMembers("pusher", []string{`"x`, `y\z`}) }, `pusher: a "\"x" "y\\z"` + "\n"},
+			func(d *GroupsDoc) { d.AddMembers("pusher", []string{`"x`, `y\z`}) }, `pusher: a "\"x" "y\\z"` + "\n"},
 		{"remove the first member", "pusher: alice bob\n",
-			func(d *groupsDoc) { d.removeMember("pusher", "alice") }, "pusher: bob\n"},
+			func(d *GroupsDoc) { d.RemoveMember("pusher", "alice") }, "pusher: bob\n"},
 		{"remove the last member keeps the line end", "pusher: alice bob \r\n",
-			func(d *groupsDoc) { d.removeMember("pusher", "bob") }, "pusher: alice \r\n"},
+			func(d *GroupsDoc) { d.RemoveMember("pusher", "bob") }, "pusher: alice \r\n"},
 		{"remove the only member", "pusher:alice\nx: alice\n",
-			func(d *groupsDoc) { d.removeMember("pusher", "alice") }, "pusher:\nx: alice\n"},
+			func(d *GroupsDoc) { d.RemoveMember("pusher", "alice") }, "pusher:\nx: alice\n"},
 		{"remove a quoted member", `pusher: 'a b' "c\"d" e` + "\n",
-			func(d *groupsDoc) { d.removeMember("pusher", `c"d`) }, `pusher: 'a b' e` + "\n"},
+			func(d *GroupsDoc) { d.RemoveMember("pusher", `c"d`) }, `pusher: 'a b' e` + "\n"},
 		{"remove from every line of the group", "pusher: alice\nPUSHER : bob alice bob\n",
-			func(d *groupsDoc) { d.removeMember("pusher", "bob") }, "pusher: alice\nPUSHER : alice\n"},
+			func(d *GroupsDoc) { d.RemoveMember("pusher", "bob") }, "pusher: alice\nPUSHER : alice\n"},
 		{"remove from every group", "a: x y\n# x\nb:x\nc: y\n",
-			func(d *groupsDoc) { d.removeMember("", "x") }, "a: y\n# x\nb:\nc: y\n"},
+			func(d *GroupsDoc) { d.RemoveMember("", "x") }, "a: y\n# x\nb:\nc: y\n"},
 		{"remove from a continued line joins it", "pusher: alice \\\n bob\nx: y\n",
-			func(d *groupsDoc) { d.removeMember("pusher", "alice") }, "pusher:  bob\nx: y\n"},
+			func(d *GroupsDoc) { d.RemoveMember("pusher", "alice") }, "pusher:  bob\nx: y\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := readGroupsDoc("groups", []byte(tt.before))
-			must(t, err)
+			d, err := ReadGroupsDoc("groups", []byte(tt.before))
+			if err != nil {
+				t.Fatal(err)
+			}
 			tt.edit(&d)
-			if got := string(d.bytes()); got != tt.after {
+			if got := string(d.Bytes()); got != tt.after {
 				t.Errorf("got  %q\nwant %q", got, tt.after)
 			}
 		})
@@ -182,35 +190,37 @@ func TestGroupsEditsAreMinimal(t *testing.T) {
 // more (or other) than the one change asked for is caught.
 func TestEditChecksCatchWhatTheParserReadsDifferently(t *testing.T) {
 	t.Parallel()
-	h := testHash(t, "pw")
+	h := htpasswdtest.Hash(t, "pw")
 	// A backslash before the last line end continues onto the line an add appends.
-	d, err := readHTPasswdDoc("htpasswd", []byte("alice:"+h+"\n# note \\\n"))
-	must(t, err)
-	d.setHash("bob", h)
-	if err := d.checkEdit(d.bytes(), "bob", h); err == nil {
+	d, err := ReadDoc("htpasswd", []byte("alice:"+h+"\n# note \\\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetHash("bob", h)
+	if err := d.CheckEdit(d.Bytes(), "bob", h); err == nil {
 		t.Error("bob appended after a continued comment: got no error, want one (the comment swallows him)")
 	}
-	d, _ = readHTPasswdDoc("htpasswd", []byte("alice:"+h+"\nbob:"+h+"\n"))
-	if err := d.checkEdit([]byte("alice:"+h+"\n"), "alice", h); err == nil {
+	d, _ = ReadDoc("htpasswd", []byte("alice:"+h+"\nbob:"+h+"\n"))
+	if err := d.CheckEdit([]byte("alice:"+h+"\n"), "alice", h); err == nil {
 		t.Error("bob lost: got no error, want one")
 	}
-	if err := d.checkEdit([]byte("alice:"+h+"\nbob:"+h+"\ncarol:"+h+"\n"), "alice", h); err == nil {
+	if err := d.CheckEdit([]byte("alice:"+h+"\nbob:"+h+"\ncarol:"+h+"\n"), "alice", h); err == nil {
 		t.Error("carol appeared: got no error, want one")
 	}
-	if err := d.checkEdit([]byte("alice:"+h+"\nbob:"+h+"\nbroken\n"), "alice", h); err == nil {
+	if err := d.CheckEdit([]byte("alice:"+h+"\nbob:"+h+"\nbroken\n"), "alice", h); err == nil {
 		t.Error("a new skipped line: got no error, want one")
 	}
 
-	g, _ := readGroupsDoc("groups", []byte("pusher: alice\n"))
-	want := g.membership()
+	g, _ := ReadGroupsDoc("groups", []byte("pusher: alice\n"))
+	want := g.Membership()
 	want["pusher"]["bob"] = true
-	if err := g.checkEdit([]byte("pusher: alice bob\nreaders: x\n"), want); err == nil {
+	if err := g.CheckEdit([]byte("pusher: alice bob\nreaders: x\n"), want); err == nil {
 		t.Error("a group appeared: got no error, want one")
 	}
-	if err := g.checkEdit([]byte("pusher: alice\n"), want); err == nil {
+	if err := g.CheckEdit([]byte("pusher: alice\n"), want); err == nil {
 		t.Error("bob not added: got no error, want one")
 	}
-	if err := g.checkEdit([]byte("Pusher: alice bob\n"), want); err != nil {
+	if err := g.CheckEdit([]byte("Pusher: alice bob\n"), want); err != nil {
 		t.Errorf("same members under another case: got %v, want nil", err)
 	}
 }

@@ -5,83 +5,66 @@ import (
 	"errors"
 	"time"
 
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 )
 
-// errUnavailable means a source of users could not be asked (a directory down or too slow):
-// the password may be right, so the answer is 503, never 401 or 200, and it is no failed
-// login for the throttle.
-var errUnavailable = errors.New("the source of users is unavailable")
-
-// authOutcome is what an authenticator found for one credential.
-type authOutcome struct {
-	ok     bool     // the password proves the user
-	known  bool     // the source knows the user
-	user   string   // the canonical name, when ok
-	groups []string // groupKey of each group the source itself gives the user (a directory's)
-	// forget: the verdict is not to be remembered (a directory's failures, as mod_ldap).
-	forget bool
-	reason string // why a refusal, when known and unknown do not say it (empty_password)
+// fileUsers decides for the users of one snapshot's htpasswd file. Its hashes take their
+// turn in budget. The store builds one into each snapshot, over that snapshot's users.
+type fileUsers struct {
+	users  map[string]htpasswd.Entry
+	budget *hashBudget
 }
 
-// authenticator proves credentials against one place users live: the htpasswd file, a
-// directory. It knows nothing of requests, and the handler nothing of it: the store asks
-// the authenticators in order, through the cache and the throttle that wrap them all.
-// Implementations are safe for concurrent use.
-type authenticator interface {
-	// claims reports whether the source decides for user (the first that claims a user
-	// decides alone, as Apache's AuthBasicProvider), and a stamp that changes whenever the
-	// user's verdict may have (the stored hash): it is part of the cache key.
-	claims(snap *snapshot, user string) (stamp string, ok bool)
-	// nameKey is user as the source compares names: the names it takes for one user share
-	// one key, so the throttle's per-name limit counts them together.
-	nameKey(user string) string
-	// check verifies c's password. The store calls it on a cache miss only, once the
-	// throttle allows. An error is errUnavailable or a stored secret that cannot be checked.
-	// ctx is the request's: a check may give up when it ends.
-	check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error)
-}
-
-// htpasswdAuthenticator decides for the users of the snapshot's htpasswd file. Its hashes
-// take their turn in budget.
-type htpasswdAuthenticator struct{ budget *hashBudget }
-
-func (htpasswdAuthenticator) claims(snap *snapshot, user string) (string, bool) {
-	e, ok := snap.users[user]
+// Claims: the stamp is the stored hash, so a changed password is a new cache key.
+func (f fileUsers) Claims(user string) (string, bool) {
+	e, ok := f.users[user]
 	return e.Hash, ok
 }
 
-// nameKey is user itself: the file's names compare exactly, as in Apache.
-func (htpasswdAuthenticator) nameKey(user string) string { return user }
+// NameKey is user itself: the file's names compare exactly, as in Apache.
+func (fileUsers) NameKey(user string) string { return user }
 
-func (a htpasswdAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (out authOutcome, err error) {
-	if busy := a.budget.run(ctx, c.client, func() {
-		out.ok, err = htpasswd.Verify(snap.users[c.user].Hash, c.password)
+func (f fileUsers) Check(ctx context.Context, c authn.Credential) (out authn.Outcome, err error) {
+	if busy := f.budget.run(ctx, c.Client, func() {
+		out.OK, err = htpasswd.Verify(f.users[c.User].Hash, c.Password)
 	}); busy != nil {
-		return authOutcome{}, busy
+		return authn.Outcome{}, busy
 	}
-	out.known, out.user = true, c.user
+	out.Known, out.User = true, c.User
 	return out, err
 }
 
 // unknownUsers decides for the users no other source claims: it compares against the
 // snapshot's dummy hash, so that an unknown user costs what a known one does (its turn in
 // budget included), and refuses.
-type unknownUsers struct{ budget *hashBudget }
+type unknownUsers struct {
+	dummyHash string
+	budget    *hashBudget
+}
 
-func (unknownUsers) claims(snap *snapshot, user string) (string, bool) { return snap.dummyHash, true }
+func (u unknownUsers) Claims(string) (string, bool) { return u.dummyHash, true }
 
-// nameKey is user itself: no source compares it with anything.
-func (unknownUsers) nameKey(user string) string { return user }
+// NameKey is user itself: no source compares it with anything.
+func (unknownUsers) NameKey(user string) string { return user }
 
-func (a unknownUsers) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
+func (u unknownUsers) Check(ctx context.Context, c authn.Credential) (authn.Outcome, error) {
 	var err error
-	if busy := a.budget.run(ctx, c.client, func() {
-		_, err = htpasswd.Verify(snap.dummyHash, c.password)
+	if busy := u.budget.run(ctx, c.Client, func() {
+		_, err = htpasswd.Verify(u.dummyHash, c.Password)
 	}); busy != nil {
-		return authOutcome{}, busy
+		return authn.Outcome{}, busy
 	}
-	return authOutcome{}, err
+	return authn.Outcome{}, err
+}
+
+// buildAuthenticators puts snap's authenticators in it: its htpasswd file's users first (a user
+// the file
+// knows is decided by it alone), then the store's backends in order (a directory),
+// and, for the names none claims, the snapshot's dummy hash.
+func (s *store) buildAuthenticators(snap *snapshot) {
+	snap.authenticators = append([]authn.Authenticator{fileUsers{snap.users, s.budget}}, s.backends...)
+	snap.unknown = unknownUsers{snap.dummyHash, s.budget}
 }
 
 // verify checks c against the authenticators in order, through the store's cache and
@@ -101,26 +84,26 @@ func (a unknownUsers) check(ctx context.Context, snap *snapshot, c credential) (
 // client can have), before the authenticator runs, and takes it back when it proves the
 // password or no verdict comes of it: past a limit, verify returns errThrottled with
 // v.retryAfter set, and nothing is checked, however many attempts are in flight.
-func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v verification, err error) {
-	a := s.unknown
-	stamp, _ := a.claims(snap, c.user)
-	for _, candidate := range s.authenticators {
-		if st, ok := candidate.claims(snap, c.user); ok {
-			a, stamp = candidate, st
+func (s *store) verify(ctx context.Context, snap *snapshot, c authn.Credential) (v verification, err error) {
+	a, decides := snap.unknown, len(snap.authenticators) // decides: a's place in the order
+	stamp, _ := a.Claims(c.User)
+	for i, candidate := range snap.authenticators {
+		if st, ok := candidate.Claims(c.User); ok {
+			a, stamp, decides = candidate, st, i
 			break
 		}
 	}
-	compute := func() (authOutcome, error) {
-		attempt, retryAfter, ok := s.throttle.admit(c.client, a.nameKey(c.user))
+	compute := func() (authn.Outcome, error) {
+		attempt, retryAfter, ok := s.throttle.admit(c.Client, a.NameKey(c.User))
 		if !ok {
-			return authOutcome{}, &throttledError{retryAfter}
+			return authn.Outcome{}, &throttledError{retryAfter}
 		}
 		start := time.Now()
-		out, err := a.check(ctx, snap, c)
+		out, err := a.Check(ctx, c)
 		if !checkNotRun(err) {
 			s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 		}
-		if out.ok || err != nil {
+		if out.OK || err != nil {
 			attempt.release() // no failed guess: a success, or no verdict at all
 		}
 		return out, err
@@ -131,7 +114,7 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 	} else {
 		s.metrics.cacheMisses.Inc()
 	}
-	v = verification{ok: out.ok && err == nil, known: out.known, cacheHit: hit, reason: out.reason}
+	v = verification{ok: out.OK && err == nil, known: out.Known, cacheHit: hit, reason: out.Reason}
 	if err != nil { // not on a hit: errors.As's target would escape, an allocation a request
 		if te := (*throttledError)(nil); errors.As(err, &te) {
 			v.retryAfter = te.retryAfter
@@ -141,17 +124,14 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c credential) (v ver
 		// A name an earlier source knows is that source's alone: a directory entry found
 		// under another spelling of a file user's name must not become that user, with the
 		// groups and rules written for the file's account.
-		for _, earlier := range s.authenticators {
-			if earlier == a {
-				break
-			}
-			if _, ok := earlier.claims(snap, out.user); ok {
+		for _, earlier := range snap.authenticators[:decides] {
+			if _, ok := earlier.Claims(out.User); ok {
 				v.ok, v.shadowed = false, true
-				v.id.User = out.user
+				v.id.User = out.User
 				return v, nil
 			}
 		}
-		v.id = snap.identityOf(out.user, out.groups...)
+		v.id = snap.identityOf(out.User, out.Groups...)
 	}
 	return v, err
 }

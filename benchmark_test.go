@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -31,10 +32,10 @@ func benchStore(b *testing.B, cost int, cacheTTL time.Duration) (*store, *metric
 func BenchmarkVerifyCacheHit(b *testing.B) {
 	st, _ := benchStore(b, 10, time.Hour)
 	snap := st.snapshot()
-	st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")})
+	st.verify(context.Background(), snap, authn.Credential{Client: "192.0.2.1", User: "bench", Password: []byte("bench-secret")})
 	b.ReportAllocs()
 	for b.Loop() {
-		if v, _ := st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}); !v.ok || !v.cacheHit {
+		if v, _ := st.verify(context.Background(), snap, authn.Credential{Client: "192.0.2.1", User: "bench", Password: []byte("bench-secret")}); !v.ok || !v.cacheHit {
 			b.Fatal("want a cached success")
 		}
 	}
@@ -47,7 +48,7 @@ func BenchmarkVerifyCacheMiss(b *testing.B) {
 			st, _ := benchStore(b, cost, 0)
 			snap := st.snapshot()
 			for b.Loop() {
-				if v, _ := st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "bench", password: []byte("bench-secret")}); !v.ok || v.cacheHit {
+				if v, _ := st.verify(context.Background(), snap, authn.Credential{Client: "192.0.2.1", User: "bench", Password: []byte("bench-secret")}); !v.ok || v.cacheHit {
 					b.Fatal("want an uncached success")
 				}
 			}

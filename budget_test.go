@@ -104,7 +104,7 @@ func TestHashBudgetGivesUp(t *testing.T) {
 func TestHashBudgetBusyAnswer(t *testing.T) {
 	t.Parallel()
 	h, _ := newThrottledHandler(t, throttleConfig{window: time.Minute, perClient: 1, perUser: 1, maxKeys: 100}, time.Minute)
-	b := h.store.unknown.(unknownUsers).budget
+	b := h.store.budget
 	b.maxWait = 20 * time.Millisecond
 	for range b.slots {
 		if err := b.acquire(context.Background(), "192.0.2.9"); err != nil {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/authn"
 )
 
 // cacheKey identifies a credential: an HMAC over client address, user, password and stored hash.
@@ -29,7 +31,7 @@ type verifyCache struct {
 // cacheEntry is one verdict, or one being computed until ready is closed.
 type cacheEntry struct {
 	ready   chan struct{}
-	out     authOutcome
+	out     authn.Outcome
 	err     error // a broken hash: not remembered
 	expires time.Time
 }
@@ -41,7 +43,7 @@ func newVerifyCache(ttl time.Duration, size int) *verifyCache {
 
 // get returns the verdict for key, calling compute when there is none that is fresh. hit
 // reports whether the verdict came from the cache (or from a computation already running).
-func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (out authOutcome, hit bool, err error) {
+func (c *verifyCache) get(key cacheKey, compute func() (authn.Outcome, error)) (out authn.Outcome, hit bool, err error) {
 	for {
 		// Load first: a hit, the common case, allocates nothing.
 		v, found := c.entries.Load(key)
@@ -50,7 +52,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 			if v, found = c.entries.LoadOrStore(key, fresh); !found {
 				c.count.Add(1)
 				c.fill(fresh, compute)
-				if fresh.err != nil || fresh.out.forget || c.ttl <= 0 {
+				if fresh.err != nil || fresh.out.Forget || c.ttl <= 0 {
 					c.remove(key, fresh)
 				}
 				c.evictIfFull()
@@ -66,7 +68,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 			<-e.ready
 			waited = true
 		}
-		if e.out.forget {
+		if e.out.Forget {
 			return e.out, false, e.err // a verdict not to remember counts as the waiter's own
 		}
 		// A verdict waited for is fresh whatever the ttl: it was computed for this request.
@@ -74,7 +76,7 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 			return e.out, true, nil
 		}
 		if e.err != nil && !errors.Is(e.err, errRequestEnded) {
-			return authOutcome{}, false, e.err // the computation we waited for failed
+			return authn.Outcome{}, false, e.err // the computation we waited for failed
 		}
 		// Expired, or its request ended before it ran (the computer removed it): the next
 		// round computes afresh for this one.
@@ -84,10 +86,10 @@ func (c *verifyCache) get(key cacheKey, compute func() (authOutcome, error)) (ou
 
 // fill computes e's verdict and releases its waiters, even if compute panics: a waiter
 // must never hang on a computation that is gone. The panic becomes e's error.
-func (c *verifyCache) fill(e *cacheEntry, compute func() (authOutcome, error)) {
+func (c *verifyCache) fill(e *cacheEntry, compute func() (authn.Outcome, error)) {
 	defer func() {
 		if r := recover(); r != nil {
-			e.out, e.err = authOutcome{}, fmt.Errorf("password verification panicked: %v", r)
+			e.out, e.err = authn.Outcome{}, fmt.Errorf("password verification panicked: %v", r)
 		}
 		e.expires = c.now().Add(c.ttl)
 		close(e.ready)

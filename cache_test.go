@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/authn"
 )
 
 func key(b byte) cacheKey { return cacheKey{b} }
@@ -18,17 +20,17 @@ func TestCacheSingleFlight(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	var calls atomic.Int32
 	started, release := make(chan struct{}), make(chan struct{})
-	compute := func() (authOutcome, error) {
+	compute := func() (authn.Outcome, error) {
 		if calls.Add(1) == 1 {
 			close(started)
 			<-release
 		}
-		return authOutcome{ok: true}, nil
+		return authn.Outcome{OK: true}, nil
 	}
 	results := make(chan bool, 20)
 	go func() {
 		out, _, _ := c.get(key(1), compute)
-		results <- out.ok
+		results <- out.OK
 	}()
 	<-started // the first computation now holds the key
 	var wg sync.WaitGroup
@@ -40,7 +42,7 @@ func TestCacheSingleFlight(t *testing.T) {
 			if !hit {
 				t.Error("got a miss while a computation was running, want a hit")
 			}
-			results <- out.ok
+			results <- out.OK
 		}()
 	}
 	// Every other request must have found the running computation before it ends; otherwise
@@ -65,7 +67,7 @@ func TestCacheExpiry(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	c.now = func() time.Time { return now }
 	calls := 0
-	compute := func() (authOutcome, error) { calls++; return authOutcome{}, nil }
+	compute := func() (authn.Outcome, error) { calls++; return authn.Outcome{}, nil }
 	for _, tt := range []struct {
 		advance time.Duration
 		hit     bool
@@ -91,7 +93,7 @@ func TestCacheBounded(t *testing.T) {
 	t.Parallel()
 	c := newVerifyCache(time.Minute, 100)
 	for i := range 1000 {
-		c.get(cacheKey{byte(i), byte(i >> 8)}, func() (authOutcome, error) { return authOutcome{ok: true}, nil })
+		c.get(cacheKey{byte(i), byte(i >> 8)}, func() (authn.Outcome, error) { return authn.Outcome{OK: true}, nil })
 		if c.len() > 100 {
 			t.Fatalf("after %d inserts: got %d entries, want at most 100", i+1, c.len())
 		}
@@ -106,7 +108,7 @@ func TestCachePanicReleasesWaiters(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	waiter := make(chan error, 1)
 	go func() {
-		_, _, err := c.get(key(1), func() (authOutcome, error) {
+		_, _, err := c.get(key(1), func() (authn.Outcome, error) {
 			close(started)
 			<-release
 			panic("boom")
@@ -115,7 +117,7 @@ func TestCachePanicReleasesWaiters(t *testing.T) {
 	}()
 	<-started
 	go func() {
-		_, _, err := c.get(key(1), func() (authOutcome, error) { return authOutcome{ok: true}, nil })
+		_, _, err := c.get(key(1), func() (authn.Outcome, error) { return authn.Outcome{OK: true}, nil })
 		waiter <- err
 	}()
 	waitFor(t, 10*time.Second, "the second request to wait", func() bool { return c.waits.Load() == 1 })
@@ -125,8 +127,8 @@ func TestCachePanicReleasesWaiters(t *testing.T) {
 			t.Errorf("got %v, want the panic as an error", err)
 		}
 	}
-	if out, hit, err := c.get(key(1), func() (authOutcome, error) { return authOutcome{ok: true}, nil }); !out.ok || hit || err != nil {
-		t.Errorf("after the panic: got ok=%v hit=%v err=%v, want a fresh computation", out.ok, hit, err)
+	if out, hit, err := c.get(key(1), func() (authn.Outcome, error) { return authn.Outcome{OK: true}, nil }); !out.OK || hit || err != nil {
+		t.Errorf("after the panic: got ok=%v hit=%v err=%v, want a fresh computation", out.OK, hit, err)
 	}
 }
 
@@ -136,7 +138,7 @@ func TestCacheErrorsNotRemembered(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	broken := errors.New("broken hash")
 	for range 2 {
-		_, hit, err := c.get(key(1), func() (authOutcome, error) { return authOutcome{}, broken })
+		_, hit, err := c.get(key(1), func() (authn.Outcome, error) { return authn.Outcome{}, broken })
 		if !errors.Is(err, broken) || hit {
 			t.Errorf("got hit=%v err=%v, want miss with the error", hit, err)
 		}
@@ -152,7 +154,7 @@ func TestCacheOff(t *testing.T) {
 	c := newVerifyCache(0, 10)
 	calls := 0
 	for range 3 {
-		if _, hit, _ := c.get(key(1), func() (authOutcome, error) { calls++; return authOutcome{ok: true}, nil }); hit {
+		if _, hit, _ := c.get(key(1), func() (authn.Outcome, error) { calls++; return authn.Outcome{OK: true}, nil }); hit {
 			t.Error("got a hit with the cache off")
 		}
 	}
@@ -167,7 +169,7 @@ func TestCacheForget(t *testing.T) {
 	c := newVerifyCache(time.Minute, 10)
 	calls := 0
 	for range 3 {
-		if _, hit, _ := c.get(key(1), func() (authOutcome, error) { calls++; return authOutcome{forget: true}, nil }); hit {
+		if _, hit, _ := c.get(key(1), func() (authn.Outcome, error) { calls++; return authn.Outcome{Forget: true}, nil }); hit {
 			t.Error("got a hit for a verdict marked forget")
 		}
 	}

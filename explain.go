@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
 )
@@ -133,7 +134,7 @@ func explainedIdentity(snap *snapshot, src sources, dir ldapConfig, name string,
 	defer d.close()
 	user, groups, err := d.lookup(name)
 	switch {
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, authn.ErrUnavailable):
 		return policy.Identity{}, fmt.Errorf("503: %v", err)
 	case err != nil:
 		return policy.Identity{}, fmt.Errorf("401: %v", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
 )
@@ -200,7 +201,7 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client strin
 	if reason != "" {
 		return login{refused: &answer{http.StatusUnauthorized, "unauthorized", reason}}
 	}
-	v, err := h.store.verify(r.Context(), snap, credential{client: client, user: user, password: password})
+	v, err := h.store.verify(r.Context(), snap, authn.Credential{Client: client, User: user, Password: password})
 	refuse := func(status int, result, reason string, retryAfter time.Duration) login {
 		return login{user: user, cached: v.cacheHit, refused: &answer{status, result, reason}, retryAfter: retryAfter}
 	}
@@ -216,7 +217,7 @@ func (h *authHandler) authenticate(r *http.Request, snap *snapshot, client strin
 	case errors.Is(err, errRequestEnded):
 		// The client went away while waiting for a slot: nobody reads this answer.
 		return refuse(http.StatusServiceUnavailable, "unavailable", "canceled", time.Second)
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, authn.ErrUnavailable):
 		// The password may be right: neither 401 nor a failed login, and never 200.
 		return refuse(http.StatusServiceUnavailable, "unavailable", "directory_unavailable", unavailableRetry)
 	case err != nil:

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/policy"
 
 	"github.com/go-ldap/ldap/v3"
@@ -81,19 +82,19 @@ func newDirectory(c ldapConfig, logger *slog.Logger, m *metrics) (*directory, er
 	return d, nil
 }
 
-func (d *directory) claims(snap *snapshot, user string) (string, bool) {
+func (d *directory) Claims(user string) (string, bool) {
 	// Every user the file does not know is the directory's to decide (AuthBasicProvider file
 	// ldap). The stamp never holds anything of the user: the cache key already does.
 	return "ldap\x00" + strconv.FormatUint(d.generation.Load(), 10), true
 }
 
-// nameKey is user as the directory compares names: the equality rule of uid, cn and
+// NameKey is user as the directory compares names: the equality rule of uid, cn and
 // sAMAccountName is caseIgnoreMatch, which prepares both strings as RFC 4518 says (drop
 // invisible characters, map every kind of space to one, case fold, NFKC, and ignore leading,
 // trailing and repeated spaces), so "dave", "DAVE", " dave" and "da\u00ADve" all find the
 // same entry and must share one per-name count. Where a directory compares more finely the
 // key is only more cautious: names it tells apart count together.
-func (d *directory) nameKey(user string) string { return directoryNameKey(user) }
+func (d *directory) NameKey(user string) string { return directoryNameKey(user) }
 
 // directoryNameKey is name prepared for caseIgnoreMatch (RFC 4518, sections 2.2 to 2.6).
 func directoryNameKey(name string) string {
@@ -114,8 +115,8 @@ func directoryNameKey(name string) string {
 	return strings.Join(strings.Fields(prepared), " ")
 }
 
-// forget drops every remembered directory verdict (SIGHUP).
-func (d *directory) forget() { d.generation.Add(1) }
+// Forget drops every remembered directory verdict (SIGHUP).
+func (d *directory) Forget() { d.generation.Add(1) }
 
 // directoryAnswer is a user's entry as found.
 type directoryAnswer struct {
@@ -123,42 +124,42 @@ type directoryAnswer struct {
 	groups   []string // group keys: names and DNs
 }
 
-func (d *directory) check(_ context.Context, snap *snapshot, c credential) (authOutcome, error) {
-	if len(c.password) == 0 {
+func (d *directory) Check(_ context.Context, c authn.Credential) (authn.Outcome, error) {
+	if len(c.Password) == 0 {
 		// A simple bind with an empty password is an anonymous bind, which succeeds.
-		return authOutcome{forget: true, reason: "empty_password"}, nil
+		return authn.Outcome{Forget: true, Reason: "empty_password"}, nil
 	}
-	entry, found, err := d.findUser(c.user)
+	entry, found, err := d.findUser(c.User)
 	if err != nil {
-		return authOutcome{}, d.unavailable(err)
+		return authn.Outcome{}, d.unavailable(err)
 	}
 	switch {
 	case found > 1:
-		d.logger.Warn("the directory has several entries for this name: refused; make --ldap-url's attribute and filter match one entry per user", "user", cutForLog(c.user, maxLoggedUser), "entries", found)
-		return authOutcome{forget: true, known: true, reason: "ambiguous_user"}, nil
+		d.logger.Warn("the directory has several entries for this name: refused; make --ldap-url's attribute and filter match one entry per user", "user", cutForLog(c.User, maxLoggedUser), "entries", found)
+		return authn.Outcome{Forget: true, Known: true, Reason: "ambiguous_user"}, nil
 	case found == 0:
 		// Bind all the same, as a DN that does not exist, so that an unknown name costs what a
 		// wrong password does.
-		if _, err := d.bind(d.absentDN(), c.password); err != nil {
-			return authOutcome{}, d.unavailable(err)
+		if _, err := d.bind(d.absentDN(), c.Password); err != nil {
+			return authn.Outcome{}, d.unavailable(err)
 		}
 		d.reachable()
-		return authOutcome{forget: true}, nil
+		return authn.Outcome{Forget: true}, nil
 	}
-	ok, err := d.bind(entry.dn, c.password)
+	ok, err := d.bind(entry.dn, c.Password)
 	if err != nil {
-		return authOutcome{}, d.unavailable(err)
+		return authn.Outcome{}, d.unavailable(err)
 	}
 	if !ok {
 		d.reachable()
-		return authOutcome{known: true, forget: true}, nil
+		return authn.Outcome{Known: true, Forget: true}, nil
 	}
 	groups, err := d.groupsOf(entry.dn, entry.user)
 	if err != nil {
-		return authOutcome{}, d.unavailable(err)
+		return authn.Outcome{}, d.unavailable(err)
 	}
 	d.reachable()
-	return authOutcome{ok: true, known: true, user: entry.user, groups: groups}, nil
+	return authn.Outcome{OK: true, Known: true, User: entry.user, Groups: groups}, nil
 }
 
 // absentDN is a DN under the base that no entry has.
@@ -197,12 +198,12 @@ func (d *directory) findUser(name string) (entry directoryAnswer, found int, err
 // lookup is the identity the directory gives name without a password, for explain: the
 // entry found as a login would find it, its spelling of the name and its groups (keys). An
 // unknown name, or one with several entries, is an error saying that a login is refused; a
-// directory that cannot be asked is errUnavailable.
+// directory that cannot be asked is authn.ErrUnavailable.
 func (d *directory) lookup(name string) (user string, groups []string, err error) {
 	entry, found, err := d.findUser(name)
 	switch {
 	case err != nil:
-		return "", nil, fmt.Errorf("%w: %v", errUnavailable, err)
+		return "", nil, fmt.Errorf("%w: %v", authn.ErrUnavailable, err)
 	case found == 0:
 		return "", nil, fmt.Errorf("%q is in neither the htpasswd file nor the directory: a login with this name is refused (401)", name)
 	case found > 1:
@@ -210,7 +211,7 @@ func (d *directory) lookup(name string) (user string, groups []string, err error
 	}
 	groups, err = d.groupsOf(entry.dn, entry.user)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %s's groups: %v", errUnavailable, entry.dn, err)
+		return "", nil, fmt.Errorf("%w: %s's groups: %v", authn.ErrUnavailable, entry.dn, err)
 	}
 	return entry.user, groups, nil
 }
@@ -465,7 +466,7 @@ func isLDAPResult(err error) bool {
 	return errors.As(err, &e) && e.ResultCode != 0 && e.ResultCode < ldap.ErrorNetwork
 }
 
-// unavailable records an outage (logged once at its start) and returns errUnavailable.
+// unavailable records an outage (logged once at its start) and returns authn.ErrUnavailable.
 func (d *directory) unavailable(cause error) error {
 	d.stateMu.Lock()
 	if !d.down {
@@ -474,7 +475,7 @@ func (d *directory) unavailable(cause error) error {
 		d.logger.Error("the LDAP directory cannot be asked: users the htpasswd file lacks get 503 until it answers (cached verdicts still work)", "url", d.cfg.url, "error", cause)
 	}
 	d.stateMu.Unlock()
-	return fmt.Errorf("%w: %v", errUnavailable, cause)
+	return fmt.Errorf("%w: %v", authn.ErrUnavailable, cause)
 }
 
 // reachable ends an outage, logging it once.

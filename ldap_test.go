@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/registry-auth/registry-auth/internal/authn"
 )
 
 // directoryTest is an /auth handler over a real slapd, a robot in the htpasswd file and a
@@ -67,7 +68,7 @@ func newDirectoryTest(t *testing.T, s *slapdServer, o directoryOptions) *directo
 		t.Fatal(err)
 	}
 	t.Cleanup(dir.close)
-	st.authenticators = append(st.authenticators, dir)
+	st.backends = append(st.backends, dir)
 	if err := st.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestDirectoryCache(t *testing.T) {
 	d := newDirectoryTest(t, s, directoryOptions{})
 	verify := func(password string) verification {
 		t.Helper()
-		v, err := d.st.verify(context.Background(), d.st.snapshot(), credential{client: "192.0.2.1", user: "alice", password: []byte(password)})
+		v, err := d.st.verify(context.Background(), d.st.snapshot(), authn.Credential{Client: "192.0.2.1", User: "alice", Password: []byte(password)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+
+	"github.com/registry-auth/registry-auth/internal/authn"
 )
 
 // BenchmarkDirectoryRefusal is the price of refusing a directory login, against the real
@@ -32,8 +34,8 @@ func BenchmarkDirectoryRefusal(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				out, err := dir.check(context.Background(), nil, credential{client: "192.0.2.1", user: c.user, password: []byte("wrong-password")})
-				if err != nil || out.ok || out.known != (c.user == "alice") {
+				out, err := dir.Check(context.Background(), authn.Credential{Client: "192.0.2.1", User: c.user, Password: []byte("wrong-password")})
+				if err != nil || out.OK || out.Known != (c.user == "alice") {
 					b.Fatalf("%s: got %+v, %v; want a refusal, known %v", c.user, out, err, c.user == "alice")
 				}
 			}

@@ -115,7 +115,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		}
 		defer dir.close()
 		// After the file: a user it knows is decided by it alone (AuthBasicProvider file ldap).
-		st.authenticators = append(st.authenticators, dir)
+		st.backends = append(st.backends, dir)
 		// A directory down at start is no reason not to serve: robots in the file work.
 		if err := dir.ping(); err == nil {
 			logger.Info("LDAP directory answers", "url", cfg.ldap.url, "bind_dn", cfg.ldap.bindDN)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/policy"
 )
@@ -29,6 +30,10 @@ type snapshot struct {
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
 	contentSum string // sha256 over every source, to skip reloads that change nothing
 	files      []fileSum
+	// authenticators are asked in order after the cache (authn.go): the file's users, then
+	// the store's sources; none claiming a user means unknown, decided by unknown.
+	authenticators []authn.Authenticator
+	unknown        authn.Authenticator
 }
 
 // fileSum is the SHA-256 of one source as loaded, for /readyz.
@@ -82,10 +87,11 @@ type store struct {
 	metrics   *metrics
 	cacheKey  []byte    // per-process HMAC key: cache keys never hold a password
 	macs      sync.Pool // of *keyHasher: HMACs keyed with cacheKey, reused on the hot path
-	// authenticators are asked in order after the cache (authn.go); none claiming a user
-	// means unknown, decided by unknown.
-	authenticators []authenticator
-	unknown        authenticator
+	// backends are the long-lived sources of users asked after each snapshot's htpasswd
+	// file, in order (a directory); store.authenticate puts them in each snapshot.
+	backends []authn.Authenticator
+	// budget bounds the hashes of every snapshot's file and dummy hash.
+	budget *hashBudget
 	// cache holds the verdicts of every snapshot: one cache for the process, so a reload can
 	// neither drop the verdicts of unchanged users nor grow it past cacheSize.
 	cache *verifyCache
@@ -101,8 +107,6 @@ type store struct {
 func newStore(c config, logger *slog.Logger, m *metrics) *store {
 	key := make([]byte, 32)
 	rand.Read(key) // never fails (crypto/rand panics rather than return an error since Go 1.24)
-	// One budget for every hash the process computes: the file's and the dummy's.
-	budget := newHashBudget(c.hashBudget, m)
 	return &store{
 		sources:   c.files,
 		cacheTTL:  c.cacheTTL,
@@ -112,9 +116,8 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		cacheKey:  key,
 		cache:     newVerifyCache(c.cacheTTL, c.cacheSize),
 		throttle:  newThrottle(c.throttle),
-		// The file first: a user it knows is decided by it alone.
-		authenticators: []authenticator{htpasswdAuthenticator{budget}},
-		unknown:        unknownUsers{budget},
+		// One budget for every hash the process computes: the file's and the dummy's.
+		budget: newHashBudget(c.hashBudget, m),
 	}
 }
 
@@ -128,9 +131,9 @@ func (s *store) reload(reason string) error {
 	defer s.mu.Unlock()
 	if reason == "signal" {
 		// SIGHUP forgets the directory's verdicts even when no file changed.
-		for _, a := range s.authenticators {
-			if f, ok := a.(interface{ forget() }); ok {
-				f.forget()
+		for _, a := range s.backends {
+			if f, ok := a.(authn.Forgetter); ok {
+				f.Forget()
 			}
 		}
 	}
@@ -173,6 +176,7 @@ func (s *store) reload(reason string) error {
 	} else if snap.dummyHash, err = newDummyHash(snap.dummyCost); err != nil {
 		return err
 	}
+	s.buildAuthenticators(snap)
 	for _, p := range res.problems {
 		attrs := []any{"file", p.File, "severity", p.Severity.String(), "problem", p.Message}
 		if p.Line > 0 {
@@ -197,20 +201,12 @@ func (s *store) reload(reason string) error {
 	return nil
 }
 
-// credential is what one request presents: the user and password of its Basic header, and
-// the client address it came from.
-type credential struct {
-	client   string
-	user     string
-	password []byte
-}
-
 // credentialKey is the cache key of a client, user, password and stored hash: an HMAC with a
 // per-process key, so the cache never holds anything a password can be recovered from
 // cheaply, and a changed hash never matches an old verdict. The client is part of the key so
 // that a verdict helps only the address that earned it: a success cached for the real user
 // must not let a throttled attacker confirm the right password without running a hash.
-func (s *store) credentialKey(c credential, storedHash string) cacheKey {
+func (s *store) credentialKey(c authn.Credential, storedHash string) cacheKey {
 	h, _ := s.macs.Get().(*keyHasher)
 	if h == nil {
 		h = &keyHasher{mac: hmac.New(sha256.New, s.cacheKey)}
@@ -220,7 +216,7 @@ func (s *store) credentialKey(c credential, storedHash string) cacheKey {
 	// to bytes for Write escapes through the hash.Hash interface and allocates, while these
 	// conversions only feed append.
 	h.buf = h.buf[:0]
-	for _, part := range [][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)} {
+	for _, part := range [][]byte{[]byte(c.Client), []byte(c.User), c.Password, []byte(storedHash)} {
 		h.buf = binary.BigEndian.AppendUint32(h.buf, uint32(len(part)))
 		h.buf = append(h.buf, part...)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -64,7 +65,7 @@ func TestVerdictsSurviveReload(t *testing.T) {
 	st, m := newTestStore(t, f, time.Hour, nil)
 	check := func(user, password string) verification {
 		t.Helper()
-		v, err := st.verify(context.Background(), st.snapshot(), credential{client: "192.0.2.1", user: user, password: []byte(password)})
+		v, err := st.verify(context.Background(), st.snapshot(), authn.Credential{Client: "192.0.2.1", User: user, Password: []byte(password)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +178,7 @@ func TestReloadKeepsCacheBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 3 * size {
-			if _, err := st.verify(context.Background(), st.snapshot(), credential{client: "192.0.2.1", user: fmt.Sprintf("user%d", i), password: []byte("secret")}); err != nil {
+			if _, err := st.verify(context.Background(), st.snapshot(), authn.Credential{Client: "192.0.2.1", User: fmt.Sprintf("user%d", i), Password: []byte("secret")}); err != nil {
 				t.Fatal(err)
 			}
 			if got := st.cache.len(); got > size {
@@ -237,7 +238,7 @@ func TestUnknownUserCostsLikeKnown(t *testing.T) {
 		t.Errorf("got dummy cost %d, want the median 6", got)
 	}
 	for i := range 2 {
-		v, err := st.verify(context.Background(), snap, credential{client: "192.0.2.1", user: "nobody", password: []byte("guess")})
+		v, err := st.verify(context.Background(), snap, authn.Credential{Client: "192.0.2.1", User: "nobody", Password: []byte("guess")})
 		if err != nil || v.ok || v.known {
 			t.Fatalf("unknown user: got %+v, %v; want refused, unknown", v, err)
 		}
@@ -276,19 +277,19 @@ func TestCacheKeyHoldsNoPassword(t *testing.T) {
 	f := newTestFiles(t, htpasswdLines(t, "bob", "bob-secret"), "")
 	st1, _ := newTestStore(t, f, time.Minute, nil)
 	st2, _ := newTestStore(t, f, time.Minute, nil)
-	base := st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash")
+	base := st1.credentialKey(authn.Credential{Client: "192.0.2.1", User: "bob", Password: []byte("pw")}, "hash")
 	for _, other := range []cacheKey{
-		st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw2")}, "hash"),
-		st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash2"),
-		st1.credentialKey(credential{client: "192.0.2.1", user: "bo", password: []byte("bpw")}, "hash"), // boundaries are length-prefixed
-		st2.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash"),
-		st1.credentialKey(credential{client: "192.0.2.2", user: "bob", password: []byte("pw")}, "hash"),
+		st1.credentialKey(authn.Credential{Client: "192.0.2.1", User: "bob", Password: []byte("pw2")}, "hash"),
+		st1.credentialKey(authn.Credential{Client: "192.0.2.1", User: "bob", Password: []byte("pw")}, "hash2"),
+		st1.credentialKey(authn.Credential{Client: "192.0.2.1", User: "bo", Password: []byte("bpw")}, "hash"), // boundaries are length-prefixed
+		st2.credentialKey(authn.Credential{Client: "192.0.2.1", User: "bob", Password: []byte("pw")}, "hash"),
+		st1.credentialKey(authn.Credential{Client: "192.0.2.2", User: "bob", Password: []byte("pw")}, "hash"),
 	} {
 		if other == base {
 			t.Errorf("key collision: %x", other)
 		}
 	}
-	if base != st1.credentialKey(credential{client: "192.0.2.1", user: "bob", password: []byte("pw")}, "hash") {
+	if base != st1.credentialKey(authn.Credential{Client: "192.0.2.1", User: "bob", Password: []byte("pw")}, "hash") {
 		t.Error("got different keys for the same credential")
 	}
 }

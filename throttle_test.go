@@ -7,12 +7,15 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/authn"
 )
 
 // throttleClock is a settable time for the throttle's now: no test here sleeps.
@@ -611,22 +614,25 @@ func TestThrottleReleasedAttempts(t *testing.T) {
 // gatedAuthenticator holds every check it is given at a gate until the test opens it, and
 // counts them, so that a test can have a whole burst in flight at once and no sleep.
 type gatedAuthenticator struct {
-	inner   authenticator
-	entered atomic.Int64
-	gate    chan struct{}
+	authn.Authenticator // the one gated
+	entered             atomic.Int64
+	gate                chan struct{}
 }
 
-func (g *gatedAuthenticator) claims(snap *snapshot, user string) (string, bool) {
-	st, ok := g.inner.claims(snap, user)
-	return st, ok
-}
-
-func (g *gatedAuthenticator) nameKey(user string) string { return g.inner.nameKey(user) }
-
-func (g *gatedAuthenticator) check(ctx context.Context, snap *snapshot, c credential) (authOutcome, error) {
+func (g *gatedAuthenticator) Check(ctx context.Context, c authn.Credential) (authn.Outcome, error) {
 	g.entered.Add(1)
 	<-g.gate
-	return g.inner.check(ctx, snap, c)
+	return g.Authenticator.Check(ctx, c)
+}
+
+// gateSnapshot puts g in front of the authenticator of the current snapshot that gate picks,
+// in a copy of the snapshot stored in its place.
+func gateSnapshot(st *store, g *gatedAuthenticator, gate func(*snapshot) *authn.Authenticator) {
+	snap := *st.snapshot()
+	snap.authenticators = slices.Clone(snap.authenticators)
+	a := gate(&snap)
+	g.Authenticator, *a = *a, g
+	st.current.Store(&snap)
 }
 
 // TestThrottleConcurrentBurst: 150 guesses at once from one address, each held at the hash
@@ -640,19 +646,21 @@ func TestThrottleConcurrentBurst(t *testing.T) {
 		name  string
 		cfg   throttleConfig
 		user  func(i int) string
-		inner authenticator
+		gate  func(*snapshot) *authn.Authenticator // the authenticator that decides
 		limit int
 	}{
-		{"one name", throttleConfig{window: time.Minute, perClient: 1000, perUser: 30, maxKeys: 1000}, func(int) string { return "alice" }, htpasswdAuthenticator{}, 30},
-		{"150 names", throttleConfig{window: time.Minute, perClient: 50, perUser: 30, maxKeys: 1000}, func(i int) string { return fmt.Sprint("nobody", i) }, unknownUsers{}, 50},
+		{"one name", throttleConfig{window: time.Minute, perClient: 1000, perUser: 30, maxKeys: 1000}, func(int) string { return "alice" },
+			func(s *snapshot) *authn.Authenticator { return &s.authenticators[0] }, 30},
+		{"150 names", throttleConfig{window: time.Minute, perClient: 50, perUser: 30, maxKeys: 1000}, func(i int) string { return fmt.Sprint("nobody", i) },
+			func(s *snapshot) *authn.Authenticator { return &s.unknown }, 50},
 	}
 	for _, tt := range tests {
 		for _, cacheTTL := range []time.Duration{0, time.Minute} {
 			t.Run(fmt.Sprintf("%s/cache-ttl=%v", tt.name, cacheTTL), func(t *testing.T) {
 				t.Parallel()
 				h, _ := newThrottledHandler(t, tt.cfg, cacheTTL)
-				g := &gatedAuthenticator{inner: tt.inner, gate: make(chan struct{})}
-				h.store.authenticators = []authenticator{g}
+				g := &gatedAuthenticator{gate: make(chan struct{})}
+				gateSnapshot(h.store, g, tt.gate)
 				var answered atomic.Int64
 				statuses := make(chan int, burst)
 				start := make(chan struct{})

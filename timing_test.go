@@ -69,7 +69,9 @@ func TestUnknownUserTiming(t *testing.T) {
 			f := newTestFiles(t, htpasswd, "pusher: alice\n")
 			st, m := newTestStore(t, f, tt.cacheTTL, nil)
 			if tt.dummy != nil {
-				st.snapshot().dummyHash = tt.dummy(t) // before any request reads it
+				snap := st.snapshot() // before any request reads it
+				snap.dummyHash = tt.dummy(t)
+				st.buildAuthenticators(snap)
 			}
 			h := newServer(testAuthHandler(st, m, nil), st, m, false)
 			fail := func(user, password string) {

@@ -38,7 +38,7 @@ mutant unknown-route-not-named answer.go \
 	'case routeErr != nil:' \
 	'case false:'
 mutant unknown-users-skip-hash authn.go \
-	'_, err = htpasswd.Verify(snap.dummyHash, c.password)' \
+	'_, err = htpasswd.Verify(u.dummyHash, c.Password)' \
 	'err = error(nil)'
 mutant route-method-unchecked internal/registry/request.go \
 	'if !serves(r.methods, method) {' \
@@ -92,16 +92,16 @@ mutant throttle-never-blocks throttle.go \
 	'if retryAfter > 0 {' \
 	'if false {'
 mutant failures-not-counted authn.go \
-	'if out.ok || err != nil {' \
+	'if out.OK || err != nil {' \
 	'if true {'
 mutant throttle-counted-after-hash authn.go \
-	'out, err := a.check(ctx, snap, c)' \
-	'attempt.release(); out, err := a.check(ctx, snap, c); if !out.ok && err == nil { s.throttle.admit(c.client, a.nameKey(c.user)) }'
+	'out, err := a.Check(ctx, c)' \
+	'attempt.release(); out, err := a.Check(ctx, c); if !out.OK && err == nil { s.throttle.admit(c.Client, a.NameKey(c.User)) }'
 mutant directory-name-key-raw ldap.go \
-	'func (d *directory) nameKey(user string) string { return directoryNameKey(user) }' \
-	'func (d *directory) nameKey(user string) string { return user }'
+	'func (d *directory) NameKey(user string) string { return directoryNameKey(user) }' \
+	'func (d *directory) NameKey(user string) string { return user }'
 mutant directory-takes-file-name authn.go \
-	'if _, ok := earlier.claims(snap, out.user); ok {' \
+	'if _, ok := earlier.Claims(out.User); ok {' \
 	'if false {'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
@@ -125,14 +125,14 @@ mutant group-names-lower-cased-only internal/htpasswd/parse.go \
 	'key := strings.ToLower(group)'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \
-	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \
-	'[][]byte{[]byte(c.user), c.password, []byte(storedHash)}'
+	'[][]byte{[]byte(c.Client), []byte(c.User), c.Password, []byte(storedHash)}' \
+	'[][]byte{[]byte(c.User), c.Password, []byte(storedHash)}'
 mutant cache-key-without-password store.go \
-	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \
-	'[][]byte{[]byte(c.client), []byte(c.user), []byte(storedHash)}'
+	'[][]byte{[]byte(c.Client), []byte(c.User), c.Password, []byte(storedHash)}' \
+	'[][]byte{[]byte(c.Client), []byte(c.User), []byte(storedHash)}'
 mutant cache-key-without-hash store.go \
-	'[][]byte{[]byte(c.client), []byte(c.user), c.password, []byte(storedHash)}' \
-	'[][]byte{[]byte(c.client), []byte(c.user), c.password}'
+	'[][]byte{[]byte(c.Client), []byte(c.User), c.Password, []byte(storedHash)}' \
+	'[][]byte{[]byte(c.Client), []byte(c.User), c.Password}'
 mutant cache-dropped-at-reload store.go \
 	's.current.Store(snap)' \
 	's.cache = newVerifyCache(s.cacheTTL, s.cacheSize); s.current.Store(snap)'

@@ -58,10 +58,9 @@ func (u unknownUsers) Check(ctx context.Context, c authn.Credential) (authn.Outc
 	return authn.Outcome{}, err
 }
 
-// buildAuthenticators puts snap's authenticators in it: its htpasswd file's users first (a user
-// the file
-// knows is decided by it alone), then the store's backends in order (a directory),
-// and, for the names none claims, the snapshot's dummy hash.
+// buildAuthenticators puts snap's authenticators in it: its htpasswd file's users first (a
+// user the file knows is decided by it alone), then the store's backends in order (a
+// directory), and, for the names none claims, the snapshot's dummy hash.
 func (s *store) buildAuthenticators(snap *snapshot) {
 	snap.authenticators = append([]authn.Authenticator{fileUsers{snap.users, s.budget}}, s.backends...)
 	snap.unknown = unknownUsers{snap.dummyHash, s.budget}

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
+	"github.com/registry-auth/registry-auth/internal/ldap"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
@@ -115,10 +115,10 @@ Example: registry-auth check --ldap-url "ldap://ldap/dc=example,dc=com?uid" --ld
 func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stdout, stderr)
 	var src sources
-	var dir ldapConfig
+	var dir ldap.Config
 	var testUser string
 	defineSourceFlags(fs, &src)
-	dir.define(fs)
+	defineLDAPFlags(fs, &dir)
 	fs.stringVar(&testUser, "ldap-test-user", "", "with --ldap-url, search this user as a login would and print the DN and groups found (no password asked)")
 	if err := fs.parse(args); err != nil {
 		return err
@@ -126,12 +126,12 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q: check takes flags only (see --help)", fs.Arg(0))
-	case testUser != "" && dir.url == "":
+	case testUser != "" && dir.URL == "":
 		return errors.New("--ldap-test-user needs --ldap-url: add --ldap-url and the other --ldap-* settings the service runs with")
-	case src.htpasswd == "" && dir.url == "":
+	case src.htpasswd == "" && dir.URL == "":
 		return errors.New("--htpasswd is empty: give the path of the htpasswd file, or --ldap-url to take every user from a directory")
 	}
-	src.directory, src.directoryGroups = dir.supplies()
+	src.directory, src.directoryGroups = dir.Supplies()
 	// loadSources in two steps: a file that cannot be read is an error of its own, not a report.
 	set, err := src.read()
 	if err != nil {
@@ -139,7 +139,7 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 	}
 	snap, filesOK := reportFiles(stdout, src, set)
 	directoryOK := true
-	if dir.url != "" {
+	if dir.URL != "" {
 		directoryOK = checkDirectory(stdout, dir, testUser, snap)
 	}
 	if !filesOK || !directoryOK {
@@ -180,104 +180,61 @@ func reportFiles(stdout io.Writer, src sources, set fileSet) (snap *snapshot, ok
 }
 
 // checkDirectory reports, on lines starting "ldap:", what the directory of c answers with
-// the service's own code: the host that answered and the service account's bind, then, with
-// testUser, that user's entry and groups (snap, nil when the files failed, adds the groups
-// file's). ok is false when the service could not use the directory or the user.
-func checkDirectory(stdout io.Writer, c ldapConfig, testUser string, snap *snapshot) (ok bool) {
-	fail := func(format string, args ...any) bool {
+// the service's own code (ldap.Diagnose): the host that answered and the service account's
+// bind, then, with testUser, that user's entry and groups (snap, nil when the files failed,
+// adds the groups file's). ok is false when the service could not use the directory or the user.
+func checkDirectory(stdout io.Writer, c ldap.Config, testUser string, snap *snapshot) (ok bool) {
+	fail := func(err error) bool {
 		// One line per problem: dial joins the errors of every host with newlines, and go-ldap
 		// ends a result without a diagnostic message in ": ".
-		msg := strings.ReplaceAll(strings.ReplaceAll(fmt.Sprintf(format, args...), ": \n", "\n"), "\n", "; ")
+		msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), ": \n", "\n"), "\n", "; ")
 		fmt.Fprintln(stdout, "ldap: error:", strings.TrimSuffix(msg, ": "))
 		return false
 	}
-	if err := c.validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		for _, e := range unjoin(err) {
-			fail("%v", e)
+			fail(e)
 		}
 		return false
 	}
-	d, err := newDirectory(c, slog.New(slog.DiscardHandler), newMetrics())
+	d, err := ldap.New(c, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
-		return fail("%v", err)
+		return fail(err)
 	}
-	defer d.close()
-	secret, _, err := d.bindSecret()
+	defer d.Close()
+	diag, err := d.Diagnose(testUser)
+	if diag.Server != "" {
+		fmt.Fprintf(stdout, "ldap: connected to %s, %s\n", diag.Server, diag.As)
+	}
+	if diag.DN != "" {
+		fmt.Fprintf(stdout, "ldap: user %q is %s, named %q (the directory's spelling: logs, X-Forwarded-User and the policy use it)\n", testUser, diag.DN, diag.User)
+	}
 	if err != nil {
-		return fail("%v", err)
+		return fail(err)
 	}
-	conn, host, err := d.serviceConn(secret)
-	switch {
-	case err != nil && host == "":
-		return fail("cannot connect to %s: %v%s", c.url, err, unreachableHint(err, c.timeout))
-	case err != nil:
-		return fail("connected to %s://%s, but %v", c.parsed.scheme, host, err)
-	}
-	d.release(conn) // for the searches below
-	as := "searching anonymously (no --ldap-bind-dn)"
-	if c.bindDN != "" {
-		as = "bound as " + c.bindDN
-	}
-	if c.startTLS {
-		as = "StartTLS, " + as
-	}
-	fmt.Fprintf(stdout, "ldap: connected to %s://%s, %s\n", c.parsed.scheme, host, as)
 	if testUser == "" {
 		return true
 	}
-	scope := "sub"
-	if c.parsed.scope == ldap.ScopeSingleLevel {
-		scope = "one"
-	}
-	search := fmt.Sprintf("%s under %q (scope %s)", c.parsed.userFilter(testUser), c.parsed.baseDN, scope)
-	entry, found, err := d.findUser(testUser)
 	switch {
-	case err != nil:
-		return fail("searching user %q: %v", testUser, err)
-	case found == 0:
-		return fail("no entry for user %q: searched %s; a login with this name is refused as an unknown user", testUser, search)
-	case found > 1:
-		return fail("user %q matches several entries: searched %s; a login with this name is refused: make --ldap-url's attribute and filter match one entry per user", testUser, search)
-	}
-	fmt.Fprintf(stdout, "ldap: user %q is %s, named %q (the directory's spelling: logs, X-Forwarded-User and the policy use it)\n", testUser, entry.dn, entry.user)
-	if c.groupBase == "" {
+	case diag.Groups == nil:
 		fmt.Fprintln(stdout, "ldap: no directory groups: --ldap-group-base is empty")
-	} else {
-		groups, err := d.groupEntries(entry.dn, entry.user)
-		if err != nil {
-			return fail("searching the groups of %s: %v", entry.dn, err)
-		}
-		if len(groups) == 0 {
-			fmt.Fprintf(stdout, "ldap: %s is in no directory group under %s\n", entry.user, c.groupBase)
-		}
-		for _, g := range groups {
-			nested := ""
-			switch {
-			case g.depth == 1:
-				nested = ", through 1 nested group"
-			case g.depth > 1:
-				nested = fmt.Sprintf(", through %d nested groups", g.depth)
-			}
-			fmt.Fprintf(stdout, "ldap: directory group %q (%s%s)\n", g.name, g.dn, nested)
-		}
+	case len(diag.Groups) == 0:
+		fmt.Fprintf(stdout, "ldap: %s is in no directory group under %s\n", diag.User, c.GroupBase)
 	}
-	if snap != nil && len(snap.userGroups[entry.user]) > 0 {
-		fmt.Fprintf(stdout, "ldap: groups file groups of %s: %s\n", entry.user, strings.Join(snap.userGroups[entry.user], ", "))
+	for _, g := range diag.Groups {
+		nested := ""
+		switch {
+		case g.Depth == 1:
+			nested = ", through 1 nested group"
+		case g.Depth > 1:
+			nested = fmt.Sprintf(", through %d nested groups", g.Depth)
+		}
+		fmt.Fprintf(stdout, "ldap: directory group %q (%s%s)\n", g.Name, g.DN, nested)
+	}
+	if snap != nil && len(snap.userGroups[diag.User]) > 0 {
+		fmt.Fprintf(stdout, "ldap: groups file groups of %s: %s\n", diag.User, strings.Join(snap.userGroups[diag.User], ", "))
 	}
 	return true
-}
-
-// unreachableHint says what to check when a connection to the directory failed in the
-// network (not in TLS, whose errors say what to do themselves).
-func unreachableHint(err error, timeout time.Duration) string {
-	var netErr net.Error
-	switch {
-	case !errors.As(err, &netErr):
-		return ""
-	case netErr.Timeout():
-		return fmt.Sprintf(" (no answer within --ldap-timeout %v: check that the directory runs and that --ldap-url names its hosts and ports, or raise --ldap-timeout)", timeout)
-	}
-	return " (check that the directory runs and that --ldap-url names its hosts and ports)"
 }
 
 // unjoin is the errors errors.Join put together, or err alone.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
 // config is everything `registry-auth serve` needs, filled by parseServeConfig from flags,
@@ -31,7 +33,7 @@ type config struct {
 	logLevel          slog.Level
 	throttle          throttleConfig
 	hashBudget        hashBudgetConfig
-	ldap              ldapConfig
+	ldap              ldap.Config
 	trusted           []*net.IPNet // empty: any peer may ask
 	showVersion       bool         // --version: print the version and exit
 }
@@ -187,7 +189,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stdo
 	fs.stringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
 	c.throttle.define(fs)
 	c.hashBudget.define(fs)
-	c.ldap.define(fs)
+	defineLDAPFlags(fs, &c.ldap)
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.parse(args); err != nil {
 		return c, err
@@ -204,7 +206,7 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stdo
 	if err := c.tls.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.files.htpasswd == "" && c.ldap.url == "" {
+	if c.files.htpasswd == "" && c.ldap.URL == "" {
 		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file, or --ldap-url to take every user from a directory"))
 	}
 	if c.files.pushGroup == "" {
@@ -237,10 +239,10 @@ func parseServeConfig(args []string, lookupEnv func(string) (string, bool), stdo
 	if err := c.hashBudget.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.ldap.validate(); err != nil {
+	if err := c.ldap.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	c.files.directory, c.files.directoryGroups = c.ldap.supplies()
+	c.files.directory, c.files.directoryGroups = c.ldap.Supplies()
 	nets, err := parseCIDRList(trusted)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
@@ -279,3 +281,17 @@ func parseCIDRList(s string) ([]*net.IPNet, error) {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// defineLDAPFlags adds the directory's flags to fs, for serve, check and explain.
+func defineLDAPFlags(fs *envFlagSet, c *ldap.Config) {
+	fs.stringVar(&c.URL, "ldap-url", "", "LDAP directory as in Apache's AuthLDAPURL, ldap[s]://host[:port][ host2...]/basedn?attribute?scope?filter (attribute uid, scope sub, filter (objectClass=*) by default); users the htpasswd file lacks are looked up there; empty: no directory")
+	fs.stringVar(&c.BindDN, "ldap-bind-dn", "", "DN the service binds as to search the directory (AuthLDAPBindDN); empty: anonymous searches")
+	fs.stringVar(&c.BindPasswordFile, "ldap-bind-password-file", "", "file holding the password of --ldap-bind-dn (AuthLDAPBindPassword), re-read when it changes")
+	fs.boolVar(&c.StartTLS, "ldap-starttls", false, "upgrade ldap:// connections with StartTLS before binding (needed whenever the directory is not on the same host, unless ldaps://)")
+	fs.stringVar(&c.CAFile, "ldap-ca", "", "PEM file of the CAs that sign the directory's certificate (the image has no system roots)")
+	fs.durationVar(&c.Timeout, "ldap-timeout", 5*time.Second, "limit for each dial, search and bind against the directory")
+	fs.stringVar(&c.GroupBase, "ldap-group-base", "", "DN under which the directory's groups are searched; empty: directory groups are not used")
+	fs.stringVar(&c.GroupFilter, "ldap-group-filter", ldap.DefaultGroupFilter, "filter finding a user's groups; {dn} is the user's DN, {user} the name, both escaped")
+	fs.stringVar(&c.GroupNameAttr, "ldap-group-name-attribute", "cn", "attribute naming a directory group for the policy and --push-group")
+	fs.intVar(&c.GroupDepth, "ldap-group-depth", 10, "levels of nested groups followed (AuthLDAPMaxSubGroupDepth); 0: only direct membership")
+}

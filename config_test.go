@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
 // serveFlags is every flag of serve: its default, a value for its variable and a different
@@ -50,16 +52,16 @@ var serveFlags = []struct {
 	{name: "throttle-max-keys", def: "65536", fromEnv: "10", fromFlag: "16", flagValue: "0x10", get: func(c config) string { return strconv.Itoa(c.throttle.maxKeys) }},
 	{name: "hash-concurrency", def: strconv.Itoa(runtime.GOMAXPROCS(0)), fromEnv: "3", fromFlag: "1", get: func(c config) string { return strconv.Itoa(c.hashBudget.slots) }},
 	{name: "hash-wait", def: "3s", fromEnv: "1s", fromFlag: "500ms", get: func(c config) string { return c.hashBudget.maxWait.String() }},
-	{name: "ldap-url", def: "", fromEnv: "ldap://env/dc=x", fromFlag: "ldaps://flag a/dc=y?sAMAccountName", get: func(c config) string { return c.ldap.url }},
-	{name: "ldap-bind-dn", def: "", fromEnv: "cn=env,dc=x", fromFlag: "cn=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-password-file=/p"}, get: func(c config) string { return c.ldap.bindDN }},
-	{name: "ldap-bind-password-file", def: "", fromEnv: "/env/secret", fromFlag: "/flag/secret", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-dn=cn=r,dc=x"}, get: func(c config) string { return c.ldap.bindPasswordFile }},
-	{name: "ldap-starttls", def: "false", fromEnv: "true", fromFlag: "false", envValue: "1", boolean: true, with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return strconv.FormatBool(c.ldap.startTLS) }},
-	{name: "ldap-ca", def: "", fromEnv: "/env/ca.pem", fromFlag: "/flag/ca.pem", with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return c.ldap.caFile }},
-	{name: "ldap-timeout", def: "5s", fromEnv: "2s", fromFlag: "1m0s", flagValue: "1m", get: func(c config) string { return c.ldap.timeout.String() }},
-	{name: "ldap-group-base", def: "", fromEnv: "ou=env,dc=x", fromFlag: "ou=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return c.ldap.groupBase }},
-	{name: "ldap-group-filter", def: defaultGroupFilter, fromEnv: "(member={dn})", fromFlag: "(memberUid={user})", get: func(c config) string { return c.ldap.groupFilter }},
-	{name: "ldap-group-name-attribute", def: "cn", fromEnv: "sAMAccountName", fromFlag: "ou", get: func(c config) string { return c.ldap.groupNameAttr }},
-	{name: "ldap-group-depth", def: "10", fromEnv: "0", fromFlag: "3", get: func(c config) string { return strconv.Itoa(c.ldap.groupDepth) }},
+	{name: "ldap-url", def: "", fromEnv: "ldap://env/dc=x", fromFlag: "ldaps://flag a/dc=y?sAMAccountName", get: func(c config) string { return c.ldap.URL }},
+	{name: "ldap-bind-dn", def: "", fromEnv: "cn=env,dc=x", fromFlag: "cn=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-password-file=/p"}, get: func(c config) string { return c.ldap.BindDN }},
+	{name: "ldap-bind-password-file", def: "", fromEnv: "/env/secret", fromFlag: "/flag/secret", with: []string{"--ldap-url=ldap://h/dc=x", "--ldap-bind-dn=cn=r,dc=x"}, get: func(c config) string { return c.ldap.BindPasswordFile }},
+	{name: "ldap-starttls", def: "false", fromEnv: "true", fromFlag: "false", envValue: "1", boolean: true, with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return strconv.FormatBool(c.ldap.StartTLS) }},
+	{name: "ldap-ca", def: "", fromEnv: "/env/ca.pem", fromFlag: "/flag/ca.pem", with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return c.ldap.CAFile }},
+	{name: "ldap-timeout", def: "5s", fromEnv: "2s", fromFlag: "1m0s", flagValue: "1m", get: func(c config) string { return c.ldap.Timeout.String() }},
+	{name: "ldap-group-base", def: "", fromEnv: "ou=env,dc=x", fromFlag: "ou=flag,dc=x", with: []string{"--ldap-url=ldap://h/dc=x"}, get: func(c config) string { return c.ldap.GroupBase }},
+	{name: "ldap-group-filter", def: ldap.DefaultGroupFilter, fromEnv: "(member={dn})", fromFlag: "(memberUid={user})", get: func(c config) string { return c.ldap.GroupFilter }},
+	{name: "ldap-group-name-attribute", def: "cn", fromEnv: "sAMAccountName", fromFlag: "ou", get: func(c config) string { return c.ldap.GroupNameAttr }},
+	{name: "ldap-group-depth", def: "10", fromEnv: "0", fromFlag: "3", get: func(c config) string { return strconv.Itoa(c.ldap.GroupDepth) }},
 }
 
 // serveFlagsWithoutVariable are serve's flags that no REGISTRY_AUTH_ variable sets.

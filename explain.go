@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/registry-auth/registry-auth/internal/authn"
+	"github.com/registry-auth/registry-auth/internal/ldap"
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
 )
@@ -41,8 +42,8 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	fs := newEnvFlagSet("registry-auth explain", explainUsage, lookupEnv, stdout, stderr)
 	var src sources
 	defineSourceFlags(fs, &src)
-	var dir ldapConfig
-	dir.define(fs)
+	var dir ldap.Config
+	defineLDAPFlags(fs, &dir)
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -54,10 +55,10 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 		return usageError(stderr, errors.New("explain takes USER METHOD URI"))
 	}
 	name, method, uri := fs.Arg(0), fs.Arg(1), fs.Arg(2)
-	if err := dir.validate(); err != nil {
+	if err := dir.Validate(); err != nil {
 		return usageError(stderr, err)
 	}
-	src.directory, src.directoryGroups = dir.supplies()
+	src.directory, src.directoryGroups = dir.Supplies()
 	res, err := loadSources(src)
 	if err != nil {
 		return usageError(stderr, err)
@@ -120,19 +121,19 @@ func usageError(stderr io.Writer, err error) error {
 // found as a login would find it but without a password. Without a directory, a name the
 // file lacks is explained as if it were there, with a warning. The error is the refusal a
 // login with that name gets, as "STATUS: why".
-func explainedIdentity(snap *snapshot, src sources, dir ldapConfig, name string, stderr io.Writer) (policy.Identity, error) {
-	if _, ok := snap.users[name]; ok || dir.url == "" {
+func explainedIdentity(snap *snapshot, src sources, dir ldap.Config, name string, stderr io.Writer) (policy.Identity, error) {
+	if _, ok := snap.users[name]; ok || dir.URL == "" {
 		if !ok {
 			fmt.Fprintf(stderr, "warning: %q is not in %s (explained as if it were)\n", name, src.htpasswd)
 		}
 		return snap.identityOf(name), nil
 	}
-	d, err := newDirectory(dir, slog.New(slog.DiscardHandler), newMetrics())
+	d, err := ldap.New(dir, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return policy.Identity{}, fmt.Errorf("503: %v", err)
 	}
-	defer d.close()
-	user, groups, err := d.lookup(name)
+	defer d.Close()
+	user, groups, err := d.Lookup(name)
 	switch {
 	case errors.Is(err, authn.ErrUnavailable):
 		return policy.Identity{}, fmt.Errorf("503: %v", err)

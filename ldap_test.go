@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/registry-auth/registry-auth/internal/authn"
+	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
 // directoryTest is an /auth handler over a real slapd, a robot in the htpasswd file and a
@@ -22,7 +22,6 @@ import (
 type directoryTest struct {
 	h      *authHandler
 	st     *store
-	dir    *directory
 	logs   *lockedBuffer
 	secret string // the service account's password file
 }
@@ -55,19 +54,16 @@ func newDirectoryTest(t *testing.T, s *slapdServer, o directoryOptions) *directo
 	secret := filepath.Join(f.dir, "ldap-secret")
 	writeFile(t, secret, testReaderPW+"\n")
 	cfg.ldap = testLDAPConfig(cmpOr(o.url, s.url+testBaseDN+"?uid?sub?(objectClass=inetOrgPerson)"), secret)
-	cfg.ldap.startTLS, cfg.ldap.caFile = o.startTLS, o.caFile
-	if err := cfg.ldap.validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg.ldap.StartTLS, cfg.ldap.CAFile = o.startTLS, o.caFile
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	m := newMetrics()
 	st := newStore(cfg, logger, m)
-	dir, err := newDirectory(cfg.ldap, logger, m)
+	dir, err := ldap.New(cfg.ldap, logger, m.registry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(dir.close)
+	t.Cleanup(dir.Close)
 	st.backends = append(st.backends, dir)
 	if err := st.reload("test"); err != nil {
 		t.Fatal(err)
@@ -76,16 +72,16 @@ func newDirectoryTest(t *testing.T, s *slapdServer, o directoryOptions) *directo
 	if o.perUser > 0 {
 		h.store.throttle = newThrottle(throttleConfig{window: time.Minute, perUser: o.perUser, maxKeys: 100})
 	}
-	return &directoryTest{h: h, st: st, dir: dir, logs: logs, secret: secret}
+	return &directoryTest{h: h, st: st, logs: logs, secret: secret}
 }
 
 // testLDAPConfig is the tests' directory settings: url, the service account cn=reader
 // with its password in secretFile, the groups under ou=groups nested 10 deep.
-func testLDAPConfig(url, secretFile string) ldapConfig {
-	return ldapConfig{
-		url: url, bindDN: testReaderDN, bindPasswordFile: secretFile,
-		timeout: 2 * time.Second, groupBase: testGroupBase, groupFilter: defaultGroupFilter,
-		groupNameAttr: "cn", groupDepth: 10,
+func testLDAPConfig(url, secretFile string) ldap.Config {
+	return ldap.Config{
+		URL: url, BindDN: testReaderDN, BindPasswordFile: secretFile,
+		Timeout: 2 * time.Second, GroupBase: testGroupBase, GroupFilter: ldap.DefaultGroupFilter,
+		GroupNameAttr: "cn", GroupDepth: 10,
 	}
 }
 
@@ -220,7 +216,7 @@ func TestDirectoryOutage(t *testing.T) {
 			t.Errorf("uncached user during the outage, try %d: got %d Retry-After %q body %s, want 503 with Retry-After and UNAVAILABLE", i+1, resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
 	}
-	if got := testutil.ToFloat64(d.dir.up); got != 0 {
+	if got := ldapUp(t, d.h.metrics); got != 0 {
 		t.Errorf("registry_auth_ldap_up during the outage: got %v, want 0", got)
 	}
 	if n := strings.Count(d.logs.String(), "cannot be asked"); n != 1 {
@@ -230,7 +226,7 @@ func TestDirectoryOutage(t *testing.T) {
 	if resp := d.ask(t, "GET", pullURI, "bob", "bob-dir-secret"); resp.StatusCode != 200 {
 		t.Errorf("after the restart: got %d (%s), want 200", resp.StatusCode, d.lastReason(t))
 	}
-	if got := testutil.ToFloat64(d.dir.up); got != 1 {
+	if got := ldapUp(t, d.h.metrics); got != 1 {
 		t.Errorf("registry_auth_ldap_up after the restart: got %v, want 1", got)
 	}
 	if n := strings.Count(d.logs.String(), "answers again"); n != 1 {
@@ -319,40 +315,6 @@ func TestDirectoryTLS(t *testing.T) {
 	}
 }
 
-// TestParseLDAPURL: Apache's AuthLDAPURL syntax.
-func TestParseLDAPURL(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		url                    string
-		hosts                  string
-		base, attribute, scope string
-		filter, err            string
-	}{
-		{url: "ldap://ldap.example.com/dc=example,dc=com", hosts: "ldap.example.com:389", base: "dc=example,dc=com", attribute: "uid", scope: "sub", filter: "(objectClass=*)"},
-		{url: "ldaps://a b:1636/ou=people,dc=x?sAMAccountName,cn?one?objectClass=user", hosts: "a:636 b:1636", base: "ou=people,dc=x", attribute: "sAMAccountName", scope: "one", filter: "(objectClass=user)"},
-		{url: "ldap://[::1]:10389/dc=x??base?(objectClass=person)", hosts: "[::1]:10389", base: "dc=x", attribute: "uid", scope: "sub", filter: "(objectClass=person)"},
-		{url: "ldap://h/dc=x%2Cdc=y?uid", hosts: "h:389", base: "dc=x,dc=y", attribute: "uid", scope: "sub", filter: "(objectClass=*)"},
-		{url: "http://h/dc=x", err: "want ldap://"},
-		{url: "ldap:///dc=x", err: "names no host"},
-		{url: "ldap://h/dc=x?uid?children", err: "want one or sub"},
-		{url: "ldap://h/dc=x?uid?sub?(objectClass=*", err: "filter"},
-		{url: "ldap://h/not a dn", err: "base DN"},
-	}
-	for _, tt := range tests {
-		u, err := parseLDAPURL(tt.url)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%s: got error %v, want one saying %q", tt.url, err, tt.err)
-			}
-			continue
-		}
-		scope := map[int]string{0: "base", 1: "one", 2: "sub"}[u.scope]
-		if err != nil || strings.Join(u.hosts, " ") != tt.hosts || u.baseDN != tt.base || u.attribute != tt.attribute || scope != tt.scope || u.filter != tt.filter {
-			t.Errorf("%s: got %q %q %q %s %q (%v), want %q %q %q %s %q", tt.url, u.hosts, u.baseDN, u.attribute, scope, u.filter, err, tt.hosts, tt.base, tt.attribute, tt.scope, tt.filter)
-		}
-	}
-}
-
 // TestDirectoryNameVariants: the directory finds one entry for the spellings of a name that
 // caseIgnoreMatch takes as equal (each logs in as the directory's spelling), so after the
 // per-name limit of failures every spelling is throttled, before any search or bind.
@@ -384,24 +346,18 @@ func TestDirectoryNameVariants(t *testing.T) {
 	}
 }
 
-// TestDirectoryNameKey: RFC 4518's preparation for caseIgnoreMatch.
-func TestDirectoryNameKey(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct{ in, want string }{
-		{"Dave", "dave"},
-		{"  Dave   Smith ", "dave smith"},
-		{"dave\tsmith", "dave smith"},
-		{"da\u00adve\u200b", "dave"},        // soft hyphen and zero-width space: nothing
-		{"\uff24ave", "dave"},               // fullwidth D: NFKC
-		{"Stra\u00dfe", "strasse"},          // full case folding
-		{"dave\u00a0smith", "dave smith"},   // no-break space is a space
-		{"e\u0301", "\u00e9"},               // composed
-		{"x\ufe0fy", "xy"},                  // a variation selector: nothing
-		{"alice)(uid=*", "alice)(uid=*"},    // no filter syntax is touched here
-		{"\u0130stanbul", "i\u0307stanbul"}, // dotted capital I folds to i and a combining dot
-	} {
-		if got := directoryNameKey(tt.in); got != tt.want {
-			t.Errorf("directoryNameKey(%q): got %q, want %q", tt.in, got, tt.want)
+// ldapUp is registry_auth_ldap_up as /metrics shows it.
+func ldapUp(t *testing.T, m *metrics) float64 {
+	t.Helper()
+	families, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "registry_auth_ldap_up" {
+			return f.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
+	t.Fatal("no registry_auth_ldap_up")
+	return 0
 }

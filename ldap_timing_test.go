@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/registry-auth/registry-auth/internal/authn"
+	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
 // BenchmarkDirectoryRefusal is the price of refusing a directory login, against the real
@@ -20,14 +21,11 @@ func BenchmarkDirectoryRefusal(b *testing.B) {
 	secret := filepath.Join(b.TempDir(), "ldap-secret")
 	writeFile(b, secret, testReaderPW+"\n")
 	cfg := testLDAPConfig(s.url+testBaseDN+"?uid?sub?(objectClass=inetOrgPerson)", secret)
-	if err := cfg.validate(); err != nil {
-		b.Fatal(err)
-	}
-	dir, err := newDirectory(cfg, slog.New(slog.DiscardHandler), newMetrics())
+	dir, err := ldap.New(cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(dir.close)
+	b.Cleanup(dir.Close)
 	for _, c := range []struct{ name, user string }{
 		{"known-user-wrong-password", "alice"},
 		{"unknown-user", "nobody-of-that-name"},

@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -105,20 +107,20 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	switch {
 	case cfg.files.policy != "" && cfg.pushGroupSet:
 		logger.Warn("--push-group plays no part with --policy: the policy alone decides who may push; remove one of them", "push_group", cfg.files.pushGroup, "policy", cfg.files.policy)
-	case cfg.files.policy == "" && cfg.files.groups == "" && cfg.ldap.url == "":
+	case cfg.files.policy == "" && cfg.files.groups == "" && cfg.ldap.URL == "":
 		logger.Warn("no groups file (--groups is empty): nobody can push")
 	}
-	if cfg.ldap.url != "" {
-		dir, err := newDirectory(cfg.ldap, logger, m)
+	if cfg.ldap.URL != "" {
+		dir, err := ldap.New(cfg.ldap, logger, m.registry)
 		if err != nil {
 			return err
 		}
-		defer dir.close()
+		defer dir.Close()
 		// After the file: a user it knows is decided by it alone (AuthBasicProvider file ldap).
 		st.backends = append(st.backends, dir)
 		// A directory down at start is no reason not to serve: robots in the file work.
-		if err := dir.ping(); err == nil {
-			logger.Info("LDAP directory answers", "url", cfg.ldap.url, "bind_dn", cfg.ldap.bindDN)
+		if err := dir.Ping(); err == nil {
+			logger.Info("LDAP directory answers", "url", cfg.ldap.URL, "bind_dn", cfg.ldap.BindDN)
 		}
 	}
 	if err := st.reload("start"); err != nil {

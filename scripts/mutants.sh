@@ -97,9 +97,9 @@ mutant failures-not-counted authn.go \
 mutant throttle-counted-after-hash authn.go \
 	'out, err := a.Check(ctx, c)' \
 	'attempt.release(); out, err := a.Check(ctx, c); if !out.OK && err == nil { s.throttle.admit(c.Client, a.NameKey(c.User)) }'
-mutant directory-name-key-raw ldap.go \
-	'func (d *directory) NameKey(user string) string { return directoryNameKey(user) }' \
-	'func (d *directory) NameKey(user string) string { return user }'
+mutant directory-name-key-raw internal/ldap/directory.go \
+	'func (d *Directory) NameKey(user string) string { return nameKey(user) }' \
+	'func (d *Directory) NameKey(user string) string { return user }'
 mutant directory-takes-file-name authn.go \
 	'if _, ok := earlier.Claims(out.User); ok {' \
 	'if false {'

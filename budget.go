@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/registry-auth/registry-auth/internal/cli"
 )
 
 // errHashBusy means no hashing slot came free within --hash-wait: the service is saturated,
@@ -28,9 +29,9 @@ type hashBudgetConfig struct {
 }
 
 // define adds the budget's flags to fs. SECURITY.md explains the defaults.
-func (c *hashBudgetConfig) define(fs *envFlagSet) {
-	fs.intVar(&c.slots, "hash-concurrency", runtime.GOMAXPROCS(0), "most password hashes computed at once (default: the CPUs this process may use); further uncached logins queue, each client address taking its turn")
-	fs.durationVar(&c.maxWait, "hash-wait", 3*time.Second, "longest an uncached login waits for a hashing slot before it is answered 503 with Retry-After (keep it well under Traefik's forwardAuth timeout and the 10 s write timeout)")
+func (c *hashBudgetConfig) define(fs *cli.FlagSet) {
+	fs.EnvInt(&c.slots, "hash-concurrency", runtime.GOMAXPROCS(0), "most password hashes computed at once (default: the CPUs this process may use); further uncached logins queue, each client address taking its turn")
+	fs.EnvDuration(&c.maxWait, "hash-wait", 3*time.Second, "longest an uncached login waits for a hashing slot before it is answered 503 with Retry-After (keep it well under Traefik's forwardAuth timeout and the 10 s write timeout)")
 }
 
 func (c hashBudgetConfig) validate() error {

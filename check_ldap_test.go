@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/registry-auth/registry-auth/internal/cli"
 )
 
 // checkLDAPFiles are the files of a `check` against the test directory: robot in the
@@ -33,7 +35,7 @@ func (c checkLDAPFiles) args(s *slapdServer, extra ...string) []string {
 
 // TestCheckLDAP: `check` with a directory connects and binds as the service would, and
 // with --ldap-test-user shows the entry and the groups a login would get, or why a login
-// with that name is refused; exit status 1 (errReported) whenever the service could not
+// with that name is refused; exit status 1 (cli.ExitStatus(1)) whenever the service could not
 // use the directory or the user.
 func TestCheckLDAP(t *testing.T) {
 	t.Parallel()
@@ -45,7 +47,7 @@ func TestCheckLDAP(t *testing.T) {
 		name  string
 		args  []string
 		env   map[string]string
-		fails bool     // errReported
+		fails bool     // cli.ExitStatus(1)
 		want  []string // lines of the output, in order ({P} is plain's host:port, {S} ldaps')
 		never []string // text the output must not hold
 	}{
@@ -109,8 +111,8 @@ func TestCheckLDAP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			stdout, stderr, err := runCLI(t, tt.env, "", tt.args...)
-			if tt.fails != errors.Is(err, errReported) || (err != nil && !errors.Is(err, errReported)) {
-				t.Errorf("got error %v, want errReported %v; output:\n%s", err, tt.fails, stdout)
+			if tt.fails != errors.Is(err, cli.ExitStatus(1)) || (err != nil && !errors.Is(err, cli.ExitStatus(1))) {
+				t.Errorf("got error %v, want cli.ExitStatus(1) %v; output:\n%s", err, tt.fails, stdout)
 			}
 			if stderr != "" {
 				t.Errorf("got %q on standard error, want nothing", stderr)
@@ -147,8 +149,8 @@ func TestCheckLDAPDirectoryDown(t *testing.T) {
 	}
 	s.stop()
 	stdout, stderr, err := runCLI(t, nil, "", f.args(s, "--ldap-test-user", "alice")...)
-	if !errors.Is(err, errReported) || stderr != "" {
-		t.Errorf("got error %v and stderr %q, want errReported (exit status 1) and nothing on stderr", err, stderr)
+	if !errors.Is(err, cli.ExitStatus(1)) || stderr != "" {
+		t.Errorf("got error %v and stderr %q, want cli.ExitStatus(1) (exit status 1) and nothing on stderr", err, stderr)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	want := "ldap: error: cannot connect to " + s.url + testBaseDN + "?uid?sub?(objectClass=inetOrgPerson): " + hostPort(s.url) + ": "
@@ -183,7 +185,7 @@ func TestCheckLDAPUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		stdout, _, err := runCLI(t, tt.env, "", append([]string{"check"}, tt.args...)...)
-		if err == nil || errors.Is(err, errReported) || !strings.Contains(err.Error(), tt.want) || stdout != "" {
+		if err == nil || errors.Is(err, cli.ExitStatus(1)) || !strings.Contains(err.Error(), tt.want) || stdout != "" {
 			t.Errorf("%s: got error %v and output %q, want an error containing %q and no output", tt.name, err, stdout, tt.want)
 		}
 	}
@@ -291,12 +293,12 @@ func TestExplainDirectoryUser(t *testing.T) {
 		want   string // the first line starts so
 		status error
 	}{
-		{"bob", "allowed (granted)", nil},              // devs, nested in builders
-		{"alice", "refused 403: alice", exitStatus(1)}, // pusher is no builders
-		{"DAVE", "refused 403: DAVE", exitStatus(1)},   // found as Dave, in no group
-		{"nobody", `refused 401: "nobody" is in neither the htpasswd file nor the directory`, exitStatus(1)},
-		{"twin", `refused 401: "twin" matches several directory entries`, exitStatus(1)},
-		{"ROBOT", `refused 403: the directory spells "ROBOT" as "robot", a user of`, exitStatus(1)},
+		{"bob", "allowed (granted)", nil},                  // devs, nested in builders
+		{"alice", "refused 403: alice", cli.ExitStatus(1)}, // pusher is no builders
+		{"DAVE", "refused 403: DAVE", cli.ExitStatus(1)},   // found as Dave, in no group
+		{"nobody", `refused 401: "nobody" is in neither the htpasswd file nor the directory`, cli.ExitStatus(1)},
+		{"twin", `refused 401: "twin" matches several directory entries`, cli.ExitStatus(1)},
+		{"ROBOT", `refused 403: the directory spells "ROBOT" as "robot", a user of`, cli.ExitStatus(1)},
 	}
 	for _, tt := range tests {
 		args := c.args(s, "--policy", policyFile, tt.user, "PUT", "/v2/team/app/manifests/1")

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,10 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/ldap"
-	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/term"
 )
 
 const hashUsage = `Usage: registry-auth hash [--cost N] USER
@@ -30,10 +27,11 @@ Example: registry-auth hash alice >> auth/htpasswd
 `
 
 // hashCommand prints an htpasswd line for a user.
-func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newEnvFlagSet("registry-auth hash", hashUsage, lookupEnv, stdout, stderr)
-	cost := fs.Int("cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost, %d to %d; each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
-	if err := fs.parse(args); err != nil {
+func hashCommand(_ context.Context, env cli.Env, args []string) error {
+	fs := cli.NewFlagSet("registry-auth hash", hashUsage, env)
+	var cost int
+	fs.Cost(&cost)
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -44,47 +42,16 @@ func hashCommand(args []string, lookupEnv func(string) (string, bool), stdin io.
 	if err := htpasswd.CheckName("user", user); err != nil {
 		return err // the same rule as user add: a name Apache reads back as typed
 	}
-	switch {
-	case *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost:
-		return fmt.Errorf("--cost %d: want %d to %d (10 is a sensible default)", *cost, bcrypt.MinCost, bcrypt.MaxCost)
-	}
-	password, err := readNewPassword(stdin, stderr)
+	password, err := cli.ReadPassword(env.Stdin, env.Stderr, true)
 	if err != nil {
 		return err
 	}
-	hash, err := htpasswd.NewBcrypt(password, *cost)
+	hash, err := htpasswd.NewBcrypt(password, cost)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s:%s\n", user, hash)
+	fmt.Fprintf(env.Stdout, "%s:%s\n", user, hash)
 	return nil
-}
-
-// readNewPassword asks twice without echo on a terminal, else reads the first line.
-func readNewPassword(stdin io.Reader, prompt io.Writer) ([]byte, error) {
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(prompt, "Password: ")
-		first, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprint(prompt, "Again: ")
-		second, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(first, second) {
-			return nil, errors.New("the passwords differ")
-		}
-		return first, nil
-	}
-	line, err := bufio.NewReader(stdin).ReadBytes('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading the password from standard input: %w", err)
-	}
-	return bytes.TrimRight(line, "\r\n"), nil
 }
 
 const checkUsage = `Usage: registry-auth check [flags]
@@ -112,15 +79,16 @@ Example: registry-auth check --ldap-url "ldap://ldap/dc=example,dc=com?uid" --ld
 `
 
 // checkCommand validates the files and the directory and reports problems on stdout.
-func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	fs := newEnvFlagSet("registry-auth check", checkUsage, lookupEnv, stdout, stderr)
+func checkCommand(_ context.Context, env cli.Env, args []string) error {
+	stdout := env.Stdout
+	fs := cli.NewFlagSet("registry-auth check", checkUsage, env)
 	var src sources
 	var dir ldap.Config
 	var testUser string
 	defineSourceFlags(fs, &src)
 	defineLDAPFlags(fs, &dir)
-	fs.stringVar(&testUser, "ldap-test-user", "", "with --ldap-url, search this user as a login would and print the DN and groups found (no password asked)")
-	if err := fs.parse(args); err != nil {
+	fs.EnvString(&testUser, "ldap-test-user", "", "with --ldap-url, search this user as a login would and print the DN and groups found (no password asked)")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	switch {
@@ -143,7 +111,7 @@ func checkCommand(args []string, lookupEnv func(string) (string, bool), stdout, 
 		directoryOK = checkDirectory(stdout, dir, testUser, snap)
 	}
 	if !filesOK || !directoryOK {
-		return errReported
+		return cli.ExitStatus(1)
 	}
 	return nil
 }
@@ -247,11 +215,11 @@ func unjoin(err error) []error {
 
 // defineSourceFlags defines the flags naming the files the service loads into s, for every
 // command that loads them as serve does (serve, check, explain).
-func defineSourceFlags(fs *envFlagSet, s *sources) {
-	fs.stringVar(&s.htpasswd, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users")
-	fs.stringVar(&s.groups, "groups", "/auth/groups", "Apache groups file (lines \"group: user1 user2\"); empty means none")
-	fs.stringVar(&s.policy, "policy", "", "YAML access policy: who may pull, push and delete which repositories (README.md, \"Access policy\"); empty: any valid user may pull, the push group may push and delete")
-	fs.stringVar(&s.pushGroup, "push-group", "pusher", "without --policy, the group whose members may push and delete")
+func defineSourceFlags(fs *cli.FlagSet, s *sources) {
+	fs.HTPasswd(&s.htpasswd)
+	fs.Groups(&s.groups)
+	fs.EnvString(&s.policy, "policy", "", "YAML access policy: who may pull, push and delete which repositories (README.md, \"Access policy\"); empty: any valid user may pull, the push group may push and delete")
+	fs.EnvString(&s.pushGroup, "push-group", "pusher", "without --policy, the group whose members may push and delete")
 }
 
 // filePermissionWarnings says what is wrong with the htpasswd file's permissions.
@@ -281,7 +249,8 @@ the system's CAs.
 `
 
 // healthcheckCommand asks a running service for /healthz.
-func healthcheckCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+func healthcheckCommand(ctx context.Context, env cli.Env, args []string) error {
+	lookupEnv := env.LookupEnv
 	scheme := "http"
 	if cert, _ := lookupEnv("REGISTRY_AUTH_TLS_CERT"); cert != "" {
 		scheme = "https"
@@ -298,10 +267,10 @@ func healthcheckCommand(ctx context.Context, args []string, lookupEnv func(strin
 	}
 	var url string
 	var timeout time.Duration
-	fs := newEnvFlagSet("registry-auth healthcheck", healthcheckUsage, lookupEnv, stdout, stderr)
+	fs := cli.NewFlagSet("registry-auth healthcheck", healthcheckUsage, env)
 	fs.StringVar(&url, "url", defaultURL, "health endpoint to ask (the default follows REGISTRY_AUTH_LISTEN)")
 	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
-	if err := fs.parse(args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -318,7 +287,7 @@ func healthcheckCommand(ctx context.Context, args []string, lookupEnv func(strin
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("unhealthy: %s answered %s", url, resp.Status)
 	}
-	fmt.Fprintln(stdout, "healthy")
+	fmt.Fprintln(env.Stdout, "healthy")
 	return nil
 }
 

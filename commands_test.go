@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 	"golang.org/x/crypto/bcrypt"
@@ -31,7 +32,7 @@ func envOf(env map[string]string) func(string) (string, bool) {
 func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut strings.Builder
-	err = run(context.Background(), args, envOf(env), strings.NewReader(stdin), &out, &errOut)
+	err = program.Run(context.Background(), cli.Env{LookupEnv: envOf(env), Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut}, args)
 	return out.String(), errOut.String(), err
 }
 
@@ -152,7 +153,7 @@ func checkFiles(t *testing.T, htpasswd, groups string) (htpasswdPath, groupsPath
 }
 
 // TestCheckCommand: `check` lists every problem with file and line, ends with a summary, and
-// fails (errReported, exit status 1) exactly when the service would skip a line or refuse
+// fails (cli.ExitStatus(1), exit status 1) exactly when the service would skip a line or refuse
 // the files.
 func TestCheckCommand(t *testing.T) {
 	t.Parallel()
@@ -164,7 +165,7 @@ func TestCheckCommand(t *testing.T) {
 		extra    []string          // more arguments
 		env      map[string]string // HTPASSWD and GROUPS are set from the files unless given
 		mode     os.FileMode
-		fails    bool     // errReported
+		fails    bool     // cli.ExitStatus(1)
 		want     []string // lines of the output, {H} standing for the htpasswd path, {G} for the groups path
 	}{
 		{name: "clean", htpasswd: users, groups: "pusher: alice\n",
@@ -225,8 +226,8 @@ func TestCheckCommand(t *testing.T) {
 				env[k] = v
 			}
 			stdout, stderr, err := runCLI(t, env, "", append([]string{"check"}, tt.extra...)...)
-			if tt.fails != errors.Is(err, errReported) || (err != nil && !errors.Is(err, errReported)) {
-				t.Errorf("got error %v, want errReported %v", err, tt.fails)
+			if tt.fails != errors.Is(err, cli.ExitStatus(1)) || (err != nil && !errors.Is(err, cli.ExitStatus(1))) {
+				t.Errorf("got error %v, want cli.ExitStatus(1) %v", err, tt.fails)
 			}
 			if stderr != "" {
 				t.Errorf("got %q on standard error, want nothing", stderr)
@@ -271,7 +272,7 @@ func TestCheckCommandCannotRead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, _, err := runCLI(t, nil, "", append([]string{"check"}, tt.args...)...)
-		if err == nil || errors.Is(err, errReported) || !strings.Contains(err.Error(), tt.want) {
+		if err == nil || errors.Is(err, cli.ExitStatus(1)) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.want)
 		}
 	}
@@ -353,7 +354,7 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 		{[]string{"serve", "--version"}, "registry-auth " + version + "\n", "", ""},
 		{[]string{"--listen", "not-an-address", "--version"}, "registry-auth " + version + "\n", "", ""}, // --version wins over other flags
 		{[]string{"version"}, "registry-auth " + version + "\n", "", ""},
-		{[]string{"help"}, mainUsage, "", ""},
+		{[]string{"help"}, program.Usage(), "", ""},
 		{[]string{"frobnicate"}, "", "Usage: registry-auth [command]", `unknown command "frobnicate"`},
 		{[]string{""}, "", "Usage: registry-auth [command]", `unknown command ""`},
 	}
@@ -370,7 +371,7 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"serve", "hash USER", "check", "healthcheck", "version"} {
-		if !strings.Contains(mainUsage, "\n  "+cmd) {
+		if !strings.Contains(program.Usage(), "\n  "+cmd) {
 			t.Errorf("the usage does not list %q", cmd)
 		}
 	}
@@ -418,8 +419,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 				t.Errorf("%q: got flags %q, want %q", args, listed, sortedCopy(tt.flags))
 			}
 			for _, name := range tt.flags {
-				if tt.withEnv && !slices.Contains(serveFlagsWithoutVariable, name) && !strings.Contains(stdout, "["+envName(name)+"]") {
-					t.Errorf("%q: --%s does not name %s", args, name, envName(name))
+				if tt.withEnv && !slices.Contains(serveFlagsWithoutVariable, name) && !strings.Contains(stdout, "["+cli.EnvName(name)+"]") {
+					t.Errorf("%q: --%s does not name %s", args, name, cli.EnvName(name))
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
@@ -71,7 +72,7 @@ var serveFlagsWithoutVariable = []string{"version"}
 func TestServeFlagsTableIsComplete(t *testing.T) {
 	t.Parallel()
 	var help strings.Builder
-	if _, err := parseServeConfig([]string{"--help"}, envOf(nil), &help, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseServeConfig(cli.Env{LookupEnv: envOf(nil), Stdout: &help, Stderr: io.Discard}, []string{"--help"}); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("got %v, want flag.ErrHelp", err)
 	}
 	var listed, inTable []string
@@ -96,7 +97,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			t.Parallel()
 			envValue, flagValue := cmpOr(f.envValue, f.fromEnv), cmpOr(f.flagValue, f.fromFlag)
-			env := map[string]string{envName(f.name): envValue}
+			env := map[string]string{cli.EnvName(f.name): envValue}
 			tests := []struct {
 				name string
 				args []string
@@ -117,7 +118,7 @@ func TestServeConfigPrecedence(t *testing.T) {
 				if tt.args != nil || tt.env != nil { // the default needs no companion, and is invalid with one
 					args = append(slices.Clone(f.with), tt.args...)
 				}
-				c, err := parseServeConfig(args, envOf(tt.env), io.Discard, io.Discard)
+				c, err := parseServeConfig(cli.Env{LookupEnv: envOf(tt.env), Stdout: io.Discard, Stderr: io.Discard}, args)
 				if err != nil {
 					t.Errorf("%s: %v", tt.name, err)
 					continue
@@ -154,7 +155,7 @@ func TestServeConfigEmptyGroups(t *testing.T) {
 		{"flag over empty variable", []string{"--groups", "/flag/groups"}, map[string]string{"REGISTRY_AUTH_GROUPS": ""}, "/flag/groups"},
 	}
 	for _, tt := range tests {
-		c, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard, io.Discard)
+		c, err := parseServeConfig(cli.Env{LookupEnv: envOf(tt.env), Stdout: io.Discard, Stderr: io.Discard}, tt.args)
 		if err != nil || c.files.groups != tt.want {
 			t.Errorf("%s: got %q, %v, want %q, nil", tt.name, c.files.groups, err, tt.want)
 		}
@@ -204,7 +205,7 @@ func TestServeConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := parseServeConfig(tt.args, envOf(tt.env), io.Discard, io.Discard)
+			_, err := parseServeConfig(cli.Env{LookupEnv: envOf(tt.env), Stdout: io.Discard, Stderr: io.Discard}, tt.args)
 			if err == nil {
 				t.Fatalf("got no error, want one containing %q", tt.want)
 			}
@@ -234,7 +235,7 @@ func TestServeConfigFlagSyntaxErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var output strings.Builder
-		_, err := parseServeConfig(tt.args, envOf(nil), io.Discard, &output)
+		_, err := parseServeConfig(cli.Env{LookupEnv: envOf(nil), Stdout: io.Discard, Stderr: &output}, tt.args)
 		if err == nil || !strings.Contains(err.Error(), tt.error) {
 			t.Errorf("%q: got %v, want an error containing %q", tt.args, err, tt.error)
 		}

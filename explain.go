@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/registry-auth/registry-auth/internal/authn"
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/ldap"
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
@@ -31,20 +33,15 @@ Example: registry-auth explain --policy auth/policy.yaml alice PUT /v2/alice/app
 Exit status 0 when allowed, 1 when refused or redirected, 2 on a usage or file error.
 `
 
-// exitStatus is an error that asks main for a particular exit status; the command already
-// printed what the user needs to know.
-type exitStatus int
-
-func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
 // explainCommand prints the decision for one request.
-func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	fs := newEnvFlagSet("registry-auth explain", explainUsage, lookupEnv, stdout, stderr)
+func explainCommand(_ context.Context, env cli.Env, args []string) error {
+	stdout, stderr := env.Stdout, env.Stderr
+	fs := cli.NewFlagSet("registry-auth explain", explainUsage, env)
 	var src sources
 	defineSourceFlags(fs, &src)
 	var dir ldap.Config
 	defineLDAPFlags(fs, &dir)
-	if err := fs.parse(args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -68,7 +65,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	if name != "-" {
 		if id, err = explainedIdentity(snap, src, dir, name, stderr); err != nil {
 			fmt.Fprintf(stdout, "refused %s\n", err)
-			return exitStatus(1)
+			return cli.ExitStatus(1)
 		}
 	}
 	req, routeErr := registry.ParseRequest(method, uri)
@@ -82,7 +79,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 	switch {
 	case routeErr != nil:
 		fmt.Fprintf(stdout, "refused %d: %s %s is not a registry request the service allows (%s)\n", a.status, method, uri, routeErr)
-		return exitStatus(1)
+		return cli.ExitStatus(1)
 	case a.status == http.StatusOK:
 		fmt.Fprintf(stdout, "allowed (%s)\n", a.reason)
 	case a.status == http.StatusUnauthorized:
@@ -105,7 +102,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 		}
 	}
 	if a.status != http.StatusOK {
-		return exitStatus(1)
+		return cli.ExitStatus(1)
 	}
 	return nil
 }
@@ -113,7 +110,7 @@ func explainCommand(args []string, lookupEnv func(string) (string, bool), stdout
 // usageError prints err and asks for exit status 2.
 func usageError(stderr io.Writer, err error) error {
 	fmt.Fprintln(stderr, "registry-auth explain:", err)
-	return exitStatus(2)
+	return cli.ExitStatus(2)
 }
 
 // explainedIdentity is who name is to the service: the htpasswd file's user, or with

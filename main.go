@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
+	"github.com/registry-auth/registry-auth/internal/editcmd"
 	"github.com/registry-auth/registry-auth/internal/ldap"
 )
 
@@ -26,74 +27,34 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
-	var status exitStatus
-	switch {
-	case errors.As(err, &status):
-		os.Exit(int(status))
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errReported):
-		os.Exit(1)
-	default:
-		fmt.Fprintln(os.Stderr, "registry-auth:", err)
-		os.Exit(1)
-	}
+	err := program.Run(ctx, cli.Env{LookupEnv: os.LookupEnv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
+	os.Exit(cli.ExitCode(program.Name, err, os.Stderr))
 }
 
-// errReported means the command already told the user what went wrong; exit 1 quietly.
-var errReported = errors.New("reported")
-
-const mainUsage = `Usage: registry-auth [command] [flags]
-
-Commands:
-  serve        answer Traefik's forwardAuth requests (the default)
-  hash USER    print an htpasswd line for USER; the password is read from standard input
-  check        validate the htpasswd and groups files and the policy as the service would
-  explain USER METHOD URI
-               say what the service would answer to USER (- for anonymous) and which rule decides
-  user         add, change, remove, list or verify users, editing the htpasswd file safely
-  group        add users to groups or take them out, editing the groups file safely; list them
-  healthcheck  exit 0 if the service answers /healthz (for container health checks)
-  version      print the version
-
-Run 'registry-auth COMMAND --help' for the flags of a command.
-`
-
-// run is the whole program: main only adds the process's environment and exit code.
-func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
-	cmd := "serve"
-	if len(args) > 0 && (args[0] == "" || args[0][0] != '-') {
-		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "serve":
-		return serve(ctx, args, lookupEnv, stdout, stderr)
-	case "hash":
-		return hashCommand(args, lookupEnv, stdin, stdout, stderr)
-	case "check":
-		return checkCommand(args, lookupEnv, stdout, stderr)
-	case "explain":
-		return explainCommand(args, lookupEnv, stdout, stderr)
-	case "user":
-		return userCommand(ctx, args, lookupEnv, stdin, stdout, stderr)
-	case "group":
-		return groupCommand(ctx, args, lookupEnv, stdout, stderr)
-	case "healthcheck":
-		return healthcheckCommand(ctx, args, lookupEnv, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "registry-auth", version)
-		return nil
-	case "help":
-		fmt.Fprint(stdout, mainUsage)
-		return nil
-	}
-	fmt.Fprint(stderr, mainUsage)
-	return fmt.Errorf("unknown command %q", cmd)
+// program is registry-auth's table of commands: dispatch and the usage both come from it.
+var program = cli.Program{
+	Name:     "registry-auth",
+	Synopsis: "[command] [flags]",
+	Default:  "serve",
+	Commands: []cli.Command{
+		{Name: "serve", Summary: "answer Traefik's forwardAuth requests (the default)", Run: serve},
+		{Name: "hash", Args: "USER", Summary: "print an htpasswd line for USER; the password is read from standard input", Run: hashCommand},
+		{Name: "check", Summary: "validate the htpasswd and groups files and the policy as the service would", Run: checkCommand},
+		{Name: "explain", Args: "USER METHOD URI", Summary: "say what the service would answer to USER (- for anonymous) and which rule decides", Run: explainCommand},
+		{Name: "user", Args: "COMMAND", Summary: "add, change, remove, list or verify users, editing the htpasswd file safely", Run: editcmd.User},
+		{Name: "group", Args: "COMMAND", Summary: "add users to groups or take them out, editing the groups file safely; list them", Run: editcmd.Group},
+		{Name: "healthcheck", Summary: "exit 0 if the service answers /healthz (for container health checks)", Run: healthcheckCommand},
+		{Name: "version", Summary: "print the version", Run: func(_ context.Context, env cli.Env, _ []string) error {
+			fmt.Fprintln(env.Stdout, "registry-auth", version)
+			return nil
+		}},
+	},
 }
 
 // serve runs the service until ctx is done.
-func serve(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	cfg, err := parseServeConfig(args, lookupEnv, stdout, stderr)
+func serve(ctx context.Context, env cli.Env, args []string) error {
+	stdout, stderr := env.Stdout, env.Stderr
+	cfg, err := parseServeConfig(env, args)
 	if cfg.showVersion {
 		fmt.Fprintln(stdout, "registry-auth", version)
 		return nil

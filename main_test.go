@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/cli"
 )
 
 // runningService is `registry-auth serve` started through run, as main would.
@@ -48,7 +50,7 @@ func startService(t *testing.T, env map[string]string, args ...string) *runningS
 	done := make(chan error, 1)
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), lookup, strings.NewReader(""), io.Discard, pw)
+		done <- program.Run(ctx, cli.Env{LookupEnv: lookup, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: pw}, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...))
 		pw.Close()
 	}()
 	s := &runningService{logs: logs}
@@ -190,7 +192,7 @@ func TestServeStartErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			lookup := func(string) (string, bool) { return "", false }
-			err := run(ctx, append([]string{"serve"}, tt.args...), lookup, strings.NewReader(""), io.Discard, io.Discard)
+			err := program.Run(ctx, cli.Env{LookupEnv: lookup, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}, append([]string{"serve"}, tt.args...))
 			if err == nil || !strings.Contains(err.Error(), tt.want) || (tt.refuse != "" && strings.Contains(err.Error(), tt.refuse)) {
 				t.Errorf("got %v, want an error containing %q (and not %q)", err, tt.want, tt.refuse)
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/registry/registrytest"
 )
 
@@ -62,8 +63,7 @@ func TestServePolicyReload(t *testing.T) {
 	}
 
 	// At start, the same broken file stops the service with the message.
-	err := run(t.Context(), []string{"serve", "--listen", "127.0.0.1:0", "--htpasswd", f.htpasswd, "--groups", f.groups, "--policy", f.policy},
-		envOf(nil), strings.NewReader(""), &strings.Builder{}, &strings.Builder{})
+	err := program.Run(t.Context(), cli.Env{LookupEnv: envOf(nil), Stdin: strings.NewReader(""), Stdout: &strings.Builder{}, Stderr: &strings.Builder{}}, []string{"serve", "--listen", "127.0.0.1:0", "--htpasswd", f.htpasswd, "--groups", f.groups, "--policy", f.policy})
 	if err == nil || !strings.Contains(err.Error(), `policy.yaml:8: unknown subject "everyone"`) {
 		t.Errorf("start with a broken policy: got %v, want the file and line", err)
 	}
@@ -115,7 +115,7 @@ func TestExplainCommand(t *testing.T) {
 		{"a missing policy", append(files, "--policy", filepath.Join(f.dir, "missing"), "bob", "GET", "/v2/"), 2, nil, "reading the policy file"},
 	} {
 		stdout, stderr, err := runCLI(t, nil, "", append([]string{"explain"}, tt.args...)...)
-		var status exitStatus
+		var status cli.ExitStatus
 		switch {
 		case tt.status == 0 && err != nil:
 			t.Errorf("%s: got error %v, want none\n%s%s", tt.name, err, stdout, stderr)
@@ -153,7 +153,7 @@ func TestCheckCommandPolicy(t *testing.T) {
 	}
 	bad := policyFiles(t, "rules:\n  - subjects: [authenticated]\n    repositories: [x]\n    actions: [pull, write]\n")
 	stdout, _, err = runCLI(t, nil, "", "check", "--htpasswd", bad.htpasswd, "--groups", bad.groups, "--policy", bad.policy)
-	if !errors.Is(err, errReported) || !strings.Contains(stdout, bad.policy+`:4: unknown action "write"`) {
+	if !errors.Is(err, cli.ExitStatus(1)) || !strings.Contains(stdout, bad.policy+`:4: unknown action "write"`) {
 		t.Errorf("bad policy: got %v and\n%s\nwant exit 1 naming line 4", err, stdout)
 	}
 }

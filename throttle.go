@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/cli"
 )
 
 // errThrottled means too many recent failures: answered with 429 and no hash computed.
@@ -28,11 +30,11 @@ type throttleConfig struct {
 }
 
 // define adds the throttle's flags to fs. SECURITY.md explains the defaults.
-func (c *throttleConfig) define(fs *envFlagSet) {
-	fs.durationVar(&c.window, "throttle-window", 5*time.Minute, "sliding window over which failed logins are counted")
-	fs.intVar(&c.perClient, "throttle-per-client", 50, "failed verifications allowed per client address (IPv6: per /64) per window; past it, 429 without hashing; 0 turns it off")
-	fs.intVar(&c.perUser, "throttle-per-user", 30, "failed verifications allowed per user name per window; past it, 429 without hashing; 0 turns it off")
-	fs.intVar(&c.maxKeys, "throttle-max-keys", 65536, "most client addresses, and most user names, tracked at once (bounds memory)")
+func (c *throttleConfig) define(fs *cli.FlagSet) {
+	fs.EnvDuration(&c.window, "throttle-window", 5*time.Minute, "sliding window over which failed logins are counted")
+	fs.EnvInt(&c.perClient, "throttle-per-client", 50, "failed verifications allowed per client address (IPv6: per /64) per window; past it, 429 without hashing; 0 turns it off")
+	fs.EnvInt(&c.perUser, "throttle-per-user", 30, "failed verifications allowed per user name per window; past it, 429 without hashing; 0 turns it off")
+	fs.EnvInt(&c.maxKeys, "throttle-max-keys", 65536, "most client addresses, and most user names, tracked at once (bounds memory)")
 }
 
 func (c throttleConfig) validate() error {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/registry-auth/registry-auth/internal/authn"
+	"github.com/registry-auth/registry-auth/internal/cli"
 )
 
 // throttleClock is a settable time for the throttle's now: no test here sleeps.
@@ -240,7 +241,7 @@ func TestThrottleRetryAfterIsExact(t *testing.T) {
 // client sends are never kept.
 func TestThrottleMemoryBounded(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseServeConfig(nil, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
+	cfg, err := parseServeConfig(cli.Env{LookupEnv: func(string) (string, bool) { return "", false }, Stdout: io.Discard, Stderr: io.Discard}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +462,7 @@ func TestThrottleNoOracleFromOthersCache(t *testing.T) {
 // correct credentials. None of it may see a 429, with the cache on or off.
 func TestThrottleDefaultsSpareRealClients(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseServeConfig(nil, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
+	cfg, err := parseServeConfig(cli.Env{LookupEnv: func(string) (string, bool) { return "", false }, Stdout: io.Discard, Stderr: io.Discard}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/registry-auth/registry-auth/internal/cli"
 )
 
 // tlsFiles are the listener's TLS files: with cert and key the service speaks HTTPS
@@ -27,10 +29,10 @@ type tlsFiles struct {
 func (f tlsFiles) enabled() bool { return f.cert != "" }
 
 // defineTLSFlags defines serve's TLS flags, which fill f.
-func defineTLSFlags(fs *envFlagSet, f *tlsFiles) {
-	fs.stringVar(&f.cert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with, HTTP/2 and HTTP/1.1, TLS 1.2 or newer; reloaded when the file changes; empty serves plain HTTP")
-	fs.stringVar(&f.key, "tls-key", "", "PEM private key of --tls-cert; reloaded with it (a pair that does not match keeps the previous one)")
-	fs.stringVar(&f.clientCA, "tls-client-ca", "", "PEM CA certificate(s): /auth and /metrics then need a client certificate they signed (answer 403 without one; one from another CA fails the handshake); /healthz and /readyz stay open; read at start")
+func defineTLSFlags(fs *cli.FlagSet, f *tlsFiles) {
+	fs.EnvString(&f.cert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with, HTTP/2 and HTTP/1.1, TLS 1.2 or newer; reloaded when the file changes; empty serves plain HTTP")
+	fs.EnvString(&f.key, "tls-key", "", "PEM private key of --tls-cert; reloaded with it (a pair that does not match keeps the previous one)")
+	fs.EnvString(&f.clientCA, "tls-client-ca", "", "PEM CA certificate(s): /auth and /metrics then need a client certificate they signed (answer 403 without one; one from another CA fails the handshake); /healthz and /readyz stay open; read at start")
 }
 
 // validate checks that the TLS flags make sense together.

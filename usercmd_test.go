@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -243,47 +240,6 @@ func TestModeOwnerAndGroupSurviveEveryCommand(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestInterruptedWriteLeavesTheOldFile: a write stopped between the temporary file and the
-// rename, as a crash would stop it, leaves the old file as it was and no temporary file; a
-// temporary file that a killed command left is removed by the next one.
-func TestInterruptedWriteLeavesTheOldFile(t *testing.T) {
-	t.Parallel()
-	old := htpasswdLines(t, "alice", "a")
-	f := newTestFiles(t, old, "pusher: alice\n")
-	var tempSeen string
-	errCrash := errors.New("crash")
-	var stdout, stderr bytes.Buffer
-	c := &editCLI{lookupEnv: envOf(editEnv(f)), stdin: strings.NewReader("pw\n"), stdout: &stdout, stderr: &stderr,
-		editor: fileEditor{beforeRename: func(temp string) error {
-			// The new content is all in the temporary file, beside the old one.
-			b, err := os.ReadFile(temp)
-			if err != nil || !strings.Contains(string(b), "bob:$2y$04$") || filepath.Dir(temp) != f.dir {
-				t.Errorf("temporary file %s: %q, %v; want bob in it, in %s", temp, b, err, f.dir)
-			}
-			tempSeen = temp
-			return errCrash
-		}}}
-	if err := c.user(context.Background(), []string{"add", "--cost", "4", "bob"}); !errors.Is(err, errCrash) {
-		t.Fatalf("got %v, want the injected crash", err)
-	}
-	if tempSeen == "" {
-		t.Fatal("the hook never ran")
-	}
-	if got := readString(t, f.htpasswd); got != old {
-		t.Errorf("htpasswd: got %q, want the old content", got)
-	}
-	assertDir(t, f.dir, "groups", "htpasswd", "htpasswd.lock")
-
-	// What a killed command leaves: its temporary file. The next command clears it.
-	must(t, os.WriteFile(tempSeen, []byte("half"), 0o600))
-	_, stderrText, err := runCLI(t, editEnv(f), "pw\n", "user", "add", "--cost", "4", "bob")
-	must(t, err)
-	if !strings.Contains(stderrText, "removed "+tempSeen) {
-		t.Errorf("got %q, want it to say it removed %s", stderrText, tempSeen)
-	}
-	assertDir(t, f.dir, "groups", "htpasswd", "htpasswd.lock")
 }
 
 // assertDir fails unless dir holds exactly names.

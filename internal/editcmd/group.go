@@ -1,33 +1,33 @@
-package main
+package editcmd
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/policy"
 )
 
-const groupUsage = `Usage: registry-auth group COMMAND [flags] GROUP [USER...]
-
-Changes the groups file while the service runs, the safe way (see 'registry-auth user
+// groupProgram is the table of the group commands.
+var groupProgram = cli.Program{
+	Name:     "registry-auth group",
+	Synopsis: "COMMAND [flags] GROUP [USER...]",
+	Intro: `Changes the groups file while the service runs, the safe way (see 'registry-auth user
 --help'): under a lock, by rename, keeping mode, owner and group, changing only the lines the
-command is about. Group names compare without regard to case, as in Apache.
-
-Commands:
-  add GROUP USER...      add users to a group (made if it does not exist)
-  remove GROUP USER...   take users out of a group
-  list [GROUP]           list the groups and their members, or the members of GROUP
-
-Run 'registry-auth group COMMAND --help' for the flags of a command.
-`
+command is about. Group names compare without regard to case, as in Apache.`,
+	Commands: []cli.Command{
+		{Name: "add", Args: "GROUP USER...", Summary: "add users to a group (made if it does not exist)", Run: run((*editCLI).groupAdd)},
+		{Name: "remove", Args: "GROUP USER...", Summary: "take users out of a group", Run: run((*editCLI).groupRemove)},
+		{Name: "list", Args: "[GROUP]", Summary: "list the groups and their members, or the members of GROUP", Run: run((*editCLI).groupList)},
+	},
+}
 
 const groupAddUsage = `Usage: registry-auth group add [flags] GROUP USER...
 
@@ -49,33 +49,17 @@ Without GROUP, prints each group as "GROUP: USER...", in file order; with GROUP,
 one per line. Members that the htpasswd file lacks are named on standard error.
 `
 
-// groupCommand runs `registry-auth group ...`.
-func groupCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	c := &editCLI{lookupEnv: lookupEnv, stdout: stdout, stderr: stderr}
-	return c.group(ctx, args)
+// Group runs `registry-auth group COMMAND ...`.
+func Group(ctx context.Context, env cli.Env, args []string) error {
+	return groupProgram.Run(ctx, env, args)
 }
 
-func (c *editCLI) group(ctx context.Context, args []string) error {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "add":
-		return c.groupEdit(ctx, args, true)
-	case "remove":
-		return c.groupEdit(ctx, args, false)
-	case "list":
-		return c.groupList(args)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(c.stdout, groupUsage)
-		return flag.ErrHelp
-	}
-	fmt.Fprint(c.stderr, groupUsage)
-	if sub == "" {
-		return errors.New("group needs a command: add, remove or list")
-	}
-	return fmt.Errorf("unknown group command %q: want add, remove or list", sub)
+func (c *editCLI) groupAdd(ctx context.Context, args []string) error {
+	return c.groupEdit(ctx, args, true)
+}
+
+func (c *editCLI) groupRemove(ctx context.Context, args []string) error {
+	return c.groupEdit(ctx, args, false)
 }
 
 // groupEdit adds users to a group, or takes them out.
@@ -171,7 +155,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 		}
 		for _, u := range users {
 			if !members[u] {
-				return fmt.Errorf("%s is not in group %s of %s (its members: %s): %w", u, group, st.path, strings.Join(sortedKeys(members), " "), errEditRefused)
+				return fmt.Errorf("%s is not in group %s of %s (its members: %s): %w", u, group, st.path, strings.Join(slices.Sorted(maps.Keys(members)), " "), errEditRefused)
 			}
 		}
 		for _, u := range users {
@@ -192,7 +176,7 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 		if err := c.editor.replace(st, out, statOrNil(f.htpasswd)); err != nil {
 			return err
 		}
-		wrote[roleGroups] = out
+		wrote[readyGroups] = out
 		unlock()
 		if add {
 			c.wrote(st, fmt.Sprintf("added %s to group %s in %s (%s)", strings.Join(changed, ", "), group, st.path, lineList(lines)))
@@ -202,9 +186,9 @@ func (c *editCLI) groupEdit(ctx context.Context, args []string, add bool) error 
 	}
 	unlock()
 	if len(unchanged) > 0 {
-		fmt.Fprintf(c.stdout, "already in group %s: %s\n", group, strings.Join(unchanged, ", "))
+		fmt.Fprintf(c.env.Stdout, "already in group %s: %s\n", group, strings.Join(unchanged, ", "))
 	}
-	return c.waitLoaded(ctx, f, wrote, roleGroups)
+	return c.waitLoaded(ctx, f, wrote, readyGroups)
 }
 
 // htpasswdUsers are the users the service would load from the htpasswd file.
@@ -224,7 +208,7 @@ func (c *editCLI) htpasswdUsers(path string) (map[string]bool, error) {
 	return known, nil
 }
 
-func (c *editCLI) groupList(args []string) error {
+func (c *editCLI) groupList(_ context.Context, args []string) error {
 	f, operands, err := c.parseEditFlags("registry-auth group list", groupListUsage, 0, args)
 	if err != nil {
 		return err
@@ -253,23 +237,23 @@ func (c *editCLI) groupList(args []string) error {
 		}
 		groups = groups[i : i+1]
 		for _, m := range groups[0].Members {
-			fmt.Fprintln(c.stdout, m)
+			fmt.Fprintln(c.env.Stdout, m)
 		}
 	} else {
 		for _, g := range groups {
-			fmt.Fprintf(c.stdout, "%s: %s\n", g.Name, strings.Join(quoteAll(g.Members), " "))
+			fmt.Fprintf(c.env.Stdout, "%s: %s\n", g.Name, strings.Join(quoteAll(g.Members), " "))
 		}
 	}
 	for _, g := range groups {
 		for _, m := range g.Members {
 			if known != nil && !known[m] {
-				fmt.Fprintf(c.stderr, "member %s of group %s is not a user of %s\n", m, g.Name, f.htpasswd)
+				fmt.Fprintf(c.env.Stderr, "member %s of group %s is not a user of %s\n", m, g.Name, f.htpasswd)
 			}
 		}
 	}
 	for _, p := range doc.Problems() {
 		if p.Severity == htpasswd.Error {
-			fmt.Fprintln(c.stderr, p)
+			fmt.Fprintln(c.env.Stderr, p)
 		}
 	}
 	return nil

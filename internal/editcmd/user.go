@@ -1,38 +1,37 @@
-package main
+package editcmd
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
-	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/term"
 )
 
-const userUsage = `Usage: registry-auth user COMMAND [flags] [NAME]
-
-Changes the users of the htpasswd file while the service runs, the safe way: under a lock
+// userProgram is the table of the user commands.
+var userProgram = cli.Program{
+	Name:     "registry-auth user",
+	Synopsis: "COMMAND [flags] [NAME]",
+	Intro: `Changes the users of the htpasswd file while the service runs, the safe way: under a lock
 (FILE.lock beside the file), by writing a new file and renaming it over the old one (the
 service never reads half a file), keeping the file's mode, owner and group, and changing only
-the lines the command is about.
+the lines the command is about.`,
+	Commands: []cli.Command{
+		{Name: "add", Args: "NAME", Summary: "add a user; the password is read from standard input", Run: run((*editCLI).userAdd)},
+		{Name: "passwd", Args: "NAME", Summary: "change the password of a user", Run: run((*editCLI).userPasswd)},
+		{Name: "remove", Args: "NAME", Summary: "remove a user, from the htpasswd file and from every group", Run: run((*editCLI).userRemove)},
+		{Name: "list", Summary: "list the users, their hash format and groups; ! marks a weak or refused hash", Run: run((*editCLI).userList)},
+		{Name: "verify", Args: "NAME", Summary: "check a password read from standard input: exit 0 if it is right, 1 if not", Run: run((*editCLI).userVerify)},
+	},
+}
 
-Commands:
-  add NAME      add a user; the password is read from standard input
-  passwd NAME   change the password of a user
-  remove NAME   remove a user, from the htpasswd file and from every group
-  list          list the users, their hash format and groups; ! marks a weak or refused hash
-  verify NAME   check a password read from standard input: exit 0 if it is right, 1 if not
-
-Run 'registry-auth user COMMAND --help' for the flags of a command.
-`
+// User runs `registry-auth user COMMAND ...`.
+func User(ctx context.Context, env cli.Env, args []string) error {
+	return userProgram.Run(ctx, env, args)
+}
 
 const userAddUsage = `Usage: registry-auth user add [flags] NAME
 
@@ -73,181 +72,6 @@ first line) and says whether it is the password of the user NAME, as the service
 it. Exit status 0 if it is, 1 if not, as for 'htpasswd -v'.
 `
 
-// editCLI runs the user and group commands: what they read and print, and the editor that
-// writes the files.
-type editCLI struct {
-	lookupEnv      func(string) (string, bool)
-	stdin          io.Reader
-	stdout, stderr io.Writer
-	editor         fileEditor
-}
-
-// userCommand runs `registry-auth user ...`.
-func userCommand(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) error {
-	c := &editCLI{lookupEnv: lookupEnv, stdin: stdin, stdout: stdout, stderr: stderr}
-	return c.user(ctx, args)
-}
-
-func (c *editCLI) user(ctx context.Context, args []string) error {
-	sub := ""
-	if len(args) > 0 {
-		sub, args = args[0], args[1:]
-	}
-	switch sub {
-	case "add":
-		return c.userAdd(ctx, args)
-	case "passwd":
-		return c.userPasswd(ctx, args)
-	case "remove":
-		return c.userRemove(ctx, args)
-	case "list":
-		return c.userList(args)
-	case "verify":
-		return c.userVerify(args)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(c.stdout, userUsage)
-		return flag.ErrHelp
-	}
-	fmt.Fprint(c.stderr, userUsage)
-	if sub == "" {
-		return errors.New("user needs a command: add, passwd, remove, list or verify")
-	}
-	return fmt.Errorf("unknown user command %q: want add, passwd, remove, list or verify", sub)
-}
-
-// editFlags are the flags of the user and group commands.
-type editFlags struct {
-	htpasswd, groups string
-	force            bool
-	wait             string // checked base URL, "" for no wait
-	waitTimeout      time.Duration
-	cost             int
-}
-
-// Which flags a command has, besides --htpasswd and --groups.
-const (
-	withEditFlags = 1 << iota // --force, --wait, --wait-timeout: the command writes
-	withCost                  // --cost: the command hashes a password
-)
-
-// parseEditFlags parses the flags of a user or group command and returns them with the
-// operands. Flags may also follow the operands (user add alice --cost 12); after "--" every
-// argument is an operand.
-func (c *editCLI) parseEditFlags(name, usage string, which int, args []string) (*editFlags, []string, error) {
-	f := &editFlags{}
-	fs := newEnvFlagSet(name, usage, c.lookupEnv, c.stdout, c.stderr)
-	fs.stringVar(&f.htpasswd, "htpasswd", "/auth/htpasswd", "Apache htpasswd file with the users (the service's --htpasswd)")
-	fs.stringVar(&f.groups, "groups", "/auth/groups", "Apache groups file (the service's --groups); empty means none")
-	if which&withEditFlags != 0 {
-		fs.BoolVar(&f.force, "force", false, "edit even though the file has lines the service skips (errors that 'registry-auth check' lists)")
-		fs.StringVar(&f.wait, "wait", "", "after the write, wait until the service at this base URL (such as http://127.0.0.1:8080) has loaded it, and print how long that took")
-		fs.DurationVar(&f.waitTimeout, "wait-timeout", 10*time.Second, "how long --wait waits before it fails")
-	}
-	if which&withCost != 0 {
-		fs.IntVar(&f.cost, "cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost, %d to %d; each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))
-	}
-	var operands []string
-	for {
-		if err := fs.parse(args); err != nil {
-			return nil, nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
-			operands = append(operands, rest...)
-			break
-		}
-		operands, args = append(operands, rest[0]), rest[1:]
-	}
-	var errs []error
-	if f.htpasswd == "" {
-		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))
-	}
-	if which&withCost != 0 && (f.cost < bcrypt.MinCost || f.cost > bcrypt.MaxCost) {
-		errs = append(errs, fmt.Errorf("--cost %d: want %d to %d (10 is a sensible default)", f.cost, bcrypt.MinCost, bcrypt.MaxCost))
-	}
-	if f.waitTimeout <= 0 && which&withEditFlags != 0 {
-		errs = append(errs, fmt.Errorf("--wait-timeout %v: want a positive duration such as 10s", f.waitTimeout))
-	}
-	wait, err := waitURL(f.wait)
-	f.wait = wait
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
-	}
-	return f, operands, nil
-}
-
-// oneName returns the only operand, or says how the command is used.
-func oneName(cmd string, operands []string) (string, error) {
-	if len(operands) != 1 {
-		return "", fmt.Errorf("%s takes exactly one NAME, got %d arguments (see --help)", cmd, len(operands))
-	}
-	return operands[0], nil
-}
-
-// lock takes the locks of paths (htpasswd first) and says which leftovers of an interrupted
-// edit it removed. The returned unlock may be called more than once.
-func (c *editCLI) lock(ctx context.Context, paths ...string) (func(), error) {
-	unlock, leftovers, err := c.editor.lock(ctx, paths...)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range leftovers {
-		fmt.Fprintf(c.stderr, "removed %s, a temporary file left by an interrupted edit\n", l)
-	}
-	done := false
-	return func() {
-		if !done {
-			done = true
-			unlock()
-		}
-	}, nil
-}
-
-// statOrNil is the file's info, or nil if it cannot be had.
-func statOrNil(path string) fs.FileInfo {
-	if path == "" {
-		return nil
-	}
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil
-	}
-	return info
-}
-
-// wrote tells what a command wrote, for the report and --wait.
-func (c *editCLI) wrote(st fileState, what string) {
-	if st.info == nil {
-		fmt.Fprintf(c.stdout, "created %s\n", st.path)
-	}
-	fmt.Fprintln(c.stdout, what)
-}
-
-// waitLoaded waits, with --wait, until the service has loaded what the command wrote.
-func (c *editCLI) waitLoaded(ctx context.Context, f *editFlags, wrote map[string][]byte, roles ...string) error {
-	if f.wait == "" {
-		return nil
-	}
-	clientCA, _ := c.lookupEnv("REGISTRY_AUTH_TLS_CLIENT_CA")
-	w := loadWait{baseURL: f.wait, timeout: f.waitTimeout, wrote: wrote, clientCA: clientCA,
-		paths: map[string]string{roleHTPasswd: f.htpasswd, roleGroups: f.groups}}
-	took, err := w.wait(ctx, roles)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "the service at %s loaded it after %v\n", f.wait, took.Round(time.Millisecond))
-	return nil
-}
-
-// refuse says that an edit was checked and not made.
-func refuse(path string, err error) error {
-	return fmt.Errorf("the edited file would not read as intended (%v), so %s is left as it was; a line that ends in a backslash joins the next one, is that it?: %w", err, path, errEditRefused)
-}
-
 func (c *editCLI) userAdd(ctx context.Context, args []string) error {
 	f, operands, err := c.parseEditFlags("registry-auth user add", userAddUsage, withEditFlags|withCost, args)
 	if err != nil {
@@ -279,7 +103,7 @@ func (c *editCLI) userPasswd(ctx context.Context, args []string) error {
 func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, add bool) error {
 	// The password is asked for, and hashed, before the lock is taken: another command
 	// need not wait for a person to type.
-	password, err := readNewPassword(c.stdin, c.stderr)
+	password, err := cli.ReadPassword(c.env.Stdin, c.env.Stderr, true)
 	if err != nil {
 		return err
 	}
@@ -328,10 +152,10 @@ func (c *editCLI) setPassword(ctx context.Context, f *editFlags, name string, ad
 	} else {
 		c.wrote(st, fmt.Sprintf("changed the password of %s in %s (line %d)", name, st.path, line))
 		for _, i := range entries[1:] {
-			fmt.Fprintf(c.stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.LineNum(i), name, name)
+			fmt.Fprintf(c.env.Stderr, "%s:%d: also names %s and is ignored, as Apache reads the first line; `registry-auth user remove %s` removes every line of a user\n", st.path, doc.LineNum(i), name, name)
 		}
 	}
-	return c.waitLoaded(ctx, f, map[string][]byte{roleHTPasswd: out}, roleHTPasswd)
+	return c.waitLoaded(ctx, f, map[string][]byte{readyHTPasswd: out}, readyHTPasswd)
 }
 
 func (c *editCLI) userRemove(ctx context.Context, args []string) error {
@@ -418,34 +242,34 @@ func (c *editCLI) userRemove(ctx context.Context, args []string) error {
 	// to pull, not to push), never gone from the htpasswd file but still in a group, whose
 	// rights a new user of that name would inherit.
 	wrote := map[string][]byte{}
-	roles := []string{roleHTPasswd}
+	roles := []string{readyHTPasswd}
 	if len(fromGroups) > 0 {
 		if err := c.editor.replace(gst, gout, nil); err != nil {
 			return err
 		}
-		wrote[roleGroups] = gout
-		roles = append(roles, roleGroups)
+		wrote[readyGroups] = gout
+		roles = append(roles, readyGroups)
 	}
 	if len(removedLines) > 0 {
 		if err := c.editor.replace(st, out, nil); err != nil {
 			return err
 		}
-		wrote[roleHTPasswd] = out
+		wrote[readyHTPasswd] = out
 	}
 	unlock()
 	if len(removedLines) > 0 {
-		fmt.Fprintf(c.stdout, "removed user %s from %s (%s)\n", name, st.path, lineList(removedLines))
+		fmt.Fprintf(c.env.Stdout, "removed user %s from %s (%s)\n", name, st.path, lineList(removedLines))
 	} else {
-		fmt.Fprintf(c.stdout, "%s has no user %s\n", st.path, name)
+		fmt.Fprintf(c.env.Stdout, "%s has no user %s\n", st.path, name)
 	}
 	switch {
 	case len(fromGroups) > 0:
-		fmt.Fprintf(c.stdout, "removed %s from the groups %s in %s (%s)\n", name, strings.Join(fromGroups, ", "), gst.path, lineList(groupLines))
+		fmt.Fprintf(c.env.Stdout, "removed %s from the groups %s in %s (%s)\n", name, strings.Join(fromGroups, ", "), gst.path, lineList(groupLines))
 	case f.groups == "":
 	case gst.info == nil:
-		fmt.Fprintf(c.stdout, "no groups file at %s\n", gst.path)
+		fmt.Fprintf(c.env.Stdout, "no groups file at %s\n", gst.path)
 	default:
-		fmt.Fprintf(c.stdout, "%s was in no group of %s\n", name, gst.path)
+		fmt.Fprintf(c.env.Stdout, "%s was in no group of %s\n", name, gst.path)
 	}
 	return c.waitLoaded(ctx, f, wrote, roles...)
 }
@@ -462,7 +286,7 @@ func lineList(nums []int) string {
 	return "lines " + strings.Join(s, ", ")
 }
 
-func (c *editCLI) userList(args []string) error {
+func (c *editCLI) userList(_ context.Context, args []string) error {
 	f, operands, err := c.parseEditFlags("registry-auth user list", userListUsage, 0, args)
 	if err != nil {
 		return err
@@ -490,7 +314,7 @@ func (c *editCLI) userList(args []string) error {
 			}
 		}
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 8, 2, ' ', 0)
 	for _, u := range doc.Users() {
 		entries := doc.Entries(u)
 		hash := doc.HashAt(entries[0])
@@ -511,12 +335,12 @@ func (c *editCLI) userList(args []string) error {
 	tw.Flush()
 	// Lines that name no user are not in the list; say what they are.
 	for _, p := range doc.StrayProblems() {
-		fmt.Fprintln(c.stderr, p)
+		fmt.Fprintln(c.env.Stderr, p)
 	}
 	return nil
 }
 
-func (c *editCLI) userVerify(args []string) error {
+func (c *editCLI) userVerify(_ context.Context, args []string) error {
 	f, operands, err := c.parseEditFlags("registry-auth user verify", userVerifyUsage, 0, args)
 	if err != nil {
 		return err
@@ -541,7 +365,7 @@ func (c *editCLI) userVerify(args []string) error {
 		}
 		return fmt.Errorf("no user %q in %s", name, f.htpasswd)
 	}
-	password, err := readPassword(c.stdin, c.stderr)
+	password, err := cli.ReadPassword(c.env.Stdin, c.env.Stderr, false)
 	if err != nil {
 		return err
 	}
@@ -550,38 +374,9 @@ func (c *editCLI) userVerify(args []string) error {
 		return fmt.Errorf("the hash of %s on line %d cannot be checked: %w", name, entry.Line, err)
 	}
 	if !match {
-		fmt.Fprintf(c.stdout, "wrong password for %s\n", name)
-		return errReported
+		fmt.Fprintf(c.env.Stdout, "wrong password for %s\n", name)
+		return cli.ExitStatus(1)
 	}
-	fmt.Fprintf(c.stdout, "password for %s is correct\n", name)
+	fmt.Fprintf(c.env.Stdout, "password for %s is correct\n", name)
 	return nil
-}
-
-// readPassword asks once without echo on a terminal, else reads the first line.
-func readPassword(stdin io.Reader, prompt io.Writer) ([]byte, error) {
-	f, ok := stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return readNewPassword(stdin, prompt) // not a terminal: the first line, read the same way
-	}
-	fmt.Fprint(prompt, "Password: ")
-	password, err := term.ReadPassword(int(f.Fd()))
-	fmt.Fprintln(prompt)
-	return password, err
-}
-
-// errEditRefused says that an edit was not made; the message says why and what to do.
-var errEditRefused = errors.New("nothing was changed")
-
-// brokenLines refuses an edit of a file with lines the service skips, unless force: the edit
-// would load fine and leave them unnoticed.
-func brokenLines(path string, broken []htpasswd.Problem, force bool) error {
-	if len(broken) == 0 || force {
-		return nil
-	}
-	var b strings.Builder
-	for _, p := range broken {
-		fmt.Fprintf(&b, "%s\n", p)
-	}
-	fmt.Fprintf(&b, "%s has lines the service skips (above): fix them first (`registry-auth check` lists every problem), or pass --force to edit it anyway", path)
-	return fmt.Errorf("%s: %w", b.String(), errEditRefused)
 }

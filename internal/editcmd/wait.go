@@ -1,4 +1,4 @@
-package main
+package editcmd
 
 import (
 	"bufio"
@@ -15,6 +15,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+)
+
+// The names /readyz gives the files the commands edit (the service's roles of its sources).
+const (
+	readyHTPasswd = "htpasswd"
+	readyGroups   = "groups"
 )
 
 // loadWait is what --wait needs: the running service's base URL, how long to wait, and the

@@ -1,6 +1,7 @@
-package main
+package editcmd
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,9 +33,11 @@ func TestLoadedCountsALaterEdit(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "htpasswd")
-	writeFile(t, path, "later\n")
-	w := loadWait{paths: map[string]string{roleHTPasswd: path, roleGroups: filepath.Join(dir, "groups")},
-		wrote: map[string][]byte{roleHTPasswd: []byte("mine\n")}}
+	if err := os.WriteFile(path, []byte("later\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := loadWait{paths: map[string]string{readyHTPasswd: path, readyGroups: filepath.Join(dir, "groups")},
+		wrote: map[string][]byte{readyHTPasswd: []byte("mine\n")}}
 	body := func(htpasswd string) map[string]string {
 		return parseReady(strings.NewReader("ready\nhtpasswd sha256=" + sha256Hex([]byte(htpasswd)) + "\ngroups sha256=x\npolicy sha256=y\n"))
 	}
@@ -42,11 +45,11 @@ func TestLoadedCountsALaterEdit(t *testing.T) {
 		loaded string
 		want   bool
 	}{{"mine\n", true}, {"later\n", true}, {"before\n", false}} {
-		if got, why := w.loaded(body(tt.loaded), []string{roleHTPasswd}); got != tt.want {
+		if got, why := w.loaded(body(tt.loaded), []string{readyHTPasswd}); got != tt.want {
 			t.Errorf("service loaded %q: got %v (%s), want %v", tt.loaded, got, why, tt.want)
 		}
 	}
-	if ok, why := w.loaded(parseReady(strings.NewReader("ready\n")), []string{roleGroups}); ok || !strings.Contains(why, "names no groups file") {
+	if ok, why := w.loaded(parseReady(strings.NewReader("ready\n")), []string{readyGroups}); ok || !strings.Contains(why, "names no groups file") {
 		t.Errorf("no groups line: got %v, %q; want not loaded, and why", ok, why)
 	}
 }

@@ -9,12 +9,9 @@ import (
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 )
 
-// fileUsers decides for the users of one snapshot's htpasswd file. Its hashes take their
-// turn in budget. The store builds one into each snapshot, over that snapshot's users.
-type fileUsers struct {
-	users  map[string]htpasswd.Entry
-	budget *hashBudget
-}
+// fileUsers decides for the users of one snapshot's htpasswd file; the loader builds one
+// into each snapshot, over that snapshot's users.
+type fileUsers struct{ users map[string]htpasswd.Entry }
 
 // Claims: the stamp is the stored hash, so a changed password is a new cache key.
 func (f fileUsers) Claims(user string) (string, bool) {
@@ -25,46 +22,34 @@ func (f fileUsers) Claims(user string) (string, bool) {
 // NameKey is user itself: the file's names compare exactly, as in Apache.
 func (fileUsers) NameKey(user string) string { return user }
 
-func (f fileUsers) Check(ctx context.Context, c authn.Credential) (out authn.Outcome, err error) {
-	if busy := f.budget.run(ctx, c.Client, func() {
-		out.OK, err = htpasswd.Verify(f.users[c.User].Hash, c.Password)
-	}); busy != nil {
-		return authn.Outcome{}, busy
-	}
-	out.Known, out.User = true, c.User
-	return out, err
+func (f fileUsers) Check(_ context.Context, c authn.Credential) (authn.Outcome, error) {
+	ok, err := htpasswd.Verify(f.users[c.User].Hash, c.Password)
+	return authn.Outcome{OK: ok, Known: true, User: c.User}, err
 }
+
+func (fileUsers) hashes() {}
 
 // unknownUsers decides for the users no other source claims: it compares against the
 // snapshot's dummy hash, so that an unknown user costs what a known one does (its turn in
-// budget included), and refuses.
-type unknownUsers struct {
-	dummyHash string
-	budget    *hashBudget
-}
+// the hashing budget included), and refuses.
+type unknownUsers struct{ dummyHash string }
 
 func (u unknownUsers) Claims(string) (string, bool) { return u.dummyHash, true }
 
 // NameKey is user itself: no source compares it with anything.
 func (unknownUsers) NameKey(user string) string { return user }
 
-func (u unknownUsers) Check(ctx context.Context, c authn.Credential) (authn.Outcome, error) {
-	var err error
-	if busy := u.budget.run(ctx, c.Client, func() {
-		_, err = htpasswd.Verify(u.dummyHash, c.Password)
-	}); busy != nil {
-		return authn.Outcome{}, busy
-	}
+func (u unknownUsers) Check(_ context.Context, c authn.Credential) (authn.Outcome, error) {
+	_, err := htpasswd.Verify(u.dummyHash, c.Password)
 	return authn.Outcome{}, err
 }
 
-// buildAuthenticators puts snap's authenticators in it: its htpasswd file's users first (a
-// user the file knows is decided by it alone), then the store's backends in order (a
-// directory), and, for the names none claims, the snapshot's dummy hash.
-func (s *store) buildAuthenticators(snap *snapshot) {
-	snap.authenticators = append([]authn.Authenticator{fileUsers{snap.users, s.budget}}, s.backends...)
-	snap.unknown = unknownUsers{snap.dummyHash, s.budget}
-}
+func (unknownUsers) hashes() {}
+
+// hashing is an authenticator whose Check computes a slow password hash: verify runs it in
+// the store's hashing budget, so that one client's burst cannot take every CPU. A directory
+// bind takes no slot.
+type hashing interface{ hashes() }
 
 // verify checks c against the authenticators in order, through the store's cache and
 // throttle: the first that claims the user decides; none claiming it, it is compared against
@@ -98,7 +83,15 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c authn.Credential) 
 			return authn.Outcome{}, &throttledError{retryAfter}
 		}
 		start := time.Now()
-		out, err := a.Check(ctx, c)
+		var out authn.Outcome
+		var err error
+		if _, slow := a.(hashing); slow {
+			if busy := s.budget.run(ctx, c.Client, func() { out, err = a.Check(ctx, c) }); busy != nil {
+				out, err = authn.Outcome{}, busy
+			}
+		} else {
+			out, err = a.Check(ctx, c)
+		}
 		if !checkNotRun(err) {
 			s.metrics.verifyDuration.Observe(time.Since(start).Seconds())
 		}

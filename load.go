@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/policy"
 
@@ -174,10 +175,12 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 		}
 	}
 	snap := &snapshot{
-		users:      hf.Users,
-		groups:     gf.ByKey(),
-		dummyCost:  typicalBcryptCost(hf.Users),
-		contentSum: set.sum,
+		users: hf.Users,
+		// The file-backed authenticators, in the order they are asked.
+		authenticators: []authn.Authenticator{fileUsers{hf.Users}},
+		groups:         gf.ByKey(),
+		dummyCost:      typicalBcryptCost(hf.Users),
+		contentSum:     set.sum,
 	}
 	for _, f := range set.files {
 		snap.files = append(snap.files, fileSum{role: f.role, sum: f.sum})

@@ -30,8 +30,9 @@ type snapshot struct {
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
 	contentSum string // sha256 over every source, to skip reloads that change nothing
 	files      []fileSum
-	// authenticators are asked in order after the cache (authn.go): the file's users, then
-	// the store's sources; none claiming a user means unknown, decided by unknown.
+	// authenticators are asked in order after the cache (authn.go): the loader puts the
+	// file-backed ones (the htpasswd file's users), the store adds its backends after them;
+	// none claiming a user means unknown, decided by unknown, which the store adds too.
 	authenticators []authn.Authenticator
 	unknown        authn.Authenticator
 }
@@ -87,8 +88,8 @@ type store struct {
 	metrics   *metrics
 	cacheKey  []byte    // per-process HMAC key: cache keys never hold a password
 	macs      sync.Pool // of *keyHasher: HMACs keyed with cacheKey, reused on the hot path
-	// backends are the long-lived sources of users asked after each snapshot's htpasswd
-	// file, in order (a directory); store.authenticate puts them in each snapshot.
+	// backends are the long-lived sources of users asked after each snapshot's file-backed
+	// ones, in order (a directory); reload adds them to each snapshot.
 	backends []authn.Authenticator
 	// budget bounds the hashes of every snapshot's file and dummy hash.
 	budget *hashBudget
@@ -176,7 +177,9 @@ func (s *store) reload(reason string) error {
 	} else if snap.dummyHash, err = newDummyHash(snap.dummyCost); err != nil {
 		return err
 	}
-	s.buildAuthenticators(snap)
+	// After the files: a user a file knows is decided by it alone (AuthBasicProvider file ldap).
+	snap.authenticators = append(slices.Clip(snap.authenticators), s.backends...)
+	snap.unknown = unknownUsers{snap.dummyHash}
 	for _, p := range res.problems {
 		attrs := []any{"file", p.File, "severity", p.Severity.String(), "problem", p.Message}
 		if p.Line > 0 {

@@ -71,7 +71,7 @@ func TestUnknownUserTiming(t *testing.T) {
 			if tt.dummy != nil {
 				snap := st.snapshot() // before any request reads it
 				snap.dummyHash = tt.dummy(t)
-				st.buildAuthenticators(snap)
+				snap.unknown = unknownUsers{snap.dummyHash}
 			}
 			h := newServer(testAuthHandler(st, m, nil), st, m, false)
 			fail := func(user, password string) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# mutants.sh: checks that the root tests catch the changes that would hurt most. Each mutant
+# mutants.sh: checks that the unit tests catch the changes that would hurt most. Each mutant
 # below is one exact text replacement in one of the service's files. They are applied one at
 # a time to a scratch copy of the repository's tracked files (the working tree is never
-# touched), and each time the root tests run (go test -count=1 -failfast ./..., without
+# touched), and each time the module's unit tests run (go test -count=1 -failfast ./..., without
 # -race, for speed). A mutant the tests pass with has survived: some behaviour has no test.
 #
 #   scripts/mutants.sh [NAME...]          only the mutants whose name contains a NAME
@@ -38,8 +38,8 @@ mutant unknown-route-not-named answer.go \
 	'case routeErr != nil:' \
 	'case false:'
 mutant unknown-users-skip-hash authn.go \
-	'_, err = htpasswd.Verify(u.dummyHash, c.Password)' \
-	'err = error(nil)'
+	'_, err := htpasswd.Verify(u.dummyHash, c.Password)' \
+	'var err error'
 mutant route-method-unchecked internal/registry/request.go \
 	'if !serves(r.methods, method) {' \
 	'if false {'
@@ -95,8 +95,8 @@ mutant failures-not-counted authn.go \
 	'if out.OK || err != nil {' \
 	'if true {'
 mutant throttle-counted-after-hash authn.go \
-	'out, err := a.Check(ctx, c)' \
-	'attempt.release(); out, err := a.Check(ctx, c); if !out.OK && err == nil { s.throttle.admit(c.Client, a.NameKey(c.User)) }'
+	'if _, slow := a.(hashing); slow {' \
+	'attempt.release(); defer func() { if !out.OK && err == nil { s.throttle.admit(c.Client, a.NameKey(c.User)) } }(); if _, slow := a.(hashing); slow {'
 mutant directory-name-key-raw internal/ldap/directory.go \
 	'func (d *Directory) NameKey(user string) string { return nameKey(user) }' \
 	'func (d *Directory) NameKey(user string) string { return user }'
@@ -113,6 +113,9 @@ mutant hash-budget-unbounded budget.go \
 mutant hash-budget-first-come budget.go \
 	'b.turns.MoveToBack(q.turn)' \
 	'_ = q.turn'
+mutant file-hash-outside-budget authn.go \
+	'if _, slow := a.(hashing); slow {' \
+	'if _, slow := a.(hashing); false && slow {'
 # Reload and file messages.
 mutant reload-recovery-silent store.go \
 	'if s.lastFailure != "" {' \
@@ -146,6 +149,19 @@ mutant failed-reload-replaces-snapshot store.go \
 mutant empty-htpasswd-loads load.go \
 	'if len(hf.Users) == 0 && hfile.path != "" {' \
 	'if false {'
+# The seams between the packages.
+mutant directory-before-file store.go \
+	'snap.authenticators = append(slices.Clip(snap.authenticators), s.backends...)' \
+	'snap.authenticators = append(slices.Clip(s.backends), snap.authenticators...)'
+mutant check-skips-directory-groups internal/ldap/diagnose.go \
+	'diag.Groups = append([]Group{}, groups...)' \
+	'diag.Groups = []Group{}'
+mutant edit-not-proved-by-parser internal/htpasswd/edit.go \
+	'before := d.parsed' \
+	'before := d.parsed; if true { return nil }'
+mutant default-command-ignored internal/cli/program.go \
+	"if len(args) > 0 && (p.Default == \"\" || args[0] == \"\" || args[0][0] != '-') {" \
+	'if len(args) > 0 {'
 # Timeouts not wired to their flags.
 mutant header-timeout-unwired main.go \
 	'ReadHeaderTimeout: cfg.readHeaderTimeout,' \
@@ -209,7 +225,7 @@ if (( check_only )); then
 	exit 0
 fi
 
-# run_tests LOG: the root tests, with their output in LOG; the status is go test's.
+# run_tests LOG: the module's unit tests, with their output in LOG; the status is go test's.
 run_tests() { go test -count=1 -failfast -timeout "$timeout" ./... >"$1" 2>&1; }
 
 echo "unchanged copy: running the tests"

@@ -245,7 +245,9 @@ health checks in images without curl. The default URL follows REGISTRY_AUTH_LIST
 https:// when REGISTRY_AUTH_TLS_CERT is set. Over HTTPS to a loopback address the server's
 certificate is not verified (it names the service, such as auth, not 127.0.0.1; the check
 sends no credentials and reads only a status); to any other address it is verified against
-the system's CAs.
+the system's CAs. With --body it prints what the endpoint answered: asked for /readyz, the
+SHA-256 of each file that instance loaded, to compare replicas.
+Example: docker exec TASK /registry-auth healthcheck --url https://127.0.0.1:8080/readyz --body
 `
 
 // healthcheckCommand asks a running service for /healthz.
@@ -267,9 +269,11 @@ func healthcheckCommand(ctx context.Context, env cli.Env, args []string) error {
 	}
 	var url string
 	var timeout time.Duration
+	var body bool
 	fs := cli.NewFlagSet("registry-auth healthcheck", healthcheckUsage, env)
 	fs.StringVar(&url, "url", defaultURL, "health endpoint to ask (the default follows REGISTRY_AUTH_LISTEN)")
 	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
+	fs.BoolVar(&body, "body", false, "print the answer's body instead of \"healthy\" (with --url .../readyz: the SHA-256 of each file this instance loaded)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -283,11 +287,17 @@ func healthcheckCommand(ctx context.Context, env cli.Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("unhealthy: %w", err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("unhealthy: %s answered %s", url, resp.Status)
 	}
-	fmt.Fprintln(env.Stdout, "healthy")
+	if !body {
+		fmt.Fprintln(env.Stdout, "healthy")
+		return nil
+	}
+	if _, err := io.Copy(env.Stdout, io.LimitReader(resp.Body, 64<<10)); err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", url, err)
+	}
 	return nil
 }
 

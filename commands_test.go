@@ -288,6 +288,7 @@ func TestHealthcheckCommand(t *testing.T) {
 				return
 			}
 			w.WriteHeader(status)
+			fmt.Fprintln(w, "ready\nhtpasswd sha256=abc")
 		}))
 		t.Cleanup(s.Close)
 		return s
@@ -326,6 +327,10 @@ func TestHealthcheckCommand(t *testing.T) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+	// --body prints what the endpoint answered, for /readyz the files an instance loaded.
+	if stdout, _, err := runCLI(t, nil, "", "healthcheck", "--body", "--url", healthy.URL+"/healthz"); err != nil || stdout != "ready\nhtpasswd sha256=abc\n" {
+		t.Errorf("--body: got %v, %q, want the body", err, stdout)
 	}
 	// The server never answers: --timeout, not its 3 s default, must be what gives up.
 	t.Run("no answer in time", func(t *testing.T) {
@@ -397,7 +402,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		{[]string{"check"}, []string{"htpasswd", "groups", "policy", "push-group", "ldap-url", "ldap-bind-dn", "ldap-bind-password-file",
 			"ldap-starttls", "ldap-ca", "ldap-timeout", "ldap-group-base", "ldap-group-filter", "ldap-group-name-attribute", "ldap-group-depth",
 			"ldap-test-user"}, true},
-		{[]string{"healthcheck"}, []string{"url", "timeout"}, false},
+		{[]string{"healthcheck"}, []string{"url", "timeout", "body"}, false},
 	}
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+)`)
 	for _, tt := range tests {

@@ -109,7 +109,7 @@ func (h *authHandler) decide(r *http.Request) decision {
 	// With --trusted-proxies only those peers may ask, and only their X-Forwarded-For is
 	// believed; without it every peer may ask and is believed (SECURITY.md says why).
 	peerTrusted := len(h.trusted) == 0 || containsIP(h.trusted, peer)
-	d.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))
+	d.client = clientAddress(peer, peerTrusted, h.trusted, r.Header.Values("X-Forwarded-For"))
 	if !peerTrusted {
 		return d.deny(http.StatusForbidden, "denied", "untrusted_peer")
 	}
@@ -348,19 +348,25 @@ func sanitizeForLog(s string, max int) string {
 	}, s)
 }
 
-// clientAddress is the address a request comes from: the last X-Forwarded-For entry
-// (Traefik appends the address it saw; anything before it came from the client) when the
-// peer may set that header and it holds an IP address, otherwise the peer itself.
-func clientAddress(peer string, peerTrusted bool, xff []string) string {
+// clientAddress is the address a request comes from. When the peer may set X-Forwarded-For,
+// it is the header's rightmost entry that is not itself one of the trusted proxies: Traefik
+// appends the address it saw, and every Traefik hop after it (a load-balancing hop inside
+// Traefik appends 127.0.0.1) is trusted, while anything left of the client's entry came from
+// the client. Without a list of trusted proxies it is the last entry. An entry that is not
+// an IP address ends the walk: the peer itself is then the address.
+func clientAddress(peer string, peerTrusted bool, trusted []*net.IPNet, xff []string) string {
 	if !peerTrusted || len(xff) == 0 {
 		return peer
 	}
-	last := xff[len(xff)-1]
-	if i := strings.LastIndexByte(last, ','); i >= 0 {
-		last = last[i+1:]
-	}
-	if ip := strings.TrimSpace(last); net.ParseIP(ip) != nil {
-		return ip
+	entries := strings.Split(strings.Join(xff, ","), ",")
+	for i := len(entries) - 1; i >= 0; i-- {
+		ip := strings.TrimSpace(entries[i])
+		if net.ParseIP(ip) == nil {
+			return peer
+		}
+		if i == 0 || len(trusted) == 0 || !containsIP(trusted, ip) {
+			return ip
+		}
 	}
 	return peer
 }

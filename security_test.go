@@ -283,7 +283,8 @@ func TestHostilePathsEndToEnd(t *testing.T) {
 }
 
 // TestClientAddress: X-Forwarded-For is believed only from a peer allowed to set it, and
-// only its last entry, which Traefik appends.
+// only its last entry, which Traefik appends, or with --trusted-proxies the rightmost entry
+// that is no trusted proxy (a load-balancing hop inside Traefik appends 127.0.0.1).
 func TestClientAddress(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -303,8 +304,28 @@ func TestClientAddress(t *testing.T) {
 		{"untrusted peer: header ignored", false, []string{"203.0.113.9"}, "10.0.0.2"},
 	}
 	for _, tt := range tests {
-		if got := clientAddress("10.0.0.2", tt.trusted, tt.xff); got != tt.want {
+		if got := clientAddress("10.0.0.2", tt.trusted, nil, tt.xff); got != tt.want {
 			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	proxies, err := parseCIDRList("10.0.0.0/24,127.0.0.1/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		xff  []string
+		want string
+	}{
+		{"Traefik's entry last", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"the load-balancing hop skipped", []string{"203.0.113.9, 127.0.0.1"}, "203.0.113.9"},
+		{"two trusted hops skipped", []string{"203.0.113.9", "10.0.0.7, 127.0.0.1"}, "203.0.113.9"},
+		{"a client-sent entry left of the client stays unbelieved", []string{"198.51.100.1, 203.0.113.9, 127.0.0.1"}, "203.0.113.9"},
+		{"a client in a trusted range, leftmost", []string{"127.0.0.1"}, "127.0.0.1"},
+		{"garbage before the trusted hop", []string{"evil, 127.0.0.1"}, "10.0.0.2"},
+	} {
+		if got := clientAddress("10.0.0.2", true, proxies, tt.xff); got != tt.want {
+			t.Errorf("with trusted proxies, %s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

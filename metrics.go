@@ -24,6 +24,7 @@ type metrics struct {
 	hashSlots        prometheus.Gauge
 	hashSlotsInUse   prometheus.Gauge
 	hashWaits        *prometheus.CounterVec
+	loadedFiles      *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -83,6 +84,16 @@ func newMetrics() *metrics {
 			Help: "Uncached logins that waited for a hashing slot, by how the wait ended: granted, timeout (answered 503) or canceled (the request ended).",
 		}, []string{"result"}),
 	}
+	m.loadedFiles = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "registry_auth_loaded_file_info",
+		Help: "1 for each file in force, by role (htpasswd, groups, policy) and the SHA-256 of its content, as /readyz shows them: replicas that disagree have loaded different files.",
+	}, []string{"role", "sha256"})
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "registry_auth_build_info",
+		Help:        "1, with the version of the running binary as a label.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	buildInfo.Set(1)
 	for _, result := range []string{"granted", "timeout", "canceled"} {
 		m.hashWaits.WithLabelValues(result)
 	}
@@ -93,6 +104,7 @@ func newMetrics() *metrics {
 	m.registry.MustRegister(
 		m.decisions, m.verifyDuration, m.cache, m.throttled, m.reloads, m.lastReload,
 		m.users, m.groups, m.pushGroupMembers, m.connections, m.hashSlots, m.hashSlotsInUse, m.hashWaits,
+		m.loadedFiles, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -190,6 +190,10 @@ func (s *store) reload(reason string) error {
 	s.current.Store(snap)
 	s.metrics.reloads.WithLabelValues("success").Inc()
 	s.metrics.lastReload.SetToCurrentTime()
+	s.metrics.loadedFiles.Reset()
+	for _, f := range snap.files {
+		s.metrics.loadedFiles.WithLabelValues(f.role, f.sum).Set(1)
+	}
 	s.metrics.users.Set(float64(len(snap.users)))
 	s.metrics.groups.Set(float64(len(snap.groups)))
 	attrs := []any{"trigger", reason, "users", len(snap.users), "groups", len(snap.groups)}

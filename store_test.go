@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -397,5 +398,55 @@ func TestGroupMemberProblemsAndCount(t *testing.T) {
 	}
 	if warning == nil || warning["line"] != float64(4) {
 		t.Errorf("got warning %v, want one about ghost naming line 4", warning)
+	}
+}
+
+// TestLoadedFileMetric: registry_auth_loaded_file_info names the files in force by the
+// SHA-256 /readyz shows, one series per file, replaced at each reload.
+func TestLoadedFileMetric(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "alice", "a"), "pusher: alice\n")
+	st, m := newTestStore(t, f, time.Minute, nil)
+	want := func() []string {
+		var series []string
+		for _, fs := range st.snapshot().files {
+			series = append(series, fs.role+" "+fs.sum)
+		}
+		slices.Sort(series)
+		return series
+	}
+	got := func() []string {
+		families, err := m.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var series []string
+		for _, fam := range families {
+			if fam.GetName() != "registry_auth_loaded_file_info" {
+				continue
+			}
+			for _, s := range fam.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range s.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if s.GetGauge().GetValue() == 1 {
+					series = append(series, labels["role"]+" "+labels["sha256"])
+				}
+			}
+		}
+		slices.Sort(series)
+		return series
+	}
+	first := want()
+	if g := got(); len(first) != 2 || !slices.Equal(g, first) {
+		t.Fatalf("got %q, want %q", g, first)
+	}
+	writeFile(t, f.htpasswd, htpasswdLines(t, "alice", "a", "bob", "b"))
+	if err := st.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := got(), want(); slices.Equal(w, first) || !slices.Equal(g, w) {
+		t.Errorf("after the edit: got %q, want %q (before: %q)", g, w, first)
 	}
 }

@@ -17,10 +17,10 @@ sudo=""
 
 # Debian packages the tests run: Apache's htpasswd and httpd (vectors, the bench's Apache
 # recipe), skopeo (e2e client), wrk (bench), gnuplot (bench chart), openssl (certificates),
-# slapd and ldap-utils (a real directory for the LDAP tests),
+# slapd and ldap-utils (a real directory for the LDAP tests), prometheus (promtool checks the alert rules),
 # the docker CLI and engine, and Compose when neither the plugin nor docker-compose exists.
 need=()
-for cmd in htpasswd:apache2-utils apache2:apache2 skopeo:skopeo wrk:wrk gnuplot:gnuplot-nox openssl:openssl docker:docker.io slapd:slapd ldapadd:ldap-utils; do
+for cmd in htpasswd:apache2-utils apache2:apache2 skopeo:skopeo wrk:wrk gnuplot:gnuplot-nox openssl:openssl docker:docker.io slapd:slapd ldapadd:ldap-utils promtool:prometheus; do
 	command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
 if ! docker compose version >/dev/null 2>&1 && ! docker-compose version >/dev/null 2>&1; then

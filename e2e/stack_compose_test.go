@@ -15,15 +15,26 @@ import (
 	"time"
 )
 
+// dockerCLI runs the docker CLI in a stack's project directory with a DOCKER_CONFIG of its
+// own, so that logins never touch ~/.docker.
+type dockerCLI struct {
+	dir          string // the project directory: a copy of the repo's stack files plus test-made auth/ and certs/
+	dockerConfig string
+}
+
+// docker runs the docker CLI with stdin (may be nil) and returns its combined output.
+func (d *dockerCLI) docker(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
+	return run(ctx, d.dir, []string{"DOCKER_CONFIG=" + d.dockerConfig}, stdin, "docker", args...)
+}
+
 // composeStack drives one Compose project made from the repository's own
 // docker-compose.yml with Compose and the docker CLI.
 type composeStack struct {
-	t            *testing.T
-	dir          string   // the project directory: a copy of the repo's stack files plus test-made auth/ and certs/
-	project      string   // unique Compose project name
-	composeCmd   []string // `docker compose` or docker-compose (harness.ComposeCommand)
-	dockerConfig string   // DOCKER_CONFIG for the docker CLI, so logins never touch ~/.docker
-	logsPrinted  bool
+	t *testing.T
+	dockerCLI
+	project     string   // unique Compose project name
+	composeCmd  []string // `docker compose` or docker-compose (harness.ComposeCommand)
+	logsPrinted bool
 }
 
 // compose runs Compose on the stack's project and returns its combined output.
@@ -37,12 +48,6 @@ func (s *composeStack) composeEnv(ctx context.Context, env []string, args ...str
 	full = append(full, "-p", s.project, "-f", filepath.Join(s.dir, "docker-compose.yml"))
 	full = append(full, args...)
 	return run(ctx, s.dir, env, nil, s.composeCmd[0], full...)
-}
-
-// docker runs the docker CLI with the stack's DOCKER_CONFIG and stdin (may be
-// nil), and returns its combined output.
-func (s *composeStack) docker(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	return run(ctx, s.dir, []string{"DOCKER_CONFIG=" + s.dockerConfig}, stdin, "docker", args...)
 }
 
 // containerID returns the ID of the service's container.

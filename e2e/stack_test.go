@@ -74,11 +74,10 @@ func TestStack(t *testing.T) {
 	trustCA(t, filepath.Join(dir, "certs", "domain.crt"))
 
 	s := &composeStack{
-		t:            t,
-		dir:          dir,
-		project:      "rastack" + randomHex(4),
-		composeCmd:   composeCmd,
-		dockerConfig: t.TempDir(),
+		t:          t,
+		dockerCLI:  dockerCLI{dir: dir, dockerConfig: t.TempDir()},
+		project:    "rastack" + randomHex(4),
+		composeCmd: composeCmd,
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -98,15 +97,15 @@ func TestStack(t *testing.T) {
 	waitForChallenge(ctx, t, client)
 	t.Logf("stack answering through Traefik %v after up", time.Since(start).Round(time.Millisecond))
 
-	image := localImage(ctx, t, s)
+	image := localImage(ctx, t, &s.dockerCLI)
 	users := map[string]string{"alice": alicePassword, "bob": bobPassword}
 	var pushedDigest, refusedPush string
 
 	t.Run("1 pusher logs in, tags and pushes", func(t *testing.T) {
-		mustLogin(ctx, t, s, "alice", users["alice"])
+		mustLogin(ctx, t, &s.dockerCLI, "alice", users["alice"])
 		ref := registryHost + "/stacktest/hello:" + image.tag
-		mustDocker(ctx, t, s, "tag", image.name, ref)
-		out := mustDocker(ctx, t, s, "push", ref)
+		mustDocker(ctx, t, &s.dockerCLI, "tag", image.name, ref)
+		out := mustDocker(ctx, t, &s.dockerCLI, "push", ref)
 		m := regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
 		if m == nil {
 			t.Fatalf("docker push printed no digest:\n%s", out)
@@ -130,10 +129,10 @@ func TestStack(t *testing.T) {
 
 	t.Run("2 read-only user pulls, and is refused a push with denied", func(t *testing.T) {
 		ref := registryHost + "/stacktest/hello:" + image.tag
-		mustLogin(ctx, t, s, "bob", users["bob"])
+		mustLogin(ctx, t, &s.dockerCLI, "bob", users["bob"])
 		// Remove the image entirely, so the pull downloads manifest and layer.
-		mustDocker(ctx, t, s, "rmi", "-f", ref, image.name)
-		out := mustDocker(ctx, t, s, "pull", ref)
+		mustDocker(ctx, t, &s.dockerCLI, "rmi", "-f", ref, image.name)
+		out := mustDocker(ctx, t, &s.dockerCLI, "pull", ref)
 		m := regexp.MustCompile(`Digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
 		switch {
 		case m == nil:
@@ -143,7 +142,7 @@ func TestStack(t *testing.T) {
 		}
 
 		refused := registryHost + "/stacktest/bob-push:" + image.tag
-		mustDocker(ctx, t, s, "tag", ref, refused)
+		mustDocker(ctx, t, &s.dockerCLI, "tag", ref, refused)
 		out, err := s.docker(ctx, nil, "push", refused)
 		refusedPush = out
 		if err == nil {
@@ -217,9 +216,9 @@ func TestStack(t *testing.T) {
 		if inodeOf(t, htpasswdFile) == inode {
 			t.Fatal("editor-style save kept the inode; the test would not exercise a rename")
 		}
-		expectLogin(ctx, t, s, "carol", "carol-secret", true, written)
+		expectLogin(ctx, t, &s.dockerCLI, "carol", "carol-secret", true, written)
 		editorSave(t, htpasswdFile, func(old string) string { return strings.Replace(old, carolLine+"\n", "", 1) })
-		expectLogin(ctx, t, s, "carol", "carol-secret", false, time.Now())
+		expectLogin(ctx, t, &s.dockerCLI, "carol", "carol-secret", false, time.Now())
 
 		// Apache's htpasswd rewrites the file in place (same inode).
 		inode = inodeOf(t, htpasswdFile)
@@ -228,9 +227,9 @@ func TestStack(t *testing.T) {
 		if inodeOf(t, htpasswdFile) != inode {
 			t.Fatal("htpasswd replaced the file instead of rewriting it in place; the test would not exercise that case")
 		}
-		expectLogin(ctx, t, s, "dave", "dave-secret", true, written)
+		expectLogin(ctx, t, &s.dockerCLI, "dave", "dave-secret", true, written)
 		runOK(ctx, t, "htpasswd", "-D", htpasswdFile, "dave")
-		expectLogin(ctx, t, s, "dave", "dave-secret", false, time.Now())
+		expectLogin(ctx, t, &s.dockerCLI, "dave", "dave-secret", false, time.Now())
 
 		if after := containerStates(ctx, t, s); after != before {
 			t.Errorf("containers restarted while users changed:\nbefore %s\nafter  %s", before, after)
@@ -272,13 +271,13 @@ func TestStack(t *testing.T) {
 
 		// The pusher publishes an image; bob pushes to his personal namespace, which the
 		// push group rule alone never allowed.
-		mustLogin(ctx, t, s, "alice", users["alice"])
+		mustLogin(ctx, t, &s.dockerCLI, "alice", users["alice"])
 		// Step 2 removed the local image and pulled it back under its registry name.
-		mustDocker(ctx, t, s, "tag", ref("stacktest/hello"), ref("public/hello"))
-		mustDocker(ctx, t, s, "push", ref("public/hello"))
-		mustLogin(ctx, t, s, "bob", users["bob"])
-		mustDocker(ctx, t, s, "tag", ref("stacktest/hello"), ref("bob/hello"))
-		mustDocker(ctx, t, s, "push", ref("bob/hello"))
+		mustDocker(ctx, t, &s.dockerCLI, "tag", ref("stacktest/hello"), ref("public/hello"))
+		mustDocker(ctx, t, &s.dockerCLI, "push", ref("public/hello"))
+		mustLogin(ctx, t, &s.dockerCLI, "bob", users["bob"])
+		mustDocker(ctx, t, &s.dockerCLI, "tag", ref("stacktest/hello"), ref("bob/hello"))
+		mustDocker(ctx, t, &s.dockerCLI, "push", ref("bob/hello"))
 
 		// Classic docker pulling a public repository without credentials: its first
 		// GET /v2/ is challenged (it must be, or docker would never send credentials for
@@ -287,15 +286,15 @@ func TestStack(t *testing.T) {
 		// plain HTTP, which Traefik's TLS-only router answers 404. So classic docker needs
 		// a login (any user) even for public/; go-containerregistry and skopeo pull such
 		// repositories anonymously (TestPolicy in e2e/policy_test.go). README.md says so.
-		mustDocker(ctx, t, s, "logout", registryHost)
-		mustDocker(ctx, t, s, "rmi", "-f", ref("public/hello"))
+		mustDocker(ctx, t, &s.dockerCLI, "logout", registryHost)
+		mustDocker(ctx, t, &s.dockerCLI, "rmi", "-f", ref("public/hello"))
 		out, err := s.docker(ctx, nil, "pull", ref("public/hello"))
 		t.Logf("anonymous docker pull of a public repository (err %v):\n%s", err, strings.TrimSpace(out))
 		if err == nil {
 			t.Errorf("anonymous classic docker pull of public/hello succeeded; README.md says it needs a login: update it")
 		}
-		mustLogin(ctx, t, s, "bob", users["bob"])
-		mustDocker(ctx, t, s, "pull", ref("public/hello"))
+		mustLogin(ctx, t, &s.dockerCLI, "bob", users["bob"])
+		mustDocker(ctx, t, &s.dockerCLI, "pull", ref("public/hello"))
 
 		// An edit while it runs: bob's namespace becomes read-only for him.
 		editorSave(t, policyFile, func(old string) string {
@@ -330,7 +329,7 @@ func TestStack(t *testing.T) {
 			t.Fatalf("user add through compose run: %v\n%s", err, out)
 		}
 		t.Logf("user add through compose run:\n%s", strings.TrimSpace(out))
-		mustLogin(ctx, t, s, "erin", "erin-secret-1") // at once: --wait saw the service load it
+		mustLogin(ctx, t, &s.dockerCLI, "erin", "erin-secret-1") // at once: --wait saw the service load it
 		if out, err := ra("", "user", "remove", "--wait", "https://auth:8080", "erin"); err != nil {
 			t.Fatalf("user remove through compose run: %v\n%s", err, out)
 		}
@@ -677,7 +676,7 @@ type testImage struct{ name, tag string }
 
 // localImage builds a one-file image FROM scratch with random content, so
 // every run pushes a new layer, and removes it when the test ends.
-func localImage(ctx context.Context, t *testing.T, s *composeStack) testImage {
+func localImage(ctx context.Context, t *testing.T, s *dockerCLI) testImage {
 	t.Helper()
 	tag := randomHex(6)
 	img := testImage{name: "stacktest-hello:" + tag, tag: tag}
@@ -698,7 +697,7 @@ func localImage(ctx context.Context, t *testing.T, s *composeStack) testImage {
 }
 
 // mustDocker runs the docker CLI and fails the test if it fails.
-func mustDocker(ctx context.Context, t *testing.T, s *composeStack, args ...string) string {
+func mustDocker(ctx context.Context, t *testing.T, s *dockerCLI, args ...string) string {
 	t.Helper()
 	out, err := s.docker(ctx, nil, args...)
 	if err != nil {
@@ -708,7 +707,7 @@ func mustDocker(ctx context.Context, t *testing.T, s *composeStack, args ...stri
 }
 
 // mustLogin logs the docker CLI in to the stack as user.
-func mustLogin(ctx context.Context, t *testing.T, s *composeStack, user, password string) {
+func mustLogin(ctx context.Context, t *testing.T, s *dockerCLI, user, password string) {
 	t.Helper()
 	out, err := s.docker(ctx, strings.NewReader(password), "login", registryHost, "-u", user, "--password-stdin")
 	if err != nil {
@@ -722,7 +721,7 @@ func mustLogin(ctx context.Context, t *testing.T, s *composeStack, user, passwor
 // expectLogin polls docker login as user until it succeeds (ok) or is
 // refused as unauthorized (!ok), and fails the test unless that happens in an
 // attempt started within reloadWithin of since.
-func expectLogin(ctx context.Context, t *testing.T, s *composeStack, user, password string, ok bool, since time.Time) {
+func expectLogin(ctx context.Context, t *testing.T, s *dockerCLI, user, password string, ok bool, since time.Time) {
 	t.Helper()
 	took, err := pollUntil(since, reloadWithin, func() (bool, string) {
 		out, err := s.docker(ctx, strings.NewReader(password), "login", registryHost, "-u", user, "--password-stdin")

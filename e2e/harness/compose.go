@@ -14,8 +14,15 @@ import (
 // docker compose would (project name "registry-auth", no environment
 // variables set, so every ${VAR:-default} takes its default).
 func LoadCompose(ctx context.Context, repoRoot string) (*types.Project, error) {
-	file := filepath.Join(repoRoot, "docker-compose.yml")
-	details, err := loader.LoadConfigFiles(ctx, []string{file}, repoRoot)
+	return LoadComposeFile(ctx, repoRoot, "docker-compose.yml")
+}
+
+// LoadComposeFile loads the compose-format file rel (relative to repoRoot; a
+// stack file too) as LoadCompose does, its relative paths resolved against its
+// own directory, as docker stack deploy resolves them.
+func LoadComposeFile(ctx context.Context, repoRoot, rel string) (*types.Project, error) {
+	file := filepath.Join(repoRoot, rel)
+	details, err := loader.LoadConfigFiles(ctx, []string{file}, filepath.Dir(file))
 	if err != nil {
 		return nil, err
 	}

@@ -221,28 +221,7 @@ func ggcrPuller(ctx context.Context, s *harness.Stack, id int, st *loadStats) {
 	noRetry := []remote.Option{remote.WithRetryBackoff(remote.Backoff{Steps: 1}), remote.WithRetryStatusCodes()}
 	paced(ctx, ggcrPullInterval, id, func(n int) bool {
 		u := stableUsers[n%len(stableUsers)]
-		err := func() error {
-			img, err := remote.Image(target, ggcrOptions(ctx, s, &u, noRetry...)...)
-			if err != nil {
-				return err
-			}
-			layers, err := img.Layers()
-			if err != nil {
-				return err
-			}
-			for _, l := range layers {
-				rc, err := l.Compressed()
-				if err != nil {
-					return err
-				}
-				_, err = io.Copy(io.Discard, rc)
-				rc.Close()
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		}()
+		err := pullImage(target, ggcrOptions(ctx, s, &u, noRetry...)...)
 		if ctx.Err() != nil {
 			return false
 		}

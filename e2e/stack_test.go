@@ -56,22 +56,7 @@ func TestStack(t *testing.T) {
 	composeCmd := harness.RequireCompose(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	lockStackPort(ctx, t)
-	ln, err := net.Listen("tcp", ":5043")
-	if err != nil {
-		t.Fatalf("port 5043 is busy, the stack publishes Traefik there: %v", err)
-	}
-	ln.Close()
-
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buildImages(ctx, t)
-
-	dir := t.TempDir()
-	prepareProjectDir(ctx, t, root, dir)
-	trustCA(t, filepath.Join(dir, "certs", "domain.crt"))
+	_, dir := prepareStack(ctx, t)
 
 	s := &composeStack{
 		t:          t,
@@ -469,6 +454,28 @@ const (
 // lockStackPort waits for the machine-wide lock of the stack test, held until the test ends:
 // the stack publishes the fixed port 5043, so two runs on one machine (a developer's and
 // CI's, say) take turns instead of failing.
+// prepareStack readies the engine and a project directory for a stack test: it takes the
+// port-5043 lock, checks that the port is free, builds the images, makes the project
+// directory (prepareProjectDir) and makes docker trust its certificate. It returns the
+// repository's root and the directory.
+func prepareStack(ctx context.Context, t *testing.T) (root, dir string) {
+	t.Helper()
+	lockStackPort(ctx, t)
+	ln, err := net.Listen("tcp", ":5043")
+	if err != nil {
+		t.Fatalf("port 5043 is busy, the stack publishes Traefik there: %v", err)
+	}
+	ln.Close()
+	if root, err = harness.RepoRoot(); err != nil {
+		t.Fatal(err)
+	}
+	buildImages(ctx, t)
+	dir = t.TempDir()
+	prepareProjectDir(ctx, t, root, dir)
+	trustCA(t, filepath.Join(dir, "certs", "domain.crt"))
+	return root, dir
+}
+
 func lockStackPort(ctx context.Context, t *testing.T) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "registry-auth-stack-5043.lock"), os.O_CREATE|os.O_RDWR, 0o666)

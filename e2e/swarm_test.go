@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,25 +38,12 @@ func TestSwarm(t *testing.T) {
 	harness.RequireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	lockStackPort(ctx, t)
-	if ln, err := net.Listen("tcp", ":5043"); err != nil {
-		t.Fatalf("port 5043 is busy, the stack publishes Traefik there: %v", err)
-	} else {
-		ln.Close()
-	}
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buildImages(ctx, t)
-	dir := t.TempDir()
-	prepareProjectDir(ctx, t, root, dir)
+	root, dir := prepareStack(ctx, t)
 	for _, f := range []string{"deploy/swarm/docker-stack.yml", "deploy/swarm/traefik.yml", "deploy/swarm/dynamic/auth-hop.yml"} {
 		if err := copyFileMode(filepath.Join(root, f), filepath.Join(dir, f), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	trustCA(t, filepath.Join(dir, "certs", "domain.crt"))
 	joinSwarm(ctx, t)
 
 	s := &swarmStack{t: t, dockerCLI: dockerCLI{dir: dir, dockerConfig: t.TempDir()}, name: "rasw" + randomHex(3)}
@@ -711,24 +697,5 @@ func (l registryLoad) until(ctx context.Context, clients, pullers int, stop <-ch
 
 // pull fetches the image's manifest and reads every layer, as a registry client does.
 func (l registryLoad) pull(ctx context.Context) error {
-	img, err := remote.Image(l.ref, append(l.opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	for _, layer := range layers {
-		rc, err := layer.Compressed()
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return pullImage(l.ref, append(l.opts, remote.WithContext(ctx))...)
 }

@@ -221,27 +221,3 @@ func metricSample(lines []string, sample string) (float64, bool, error) {
 	}
 	return 0, false, nil
 }
-
-// pullImage fetches ref's manifest and reads every layer, as a registry client pulls.
-func pullImage(ref name.Reference, opts ...remote.Option) error {
-	img, err := remote.Image(ref, opts...)
-	if err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	for _, layer := range layers {
-		rc, err := layer.Compressed()
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}

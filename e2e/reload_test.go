@@ -221,7 +221,7 @@ func ggcrPuller(ctx context.Context, s *harness.Stack, id int, st *loadStats) {
 	noRetry := []remote.Option{remote.WithRetryBackoff(remote.Backoff{Steps: 1}), remote.WithRetryStatusCodes()}
 	paced(ctx, ggcrPullInterval, id, func(n int) bool {
 		u := stableUsers[n%len(stableUsers)]
-		err := pullImage(target, ggcrOptions(ctx, s, &u, noRetry...)...)
+		err := harness.PullImage(target, ggcrOptions(ctx, s, &u, noRetry...)...)
 		if ctx.Err() != nil {
 			return false
 		}

@@ -697,5 +697,5 @@ func (l registryLoad) until(ctx context.Context, clients, pullers int, stop <-ch
 
 // pull fetches the image's manifest and reads every layer, as a registry client does.
 func (l registryLoad) pull(ctx context.Context) error {
-	return pullImage(l.ref, append(l.opts, remote.WithContext(ctx))...)
+	return harness.PullImage(l.ref, append(l.opts, remote.WithContext(ctx))...)
 }

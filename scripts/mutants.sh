@@ -102,7 +102,7 @@ mutant directory-name-key-raw internal/ldap/directory.go \
 	'func (d *Directory) NameKey(user string) string { return user }'
 mutant directory-takes-file-name authn.go \
 	'if _, ok := earlier.Claims(out.User); ok {' \
-	'if false {'
+	'if _, ok := earlier.Claims(out.User); false && ok {'
 mutant ipv6-throttled-per-address throttle.go \
 	'p, _ := ip.Prefix(64)' \
 	'p := ip'
@@ -155,7 +155,7 @@ mutant directory-before-file store.go \
 	'snap.authenticators = append(slices.Clip(s.backends), snap.authenticators...)'
 mutant check-skips-directory-groups internal/ldap/diagnose.go \
 	'diag.Groups = append([]Group{}, groups...)' \
-	'diag.Groups = []Group{}'
+	'diag.Groups = append([]Group{}, groups[:0]...)'
 mutant edit-not-proved-by-parser internal/htpasswd/edit.go \
 	'before := d.parsed' \
 	'before := d.parsed; if true { return nil }'

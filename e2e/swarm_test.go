@@ -124,6 +124,17 @@ func TestSwarm(t *testing.T) {
 			if p := 100 * float64(n) / float64(shares.total); p < 20 || p > 47 {
 				t.Errorf("replica %s answered %.0f%% of the auth sub-requests, want 20%% to 47%%", id, p)
 			}
+		}		// The load-balancing hop appends 127.0.0.1 to X-Forwarded-For; with the stack's
+		// --trusted-proxies each replica still sees the client's address, so the per-client
+		// throttle counts each client apart.
+		for _, id := range s.authContainers(ctx, t) {
+			out, err := s.docker(ctx, nil, "logs", "--tail", "50", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(out, `"client":"127.0.0.1"`) || strings.Contains(out, `"client":"10.213.21.`) || !strings.Contains(out, `"client":"`) {
+				t.Errorf("replica %.12s logs a proxy's address as the client, or none:\n%s", id, out)
+			}
 		}
 	})
 

@@ -26,6 +26,9 @@ type config struct {
 	// readHeaderTimeout is how long a client may take to send its request line and headers
 	// (at most maxReadHeaderTimeout, the whole request's read timeout).
 	readHeaderTimeout time.Duration
+	// shutdownDelay is how long the service keeps serving after SIGTERM with /readyz
+	// answering 503, so that a load balancer that checks it stops sending requests first.
+	shutdownDelay time.Duration
 	logFormat         string
 	logLevel          slog.Level
 	throttle          throttleConfig
@@ -62,6 +65,7 @@ func parseServeConfig(env cli.Env, args []string) (config, error) {
 	fs.EnvInt(&c.cacheSize, "cache-size", 10000, "most verified credentials remembered at once")
 	fs.EnvDuration(&c.pollInterval, "poll-interval", 5*time.Second, "how often the files are also checked by stat, for file systems without change events (NFS, SMB, FUSE); 0 turns the poll off")
 	fs.EnvDuration(&c.readHeaderTimeout, "read-header-timeout", 5*time.Second, "how long a client may take to send its request headers before the connection is closed (slow clients tie up connections)")
+	fs.EnvDuration(&c.shutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving this long with /readyz answering 503 before stopping, so that a load balancer checking /readyz (the Swarm stack's Traefik, a Kubernetes readiness probe) stops sending requests first; 0 stops at once")
 	fs.EnvString(&c.logFormat, "log-format", "json", "log format: json or text")
 	fs.EnvString(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.EnvString(&trusted, "trusted-proxies", "", "comma-separated CIDRs of the proxies allowed to ask /auth (e.g. the Traefik network); empty allows any peer")
@@ -101,6 +105,9 @@ func parseServeConfig(env cli.Env, args []string) (config, error) {
 	}
 	if c.pollInterval < 0 {
 		errs = append(errs, fmt.Errorf("--poll-interval %v: want 0 (off) or a positive duration", c.pollInterval))
+	}
+	if c.shutdownDelay < 0 || c.shutdownDelay > maxShutdownDelay {
+		errs = append(errs, fmt.Errorf("--shutdown-delay %v: want 0 to %v, a little more than the load balancer's health-check interval (such as 5s)", c.shutdownDelay, maxShutdownDelay))
 	}
 	if c.readHeaderTimeout <= 0 || c.readHeaderTimeout > maxReadHeaderTimeout {
 		errs = append(errs, fmt.Errorf("--read-header-timeout %v: want a positive duration up to %v, such as 5s", c.readHeaderTimeout, maxReadHeaderTimeout))

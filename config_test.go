@@ -38,6 +38,7 @@ var serveFlags = []struct {
 	{name: "cache-size", def: "10000", fromEnv: "5", fromFlag: "7", get: func(c config) string { return strconv.Itoa(c.cacheSize) }},
 	{name: "poll-interval", def: "5s", fromEnv: "0s", fromFlag: "30s", envValue: "0", get: func(c config) string { return c.pollInterval.String() }},
 	{name: "read-header-timeout", def: "5s", fromEnv: "2s", fromFlag: "3s", get: func(c config) string { return c.readHeaderTimeout.String() }},
+	{name: "shutdown-delay", def: "0s", fromEnv: "5s", fromFlag: "2s", get: func(c config) string { return c.shutdownDelay.String() }},
 	{name: "log-format", def: "json", fromEnv: "text", fromFlag: "json", get: func(c config) string { return c.logFormat }},
 	{name: "log-level", def: "INFO", fromEnv: "DEBUG", fromFlag: "WARN", envValue: "debug", flagValue: "warn", get: func(c config) string { return c.logLevel.String() }},
 	{name: "trusted-proxies", def: "", fromEnv: "10.0.0.0/8", fromFlag: "192.168.1.1/32 fd00::/8", flagValue: "192.168.1.1, fd00::/8", get: func(c config) string {

@@ -413,6 +413,11 @@ func readyz(st *store) http.Handler {
 			w.Write([]byte("no users loaded\n"))
 			return
 		}
+		if st.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("draining: shutting down\n"))
+			return
+		}
 		var b strings.Builder
 		b.WriteString("ready\n")
 		for _, f := range snap.files {

@@ -172,6 +172,17 @@ func serve(ctx context.Context, env cli.Env, args []string) error {
 		// otherwise block for ever.
 		watched <- nil
 	}
+	if cfg.shutdownDelay > 0 {
+		// Still serving: a load balancer that checks /readyz leaves this instance out first.
+		st.draining.Store(true)
+		logger.Info("draining: /readyz answers 503, requests are still served", "shutdown_delay", cfg.shutdownDelay.String())
+		drain := time.NewTimer(cfg.shutdownDelay)
+		select {
+		case <-drain.C:
+		case err := <-served:
+			return fmt.Errorf("serving: %w", err)
+		}
+	}
 	logger.Info("shutting down")
 	// ctx is already done: the grace period needs a context of its own.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -189,6 +200,10 @@ func serve(ctx context.Context, env cli.Env, args []string) error {
 // HTTP/2 counts 32 bytes more per field, so 36 KiB of HTTP/1.1 header lines (Go's 4 KiB slack
 // included) can grow to about 300 KiB of HTTP/2 header list.
 const maxHeaderBytes = 512 << 10
+
+// maxShutdownDelay bounds --shutdown-delay: the container runtime kills the process after its
+// stop grace period (10 s in Docker and Swarm by default, 30 s in Kubernetes).
+const maxShutdownDelay = time.Minute
 
 // maxReadHeaderTimeout is the server's read timeout for a whole request, so also the
 // longest --read-header-timeout that means anything.

@@ -212,3 +212,40 @@ func TestServeWithoutGroupsWarns(t *testing.T) {
 		t.Errorf("push without groups: got %d, want 403", got)
 	}
 }
+
+// TestShutdownDelay: with --shutdown-delay, a stopping service first answers /readyz 503 (a
+// load balancer that checks it leaves the instance out) while it still decides /auth, and
+// stops only after the delay.
+func TestShutdownDelay(t *testing.T) {
+	t.Parallel()
+	f := newTestFiles(t, htpasswdLines(t, "alice", "alice-secret"), "pusher: alice\n")
+	const delay = 3 * time.Second
+	s := startService(t, nil, "--htpasswd", f.htpasswd, "--groups", f.groups, "--shutdown-delay", delay.String())
+	readyz := func() int {
+		resp, err := http.Get(s.url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := readyz(); got != http.StatusOK {
+		t.Fatalf("/readyz before the stop: got %d, want 200", got)
+	}
+	stopped := make(chan error, 1)
+	began := time.Now()
+	go func() { stopped <- s.stop() }()
+	waitFor(t, 2*time.Second, "/readyz to answer 503", func() bool { return readyz() == http.StatusServiceUnavailable })
+	if got := s.auth(t, "GET", "/v2/app/manifests/1", "alice", "alice-secret"); got != http.StatusOK {
+		t.Errorf("/auth while draining: got %d, want 200", got)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	if took := time.Since(began); took < delay {
+		t.Errorf("stopped after %v, want no sooner than --shutdown-delay %v", took, delay)
+	}
+	if !strings.Contains(s.logs.String(), `"msg":"draining`) {
+		t.Errorf("no draining line in the log:\n%s", s.logs)
+	}
+}

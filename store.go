@@ -100,6 +100,8 @@ type store struct {
 	throttle *throttle
 
 	current atomic.Pointer[snapshot]
+	// draining: the service is stopping (--shutdown-delay); /readyz answers 503.
+	draining atomic.Bool
 
 	mu          sync.Mutex // serialises reloads
 	lastFailure string     // last failure logged, so a poll does not repeat it every tick

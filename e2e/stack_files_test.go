@@ -17,8 +17,8 @@ import (
 // TestStackFilesAgree: docker-compose.yml and deploy/swarm/docker-stack.yml configure the
 // same stack, but for what Swarm changes on purpose: the forwardAuth address (Traefik's own
 // auth-lb entry point instead of the service) and its TLS (moved to the auth-lb router's
-// serversTransport), the labels under deploy, the replicas and their update order, and
-// --trusted-proxies for the load-balancing hop. The middleware's other settings, the
+// serversTransport), the labels under deploy, the replicas and their update order,
+// --trusted-proxies for the load-balancing hop and --shutdown-delay for updates. The middleware's other settings, the
 // registry's router, registry-auth's settings and mounts, the networks and Traefik's
 // public entry point must stay the same in both.
 func TestStackFilesAgree(t *testing.T) {
@@ -55,6 +55,7 @@ func TestStackFilesAgree(t *testing.T) {
 	ca, sa := compose.Services["auth"], stack.Services["auth"]
 	stackEnv := maps.Clone(sa.Environment)
 	delete(stackEnv, "REGISTRY_AUTH_TRUSTED_PROXIES")
+	delete(stackEnv, "REGISTRY_AUTH_SHUTDOWN_DELAY")
 	if !reflect.DeepEqual(ca.Environment, stackEnv) {
 		t.Errorf("registry-auth's environment differs:\ncompose: %v\nstack:   %v", ca.Environment, stackEnv)
 	}

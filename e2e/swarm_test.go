@@ -111,9 +111,11 @@ func TestSwarm(t *testing.T) {
 	t.Run("2 every replica answers its share", func(t *testing.T) {
 		before := s.decisions(ctx, t)
 		res := load.run(ctx, 8, 0, 20*time.Second, nil)
+		noBypass(t, res)
 		after := s.decisions(ctx, t)
 		shares := shareOf(before, after)
-		t.Logf("20 s of manifest and blob GETs by 8 clients: %d requests, %d failed; auth sub-requests per replica: %s", res.total, res.failed, shares)
+		t.Logf("20 s of manifest and blob GETs by 8 clients: %d requests, %d failed (and %d without credentials, %d let through); auth sub-requests per replica: %s",
+			res.total, res.failed, res.anonymous, res.bypassed, shares)
 		if res.failed > 0 {
 			t.Errorf("failed requests: %v", res.failures)
 		}
@@ -124,7 +126,7 @@ func TestSwarm(t *testing.T) {
 			if p := 100 * float64(n) / float64(shares.total); p < 20 || p > 47 {
 				t.Errorf("replica %s answered %.0f%% of the auth sub-requests, want 20%% to 47%%", id, p)
 			}
-		}		// The load-balancing hop appends 127.0.0.1 to X-Forwarded-For; with the stack's
+		} // The load-balancing hop appends 127.0.0.1 to X-Forwarded-For; with the stack's
 		// --trusted-proxies each replica still sees the client's address, so the per-client
 		// throttle counts each client apart.
 		for _, id := range s.authContainers(ctx, t) {
@@ -141,12 +143,15 @@ func TestSwarm(t *testing.T) {
 	t.Run("2b one replica, for comparison", func(t *testing.T) {
 		// Three replicas before and after one, so that drift on the machine falls on both.
 		before := load.run(ctx, 8, 0, 10*time.Second, nil)
+		noBypass(t, before)
 		s.mustUpdate(ctx, t, "auth", "--replicas", "1")
 		s.waitReplicas(ctx, t, 1)
 		one := load.run(ctx, 8, 0, 20*time.Second, nil)
+		noBypass(t, one)
 		s.mustUpdate(ctx, t, "auth", "--replicas", "3")
 		s.waitReplicas(ctx, t, 3)
 		after := load.run(ctx, 8, 0, 10*time.Second, nil)
+		noBypass(t, after)
 		three := before.total + after.total
 		t.Logf("by 8 clients through Traefik: 3 replicas %d requests in 2 x 10 s (%d failed), 1 replica %d in 20 s (%d failed): ratio %.2f",
 			three, before.failed+after.failed, one.total, one.failed, float64(three)/float64(one.total))
@@ -170,6 +175,7 @@ func TestSwarm(t *testing.T) {
 		s.waitForwardAuth(ctx, t, load, "https://auth:8080/auth")
 		before := s.decisions(ctx, t)
 		res := load.run(ctx, 8, 0, 10*time.Second, nil)
+		noBypass(t, res)
 		shares := shareOf(before, s.decisions(ctx, t))
 		t.Logf("forwardAuth straight to https://auth:8080 over HTTP/2, 10 s by 8 clients: %d requests, %d failed; per replica: %s", res.total, res.failed, shares)
 		s.mustUpdate(ctx, t, "registry",
@@ -194,6 +200,7 @@ func TestSwarm(t *testing.T) {
 		if len(killed) == 0 {
 			t.Fatal("the load ended before the kill")
 		}
+		noBypass(t, res)
 		t.Logf("30 s of image pulls by 4 clients and single GETs by 4 more, task container %.12s killed (SIGKILL) at 10 s: "+
 			"%d pulls, %d failed; %d GETs, %d failed %v", victims[0], res.pulls, res.lost, res.total, res.failed, res.failures)
 		// A GET whose auth sub-request was on the killed task's connection when it died gets
@@ -213,6 +220,7 @@ func TestSwarm(t *testing.T) {
 		res := load.during(ctx, t, 8, func() {
 			s.mustUpdate(ctx, t, "auth", "--image", next)
 		})
+		noBypass(t, res)
 		t.Logf("rolling update of 3 replicas to %s under load by 8 clients: %d requests in %v, %d failed %v",
 			next, res.total, res.took.Round(time.Millisecond), res.failed, res.failures)
 		if res.failed > 0 {
@@ -247,6 +255,7 @@ func TestSwarm(t *testing.T) {
 				"--config-add", "source="+v1+",target=/auth/htpasswd,uid=0,gid=65532,mode=0440",
 				"--config-add", "source="+groups+",target=/auth/groups,uid=0,gid=65532,mode=0440")
 		})
+		noBypass(t, res)
 		t.Logf("from the ./auth bind mount to configs, under load: %d requests in %v, %d failed %v", res.total, res.took.Round(time.Millisecond), res.failed, res.failures)
 		if res.failed > 0 {
 			t.Errorf("got %d failed requests, want none", res.failed)
@@ -263,6 +272,7 @@ func TestSwarm(t *testing.T) {
 		res = load.during(ctx, t, 8, func() {
 			s.mustUpdate(ctx, t, "auth", "--config-rm", v1, "--config-add", "source="+v2+",target=/auth/htpasswd,uid=0,gid=65532,mode=0440")
 		})
+		noBypass(t, res)
 		t.Logf("config %s rotated to %s under load: %d requests in %v, %d failed %v", v1, v2, res.total, res.took.Round(time.Millisecond), res.failed, res.failures)
 		if res.failed > 0 {
 			t.Errorf("got %d failed requests, want none", res.failed)
@@ -548,6 +558,14 @@ func (r replicaShares) String() string {
 	return strings.Join(parts, ", ")
 }
 
+// noBypass fails t if any request without credentials got through during the load.
+func noBypass(t *testing.T, res loadResult) {
+	t.Helper()
+	if res.bypassed > 0 {
+		t.Errorf("%d of %d GETs without credentials were answered 2xx (let through unauthenticated): %v", res.bypassed, res.anonymous, res.failures)
+	}
+}
+
 // registryLoad sends what clients pulling one image send, through Traefik: its manifest and
 // its layer, each a GET that Traefik authenticates with registry-auth first.
 type registryLoad struct {
@@ -592,6 +610,8 @@ func newRegistryLoad(t *testing.T, client *http.Client, repo, tag string) regist
 type loadResult struct {
 	total, failed int      // single GETs
 	pulls, lost   int      // whole pulls by a client that retries, and those that failed anyway
+	anonymous     int      // GETs without credentials, sent beside the others
+	bypassed      int      // of those, answered 2xx: a request through without a decision to allow it
 	failures      []string // "status or error at time: what", the first 20
 	took          time.Duration
 }
@@ -649,6 +669,33 @@ func (l registryLoad) until(ctx context.Context, clients, pullers int, stop <-ch
 		}
 	}
 	var wg sync.WaitGroup
+	// One more client asks without credentials all along: every answer must be a refusal,
+	// whatever happens to the replicas (a 2xx would be a request let through unauthenticated).
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.urls[0], nil)
+			resp, err := l.client.Do(req)
+			mu.Lock()
+			res.anonymous++
+			mu.Unlock()
+			if err != nil {
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				mu.Lock()
+				res.bypassed++
+				mu.Unlock()
+				failure("anonymous GET answered "+resp.Status, "")
+			}
+		}
+	})
 	for w := range clients {
 		wg.Go(func() {
 			for i := w; ; i++ {

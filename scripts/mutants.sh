@@ -82,11 +82,14 @@ mutant source-groups-dropped store.go \
 	'id.Groups = slices.Clip(id.Groups); _ = sourceGroups'
 # Client addresses: who is believed.
 mutant xff-believed-from-any-peer handler.go \
-	'd.client = clientAddress(peer, peerTrusted, r.Header.Values("X-Forwarded-For"))' \
-	'd.client = clientAddress(peer, true, r.Header.Values("X-Forwarded-For"))'
+	'd.client = clientAddress(peer, peerTrusted, h.trusted, r.Header.Values("X-Forwarded-For"))' \
+	'd.client = clientAddress(peer, true, h.trusted, r.Header.Values("X-Forwarded-For"))'
 mutant xff-client-entry-believed handler.go \
-	'last = last[i+1:]' \
-	'last, _, _ = strings.Cut(last, ",")'
+	'for i := len(entries) - 1; i >= 0; i-- {' \
+	'for i := 0; i < len(entries); i++ {'
+mutant xff-trusted-hops-believed handler.go \
+	'if i == 0 || len(trusted) == 0 || !containsIP(trusted, ip) {' \
+	'if true {'
 # Throttling.
 mutant throttle-never-blocks throttle.go \
 	'if retryAfter > 0 {' \

@@ -29,13 +29,13 @@ type config struct {
 	// shutdownDelay is how long the service keeps serving after SIGTERM with /readyz
 	// answering 503, so that a load balancer that checks it stops sending requests first.
 	shutdownDelay time.Duration
-	logFormat         string
-	logLevel          slog.Level
-	throttle          throttleConfig
-	hashBudget        hashBudgetConfig
-	ldap              ldap.Config
-	trusted           []*net.IPNet // empty: any peer may ask
-	showVersion       bool         // --version: print the version and exit
+	logFormat     string
+	logLevel      slog.Level
+	throttle      throttleConfig
+	hashBudget    hashBudgetConfig
+	ldap          ldap.Config
+	trusted       []*net.IPNet // empty: any peer may ask
+	showVersion   bool         // --version: print the version and exit
 }
 
 const serveUsage = `Usage: registry-auth [serve] [flags]

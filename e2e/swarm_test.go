@@ -485,6 +485,10 @@ func (s *swarmStack) createConfig(ctx context.Context, t *testing.T, name, file 
 // printLogs prints the end of Traefik's and the registry's logs, and registry-auth's lines
 // but for its decisions to allow a read.
 func (s *swarmStack) printLogs(ctx context.Context) {
+	for _, svc := range []string{"traefik", "registry", "auth"} {
+		out, _ := s.docker(ctx, nil, "service", "ps", "--no-trunc", "--format", "{{.Name}} {{.CurrentState}} {{.Error}}", s.service(svc))
+		s.t.Logf("docker service ps %s:\n%s", s.service(svc), out)
+	}
 	for _, svc := range []string{"traefik", "registry"} {
 		out, _ := s.docker(ctx, nil, "service", "logs", "--tail", "40", s.service(svc))
 		s.t.Logf("docker service logs %s:\n%s", s.service(svc), out)

@@ -128,7 +128,7 @@ mutant push-group-counts-strangers store.go \
 	'if _, ok := s.users[member]; ok || !ok {'
 mutant group-names-lower-cased-only internal/htpasswd/parse.go \
 	'key := policy.GroupKey(group)' \
-	'key := strings.ToLower(group)'
+	'key := strings.ToLower(group); _ = policy.GroupKey'
 # The verified-credential cache.
 mutant cache-key-without-client store.go \
 	'[][]byte{[]byte(c.Client), []byte(c.User), c.Password, []byte(storedHash)}' \

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/registry-auth/registry-auth/internal/htpasswd/htpasswdtest"
 )
 
@@ -135,4 +137,20 @@ func testAuthHandler(st *store, m *metrics, logs io.Writer) *authHandler {
 		logger:  slog.New(slog.NewJSONHandler(logs, nil)),
 		metrics: m,
 	}
+}
+
+// metricFamily is the family name as m's registry gathers it; the test fails without one.
+func metricFamily(t testing.TB, m *metrics, name string) *dto.MetricFamily {
+	t.Helper()
+	families, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
 }

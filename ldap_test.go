@@ -349,15 +349,5 @@ func TestDirectoryNameVariants(t *testing.T) {
 // ldapUp is registry_auth_ldap_up as /metrics shows it.
 func ldapUp(t *testing.T, m *metrics) float64 {
 	t.Helper()
-	families, err := m.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == "registry_auth_ldap_up" {
-			return f.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatal("no registry_auth_ldap_up")
-	return 0
+	return metricFamily(t, m, "registry_auth_ldap_up").GetMetric()[0].GetGauge().GetValue()
 }

@@ -258,17 +258,7 @@ func TestUnknownUserCostsLikeKnown(t *testing.T) {
 // histogramCount is how many hashes the store computed.
 func histogramCount(t *testing.T, m *metrics) uint64 {
 	t.Helper()
-	families, err := m.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == "registry_auth_verify_duration_seconds" {
-			return f.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	t.Fatal("no verify histogram")
-	return 0
+	return metricFamily(t, m, "registry_auth_verify_duration_seconds").GetMetric()[0].GetHistogram().GetSampleCount()
 }
 
 // TestCacheKeyHoldsNoPassword: the key depends on client, user, password and hash, and is an
@@ -416,23 +406,14 @@ func TestLoadedFileMetric(t *testing.T) {
 		return series
 	}
 	got := func() []string {
-		families, err := m.registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
 		var series []string
-		for _, fam := range families {
-			if fam.GetName() != "registry_auth_loaded_file_info" {
-				continue
+		for _, s := range metricFamily(t, m, "registry_auth_loaded_file_info").GetMetric() {
+			labels := map[string]string{}
+			for _, l := range s.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
 			}
-			for _, s := range fam.GetMetric() {
-				labels := map[string]string{}
-				for _, l := range s.GetLabel() {
-					labels[l.GetName()] = l.GetValue()
-				}
-				if s.GetGauge().GetValue() == 1 {
-					series = append(series, labels["role"]+" "+labels["sha256"])
-				}
+			if s.GetGauge().GetValue() == 1 {
+				series = append(series, labels["role"]+" "+labels["sha256"])
 			}
 		}
 		slices.Sort(series)

@@ -358,14 +358,24 @@ func clientAddress(peer string, peerTrusted bool, trusted []*net.IPNet, xff []st
 	if !peerTrusted || len(xff) == 0 {
 		return peer
 	}
-	entries := strings.Split(strings.Join(xff, ","), ",")
-	for i := len(entries) - 1; i >= 0; i-- {
-		ip := strings.TrimSpace(entries[i])
-		if net.ParseIP(ip) == nil {
-			return peer
-		}
-		if i == 0 || len(trusted) == 0 || !containsIP(trusted, ip) {
-			return ip
+	// From the right, one entry at a time, without splitting the headers into a new slice:
+	// this runs for every request.
+	for j := len(xff) - 1; j >= 0; j-- {
+		for rest := xff[j]; ; {
+			i := strings.LastIndexByte(rest, ',')
+			entry := strings.TrimSpace(rest[i+1:])
+			ip := net.ParseIP(entry)
+			if ip == nil {
+				return peer
+			}
+			leftmost := i < 0 && j == 0
+			if leftmost || len(trusted) == 0 || !inNets(trusted, ip) {
+				return entry
+			}
+			if i < 0 {
+				break
+			}
+			rest = rest[:i]
 		}
 	}
 	return peer
@@ -381,9 +391,11 @@ func remoteIP(remoteAddr string) string {
 
 func containsIP(nets []*net.IPNet, addr string) bool {
 	ip := net.ParseIP(addr)
-	if ip == nil {
-		return false
-	}
+	return ip != nil && inNets(nets, ip)
+}
+
+// inNets reports whether ip is in one of nets.
+func inNets(nets []*net.IPNet, ip net.IP) bool {
 	for _, n := range nets {
 		if n.Contains(ip) {
 			return true

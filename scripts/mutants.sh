@@ -85,11 +85,11 @@ mutant xff-believed-from-any-peer handler.go \
 	'd.client = clientAddress(peer, peerTrusted, h.trusted, r.Header.Values("X-Forwarded-For"))' \
 	'd.client = clientAddress(peer, true, h.trusted, r.Header.Values("X-Forwarded-For"))'
 mutant xff-client-entry-believed handler.go \
-	'for i := len(entries) - 1; i >= 0; i-- {' \
-	'for i := 0; i < len(entries); i++ {'
+	'entry := strings.TrimSpace(rest[i+1:])' \
+	"entry := strings.TrimSpace(xff[0][:strings.IndexByte(xff[0]+\",\", ',')])"
 mutant xff-trusted-hops-believed handler.go \
-	'if i == 0 || len(trusted) == 0 || !containsIP(trusted, ip) {' \
-	'if true {'
+	'if leftmost || len(trusted) == 0 || !inNets(trusted, ip) {' \
+	'if leftmost || true {'
 # Throttling.
 mutant throttle-never-blocks throttle.go \
 	'if retryAfter > 0 {' \

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -550,13 +550,7 @@ func shareOf(before, after map[string]int) replicaShares {
 
 func (r replicaShares) String() string {
 	var parts []string
-	for _, id := range slices.Sorted(func(yield func(string) bool) {
-		for id := range r.counts {
-			if !yield(id) {
-				return
-			}
-		}
-	}) {
+	for _, id := range slices.Sorted(maps.Keys(r.counts)) {
 		parts = append(parts, fmt.Sprintf("%.12s %d (%.0f%%)", id, r.counts[id], 100*float64(r.counts[id])/float64(r.total)))
 	}
 	return strings.Join(parts, ", ")
@@ -662,8 +656,7 @@ func (l registryLoad) during(ctx context.Context, t *testing.T, clients int, f f
 // pulling the image instead (go-containerregistry, which retries a 502 or a reset as
 // docker and containerd do).
 func (l registryLoad) until(ctx context.Context, clients, pullers int, stop <-chan struct{}, start time.Time) loadResult {
-	var total atomic.Int64
-	var mu sync.Mutex
+	var mu sync.Mutex // guards res
 	var res loadResult
 	failure := func(what, of string) {
 		mu.Lock()
@@ -739,20 +732,19 @@ func (l registryLoad) until(ctx context.Context, clients, pullers int, stop <-ch
 						what = "reading the body: " + err.Error()
 					}
 				}
-				total.Add(1)
+				mu.Lock()
+				res.total++
 				if what != "" {
-					mu.Lock()
 					res.failed++
-					if res.failed < 20 {
-						res.failures = append(res.failures, fmt.Sprintf("%s at %v: %.20s", what, time.Since(start).Round(time.Millisecond), url[strings.LastIndex(url, "/")+1:]))
-					}
-					mu.Unlock()
+				}
+				mu.Unlock()
+				if what != "" {
+					failure(what, url[strings.LastIndex(url, "/")+1:])
 				}
 			}
 		})
 	}
 	wg.Wait()
-	res.total = int(total.Load())
 	res.took = time.Since(start)
 	return res
 }

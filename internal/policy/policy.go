@@ -19,6 +19,8 @@ type Identity struct {
 	Anonymous bool
 	User      string   // the canonical name; empty when anonymous
 	Groups    []string // the GroupKey of each of the user's groups
+	// Scopes, when not nil, narrow what the rules grant (a robot token's).
+	Scopes *Scopes
 }
 
 // subjects is who a rule or the catalog applies to.
@@ -111,8 +113,17 @@ func (r *rule) matchRepo(id Identity, repo string, userIsComponent bool) bool {
 // Ruling is how one access of a request was decided.
 type Ruling struct {
 	Access  registry.Access
-	Granted registry.Actions
-	rule    *rule // the rule that decided; nil when none matched
+	Granted registry.Actions // what the rule grants and, for a scoped identity, the scopes allow
+	rule    *rule            // the rule that decided; nil when none matched
+	// scoped: the identity has scopes; ruleGrants is what the rule alone grants.
+	scoped     bool
+	ruleGrants registry.Actions
+}
+
+// Narrowed reports whether the identity's scopes took away some of what the rule grants,
+// and what the rule alone grants.
+func (r Ruling) Narrowed() (ruleGrants registry.Actions, narrowed bool) {
+	return r.ruleGrants, r.scoped && r.ruleGrants != r.Granted
 }
 
 // Text is the deciding rule as written, "" when no rule matched.
@@ -138,7 +149,7 @@ func (v *Verdict) Rulings() []Ruling { return v.rulings[:v.n] }
 // Decide says whether id may do what req asks: every action it needs granted on every
 // repository it touches. The base route /v2/ is open to every valid user and to no anonymous
 // caller (docker sends credentials only after a challenge there); the catalog to the
-// catalog's subjects.
+// catalog's subjects. An identity with Scopes gets no more than they allow.
 func (p *Policy) Decide(id Identity, req registry.Request) Verdict {
 	var v Verdict
 	bits := p.groupBits(id)
@@ -151,10 +162,13 @@ func (p *Policy) Decide(id Identity, req registry.Request) Verdict {
 		v.Allowed, v.Reason = true, "valid_user"
 		return v
 	case registry.RouteCatalog:
-		if p.catalog.match(id, bits) {
-			v.Allowed, v.Reason = true, "catalog_granted"
-		} else {
+		switch {
+		case !p.catalog.match(id, bits):
 			v.Reason = "catalog_not_granted"
+		case id.Scopes != nil && !id.Scopes.catalog:
+			v.Reason = "catalog_outside_scope"
+		default:
+			v.Allowed, v.Reason = true, "catalog_granted"
 		}
 		return v
 	}
@@ -169,6 +183,11 @@ func (p *Policy) Decide(id Identity, req registry.Request) Verdict {
 		r := &v.rulings[i]
 		r.Access = a
 		r.Granted, r.rule = p.grant(id, bits, a.Repository, userIsComponent)
+		r.ruleGrants = r.Granted
+		if id.Scopes != nil {
+			r.scoped = true
+			r.Granted &= id.Scopes.allows(a.Repository)
+		}
 		if a.Needs&^r.Granted != 0 && v.Allowed {
 			v.Allowed = false
 			switch {
@@ -176,6 +195,8 @@ func (p *Policy) Decide(id Identity, req registry.Request) Verdict {
 				v.Reason = "mount_source_not_readable"
 			case r.rule == nil:
 				v.Reason = "no_rule_matched"
+			case a.Needs&^r.ruleGrants == 0:
+				v.Reason = "outside_token_scope"
 			default:
 				v.Reason = "not_granted"
 			}
@@ -249,6 +270,11 @@ func (p *Policy) Explain(v Verdict) string {
 		b.WriteString(r.Granted.String())
 		b.WriteString(" by ")
 		p.writeWhere(&b, r.rule)
+		if rg, narrowed := r.Narrowed(); narrowed {
+			b.WriteString(", narrowed from ")
+			b.WriteString(rg.String())
+			b.WriteString(" by the token's scopes")
+		}
 	}
 	return b.String()
 }

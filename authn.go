@@ -107,6 +107,10 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c authn.Credential) 
 		s.metrics.cacheMisses.Inc()
 	}
 	v = verification{ok: out.OK && err == nil, known: out.Known, cacheHit: hit, reason: out.Reason}
+	if v.ok && !out.Until.IsZero() && !s.now().Before(out.Until) {
+		// Checked on every request, hits included: a verdict outlives no expiry.
+		v.ok, v.reason = false, "expired"
+	}
 	if err != nil { // not on a hit: errors.As's target would escape, an allocation a request
 		if te := (*throttledError)(nil); errors.As(err, &te) {
 			v.retryAfter = te.retryAfter
@@ -124,6 +128,7 @@ func (s *store) verify(ctx context.Context, snap *snapshot, c authn.Credential) 
 			}
 		}
 		v.id = snap.identityOf(out.User, out.Groups...)
+		v.id.Scopes = out.Scopes
 	}
 	return v, err
 }

@@ -98,6 +98,8 @@ type store struct {
 	cache *verifyCache
 	// throttle counts failed verifications; verify asks it before an authenticator runs.
 	throttle *throttle
+	// now is the clock verify holds a credential's expiry against (a test's own clock).
+	now func() time.Time
 
 	current atomic.Pointer[snapshot]
 	// draining: the service is stopping (--shutdown-delay); /readyz answers 503.
@@ -119,6 +121,7 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		cacheKey:  key,
 		cache:     newVerifyCache(c.cacheTTL, c.cacheSize),
 		throttle:  newThrottle(c.throttle),
+		now:       time.Now,
 		// One budget for every hash the process computes: the file's and the dummy's.
 		budget: newHashBudget(c.hashBudget, m),
 	}

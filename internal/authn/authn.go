@@ -7,6 +7,9 @@ package authn
 import (
 	"context"
 	"errors"
+	"time"
+
+	"github.com/registry-auth/registry-auth/internal/policy"
 )
 
 // Credential is what one request presents: the user and password of its Basic header, and
@@ -26,6 +29,11 @@ type Outcome struct {
 	// Forget: the verdict is not to be remembered (a directory's failures, as mod_ldap).
 	Forget bool
 	Reason string // why a refusal, when Known does not say it (empty_password, ambiguous_user)
+	// Until, when not zero, is when the credential stops proving the user (a token's
+	// expiry): the service refuses it from that instant on, cached or not.
+	Until time.Time
+	// Scopes, when not nil, narrow what the policy grants the user (a token's).
+	Scopes *policy.Scopes
 }
 
 // Authenticator proves credentials against one place users live. Implementations are safe

@@ -9,6 +9,21 @@ import (
 // MaxNameLen is the longest user name whose bcrypt line fits Apache's htpasswd line limit.
 const MaxNameLen = MaxLine - len(":") - 60
 
+// TokenPrefix starts the login names of robot tokens (package tokens): no user of the
+// htpasswd file may have such a name, so that a person is never taken for a token. The loader
+// skips such a line; CheckUserName refuses such a new user.
+const TokenPrefix = "token+"
+
+// CheckUserName refuses a new user name that CheckName refuses or that a robot token's login
+// name would have. The user commands and `registry-auth hash` apply it; a group's members
+// may be tokens, and are checked with CheckName.
+func CheckUserName(name string) error {
+	if strings.HasPrefix(name, TokenPrefix) {
+		return fmt.Errorf("user name %q refused: names starting with %q are robot tokens' (registry-auth token create); choose another name", name, TokenPrefix)
+	}
+	return CheckName("user", name)
+}
+
 // CheckName refuses a new user or group name (what says which) that Apache would not read
 // back as typed. The user and group commands and `registry-auth hash` apply it alike.
 func CheckName(what, name string) error {

@@ -43,6 +43,7 @@ var program = cli.Program{
 		{Name: "explain", Args: "USER METHOD URI", Summary: "say what the service would answer to USER (- for anonymous) and which rule decides", Run: explainCommand},
 		{Name: "user", Args: "COMMAND", Summary: "add, change, remove, list or verify users, editing the htpasswd file safely", Run: editcmd.User},
 		{Name: "group", Args: "COMMAND", Summary: "add users to groups or take them out, editing the groups file safely; list them", Run: editcmd.Group},
+		{Name: "token", Args: "COMMAND", Summary: "create, list, revoke or rotate robot tokens (for CI and pull secrets), editing the tokens file safely", Run: editcmd.Token},
 		{Name: "healthcheck", Summary: "exit 0 if the service answers /healthz (for container health checks)", Run: healthcheckCommand},
 		{Name: "version", Summary: "print the version", Run: func(_ context.Context, env cli.Env, _ []string) error {
 			fmt.Fprintln(env.Stdout, "registry-auth", version)
@@ -65,6 +66,7 @@ func serve(ctx context.Context, env cli.Env, args []string) error {
 	logger := newLogger(cfg, stderr)
 	m := newMetrics()
 	st := newStore(cfg, logger, m)
+	m.registry.MustRegister(newTokenStates(st))
 	switch {
 	case cfg.files.policy != "" && cfg.pushGroupSet:
 		logger.Warn("--push-group plays no part with --policy: the policy alone decides who may push; remove one of them", "push_group", cfg.files.pushGroup, "policy", cfg.files.policy)

@@ -19,6 +19,11 @@ func (fs *FlagSet) Groups(p *string) {
 	fs.EnvString(p, "groups", "/auth/groups", "Apache groups file (lines \"group: user1 user2\"); empty means none")
 }
 
+// Tokens defines --tokens [REGISTRY_AUTH_TOKENS]: the robot tokens file.
+func (fs *FlagSet) Tokens(p *string) {
+	fs.EnvString(p, "tokens", "/auth/tokens.yaml", "robot tokens file, written by 'registry-auth token' (a file that does not exist yet has no tokens); empty turns tokens off")
+}
+
 // Cost defines --cost, the bcrypt cost of a new hash; Parse refuses one bcrypt does not take.
 func (fs *FlagSet) Cost(p *int) {
 	fs.IntVar(p, "cost", bcrypt.DefaultCost, fmt.Sprintf("bcrypt cost, %d to %d; each step doubles the work", bcrypt.MinCost, bcrypt.MaxCost))

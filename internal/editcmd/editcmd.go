@@ -1,6 +1,6 @@
-// Package editcmd is the user and group commands: they change the htpasswd and groups files
-// while the service runs, the safe way (under a lock, by rename, keeping mode and owner,
-// changing only the lines a command is about, each edit proved by the parser), and with
+// Package editcmd is the user, group and token commands: they change the htpasswd, groups and
+// tokens files while the service runs, the safe way (under a lock, by rename, keeping mode and
+// owner, changing only what a command is about, each edit proved by the parser), and with
 // --wait wait until the service has loaded what they wrote.
 package editcmd
 
@@ -24,9 +24,10 @@ type editCLI struct {
 	editor fileEditor
 }
 
-// editFlags are the flags of the user and group commands.
+// editFlags are the flags of the user, group and token commands.
 type editFlags struct {
 	htpasswd, groups string
+	tokens           string // the token commands' file, instead of htpasswd and groups
 	force            bool
 	wait             string // checked base URL, "" for no wait
 	waitTimeout      time.Duration
@@ -37,18 +38,29 @@ type editFlags struct {
 const (
 	withEditFlags = 1 << iota // --force, --wait, --wait-timeout: the command writes
 	withCost                  // --cost: the command hashes a password
+	withTokens                // --tokens instead of --htpasswd and --groups: a token command
 )
 
-// parseEditFlags parses the flags of a user or group command and returns them with the
-// operands. Flags may also follow the operands (user add alice --cost 12); after "--" every
-// argument is an operand.
-func (c *editCLI) parseEditFlags(name, usage string, which int, args []string) (*editFlags, []string, error) {
+// parseEditFlags parses the flags of a user, group or token command and returns them with
+// the operands; define adds the command's own flags. Flags may also follow the operands (user
+// add alice --cost 12); after "--" every argument is an operand.
+func (c *editCLI) parseEditFlags(name, usage string, which int, args []string, define ...func(*cli.FlagSet)) (*editFlags, []string, error) {
 	f := &editFlags{}
 	fs := cli.NewFlagSet(name, usage, c.env)
-	fs.HTPasswd(&f.htpasswd)
-	fs.Groups(&f.groups)
-	if which&withEditFlags != 0 {
+	if which&withTokens != 0 {
+		fs.Tokens(&f.tokens)
+	} else {
+		fs.HTPasswd(&f.htpasswd)
+		fs.Groups(&f.groups)
+	}
+	for _, d := range define {
+		d(fs)
+	}
+	if which&withEditFlags != 0 && which&withTokens == 0 {
+		// Not for tokens: their commands rewrite the file with the tokens that load.
 		fs.BoolVar(&f.force, "force", false, "edit even though the file has lines the service skips (errors that 'registry-auth check' lists)")
+	}
+	if which&withEditFlags != 0 {
 		fs.StringVar(&f.wait, "wait", "", "after the write, wait until the service at this base URL (such as http://127.0.0.1:8080) has loaded it, and print how long that took")
 		fs.DurationVar(&f.waitTimeout, "wait-timeout", 10*time.Second, "how long --wait waits before it fails")
 	}
@@ -71,7 +83,10 @@ func (c *editCLI) parseEditFlags(name, usage string, which int, args []string) (
 		operands, args = append(operands, rest[0]), rest[1:]
 	}
 	var errs []error
-	if f.htpasswd == "" {
+	switch {
+	case which&withTokens != 0 && f.tokens == "":
+		errs = append(errs, errors.New("--tokens is empty: give the path of the tokens file the service reads"))
+	case which&withTokens == 0 && f.htpasswd == "":
 		errs = append(errs, errors.New("--htpasswd is empty: give the path of the htpasswd file"))
 	}
 	if f.waitTimeout <= 0 && which&withEditFlags != 0 {
@@ -140,7 +155,7 @@ func (c *editCLI) waitLoaded(ctx context.Context, f *editFlags, wrote map[string
 	}
 	clientCA, _ := c.env.LookupEnv("REGISTRY_AUTH_TLS_CLIENT_CA")
 	w := loadWait{baseURL: f.wait, timeout: f.waitTimeout, wrote: wrote, clientCA: clientCA,
-		paths: map[string]string{readyHTPasswd: f.htpasswd, readyGroups: f.groups}}
+		paths: map[string]string{readyHTPasswd: f.htpasswd, readyGroups: f.groups, readyTokens: f.tokens}}
 	took, err := w.wait(ctx, roles)
 	if err != nil {
 		return err

@@ -81,7 +81,7 @@ func (c *editCLI) userAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := htpasswd.CheckName("user", name); err != nil {
+	if err := htpasswd.CheckUserName(name); err != nil {
 		return err
 	}
 	return c.setPassword(ctx, f, name, true)

@@ -21,6 +21,7 @@ import (
 const (
 	readyHTPasswd = "htpasswd"
 	readyGroups   = "groups"
+	readyTokens   = "tokens"
 )
 
 // loadWait is what --wait needs: the running service's base URL, how long to wait, and the

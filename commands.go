@@ -39,7 +39,7 @@ func hashCommand(_ context.Context, env cli.Env, args []string) error {
 		return errors.New("hash takes exactly one USER")
 	}
 	user := fs.Arg(0)
-	if err := htpasswd.CheckName("user", user); err != nil {
+	if err := htpasswd.CheckUserName(user); err != nil {
 		return err // the same rule as user add: a name Apache reads back as typed
 	}
 	password, err := cli.ReadPassword(env.Stdin, env.Stderr, true)
@@ -137,6 +137,9 @@ func reportFiles(stdout io.Writer, src sources, set fileSet) (snap *snapshot, ok
 		return nil, false
 	}
 	snap = res.snap
+	if src.tokens != "" {
+		fmt.Fprintln(stdout, tokensSummary(src.tokens, set.get(roleTokens).missing, snap.tokens.Counts(time.Now())))
+	}
 	if snap.policy.File() == "" {
 		fmt.Fprintf(stdout, "%d users, %d groups, %d in push group %q; %d errors, %d warnings\n",
 			len(snap.users), len(snap.groups), snap.groupUsers(src.pushGroup, src.directory), src.pushGroup, errorsFound, warningsFound)
@@ -218,6 +221,7 @@ func unjoin(err error) []error {
 func defineSourceFlags(fs *cli.FlagSet, s *sources) {
 	fs.HTPasswd(&s.htpasswd)
 	fs.Groups(&s.groups)
+	fs.Tokens(&s.tokens)
 	fs.EnvString(&s.policy, "policy", "", "YAML access policy: who may pull, push and delete which repositories (README.md, \"Access policy\"); empty: any valid user may pull, the push group may push and delete")
 	fs.EnvString(&s.pushGroup, "push-group", "pusher", "without --policy, the group whose members may push and delete")
 }

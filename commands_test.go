@@ -399,7 +399,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		{nil, serveNames, true},
 		{[]string{"serve"}, serveNames, true},
 		{[]string{"hash"}, []string{"cost"}, false},
-		{[]string{"check"}, []string{"htpasswd", "groups", "policy", "push-group", "ldap-url", "ldap-bind-dn", "ldap-bind-password-file",
+		{[]string{"check"}, []string{"htpasswd", "groups", "policy", "tokens", "push-group", "ldap-url", "ldap-bind-dn", "ldap-bind-password-file",
 			"ldap-starttls", "ldap-ca", "ldap-timeout", "ldap-group-base", "ldap-group-filter", "ldap-group-name-attribute", "ldap-group-depth",
 			"ldap-test-user"}, true},
 		{[]string{"healthcheck"}, []string{"url", "timeout", "body"}, false},

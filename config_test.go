@@ -30,6 +30,7 @@ var serveFlags = []struct {
 	{name: "tls-key", def: "", fromEnv: "/env/tls.key", fromFlag: "/flag/tls.key", with: []string{"--tls-cert=/c"}, get: func(c config) string { return c.tls.key }},
 	{name: "tls-client-ca", def: "", fromEnv: "/env/ca.crt", fromFlag: "/flag/ca.crt", with: []string{"--tls-cert=/c", "--tls-key=/k"}, get: func(c config) string { return c.tls.clientCA }},
 	{name: "htpasswd", def: "/auth/htpasswd", fromEnv: "/env/htpasswd", fromFlag: "/flag/htpasswd", get: func(c config) string { return c.files.htpasswd }},
+	{name: "tokens", def: "/auth/tokens.yaml", fromEnv: "/env/tokens.yaml", fromFlag: "/flag/tokens.yaml", get: func(c config) string { return c.files.tokens }},
 	{name: "groups", def: "/auth/groups", fromEnv: "/env/groups", fromFlag: "/flag/groups", get: func(c config) string { return c.files.groups }},
 	{name: "policy", def: "", fromEnv: "/env/policy.yaml", fromFlag: "/flag/policy.yaml", get: func(c config) string { return c.files.policy }},
 	{name: "push-group", def: "pusher", fromEnv: "env-pushers", fromFlag: "flag-pushers", get: func(c config) string { return c.files.pushGroup }},

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/cli"
 	"github.com/registry-auth/registry-auth/internal/ldap"
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
+	"github.com/registry-auth/registry-auth/internal/tokens"
 )
 
 const explainUsage = `Usage: registry-auth explain [flags] USER METHOD URI
@@ -28,7 +30,8 @@ FILE:LINE with the rule's text, or "no rule matched". It asks for no password (t
 taken as authenticated). A user the htpasswd file lacks is, with --ldap-url and the
 service's other --ldap-* settings, looked up in the directory as a login would be (its
 spelling of the name and its groups); without a directory, explained as if the file had it,
-with a warning.
+with a warning. A token's login name (token+NAME) is explained with the token's scopes, and
+refused 401 when the tokens file lacks it or it expired or was revoked.
 Example: registry-auth explain --policy auth/policy.yaml alice PUT /v2/alice/app/manifests/1
 Exit status 0 when allowed, 1 when refused or redirected, 2 on a usage or file error.
 `
@@ -100,6 +103,9 @@ func explainCommand(_ context.Context, env cli.Env, args []string) error {
 		if text := r.Text(); text != "" {
 			fmt.Fprintf(stdout, "    %s\n", text)
 		}
+		if ruleGrants, narrowed := r.Narrowed(); narrowed {
+			fmt.Fprintf(stdout, "    the rule grants %s; the token's scopes (%s) allow %s\n", ruleGrants, id.Scopes, r.Granted)
+		}
 	}
 	if a.status != http.StatusOK {
 		return cli.ExitStatus(1)
@@ -119,6 +125,9 @@ func usageError(stderr io.Writer, err error) error {
 // file lacks is explained as if it were there, with a warning. The error is the refusal a
 // login with that name gets, as "STATUS: why".
 func explainedIdentity(snap *snapshot, src sources, dir ldap.Config, name string, stderr io.Writer) (policy.Identity, error) {
+	if tokens.IsLogin(name) {
+		return explainedToken(snap, src, name, time.Now(), stderr)
+	}
 	if _, ok := snap.users[name]; ok || dir.URL == "" {
 		if !ok {
 			fmt.Fprintf(stderr, "warning: %q is not in %s (explained as if it were)\n", name, src.htpasswd)
@@ -142,5 +151,25 @@ func explainedIdentity(snap *snapshot, src sources, dir ldap.Config, name string
 	}
 	id := snap.identityOf(user, groups...)
 	fmt.Fprintf(stderr, "%q is the directory's %q, groups: %s\n", name, user, strings.Join(id.Groups, ", "))
+	return id, nil
+}
+
+// explainedToken is the identity of the token that logs in as name, with its scopes and the
+// groups file's groups, or the 401 its login gets at now.
+func explainedToken(snap *snapshot, src sources, name string, now time.Time, stderr io.Writer) (policy.Identity, error) {
+	tokenName, _ := tokens.NameOf(name)
+	t := snap.tokens.Token(tokenName)
+	if t == nil {
+		return policy.Identity{}, fmt.Errorf("401: no token %q in %s", tokenName, cmp.Or(src.tokens, "(--tokens is empty)"))
+	}
+	switch t.StateAt(now) {
+	case tokens.Revoked:
+		return policy.Identity{}, fmt.Errorf("401: the token %q was revoked on %s", tokenName, t.Revoked.Format(time.RFC3339))
+	case tokens.Expired:
+		return policy.Identity{}, fmt.Errorf("401: the token %q expired on %s", tokenName, t.Expires.Format(time.RFC3339))
+	}
+	id := snap.identityOf(name)
+	id.Scopes = t.CompiledScopes()
+	fmt.Fprintf(stderr, "%q is the token %q (%s:%d), scopes: %s\n", name, tokenName, src.tokens, t.Line, id.Scopes)
 	return id, nil
 }

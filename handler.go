@@ -15,6 +15,7 @@ import (
 	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/policy"
 	"github.com/registry-auth/registry-auth/internal/registry"
+	"github.com/registry-auth/registry-auth/internal/tokens"
 )
 
 // decision is what /auth decided about one request, for the log line and the metrics.
@@ -88,7 +89,7 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 	switch d.status {
 	case http.StatusUnauthorized:
-		writeUnauthorized(w, h.realm)
+		writeUnauthorized(w, h.realm, tokens.IsLogin(d.user))
 	case http.StatusTooManyRequests:
 		writeTooManyRequests(w, d.retryWait)
 	case http.StatusServiceUnavailable:
@@ -98,7 +99,7 @@ func (h *authHandler) writeRefusal(w http.ResponseWriter, d decision) {
 	case http.StatusTemporaryRedirect:
 		writeMountRedirect(w, d.location)
 	default:
-		writeDenied(w, d.byPolicyFile)
+		writeDenied(w, d.byPolicyFile, d.reason == "outside_token_scope" || d.reason == "catalog_outside_scope")
 	}
 }
 

@@ -72,9 +72,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // testFiles is an htpasswd and groups pair in a temp directory, and a policy file when
-// policy is set.
+// policy is set, a tokens file when tokens is.
 type testFiles struct {
-	dir, htpasswd, groups, policy string
+	dir, htpasswd, groups, policy, tokens string
 }
 
 func newTestFiles(t testing.TB, htpasswd, groups string) testFiles {
@@ -90,7 +90,7 @@ func newTestFiles(t testing.TB, htpasswd, groups string) testFiles {
 func testConfig(f testFiles, cacheTTL time.Duration) config {
 	return config{
 		listen:    "127.0.0.1:0",
-		files:     sources{htpasswd: f.htpasswd, groups: f.groups, policy: f.policy, pushGroup: "pusher"},
+		files:     sources{htpasswd: f.htpasswd, groups: f.groups, policy: f.policy, tokens: f.tokens, pushGroup: "pusher"},
 		realm:     "Test Realm",
 		cacheTTL:  cacheTTL,
 		cacheSize: 1000,

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/policy"
+	"github.com/registry-auth/registry-auth/internal/tokens"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -25,6 +28,7 @@ type sources struct {
 	htpasswd  string // required
 	groups    string // "": no groups file
 	policy    string // "": the built-in rule of pushGroup
+	tokens    string // "": no robot tokens; a file that does not exist has none yet
 	pushGroup string
 	// directory: an LDAP directory decides for the users the htpasswd file lacks, so members
 	// and user subjects the files do not know may be its users. directoryGroups: it also
@@ -37,6 +41,7 @@ const (
 	roleHTPasswd = "htpasswd"
 	roleGroups   = "groups"
 	rolePolicy   = "policy"
+	roleTokens   = "tokens"
 )
 
 // loadedFile is one source as read.
@@ -44,6 +49,7 @@ type loadedFile struct {
 	role, path string
 	data       []byte
 	sum        string // hex SHA-256 of data
+	missing    bool   // an optional file (tokens) that does not exist: read as empty
 }
 
 // fileSet is every source as read, in the order of sources.list.
@@ -63,7 +69,7 @@ func (fs fileSet) get(role string) loadedFile {
 
 // list is the configured sources with their roles.
 func (s sources) list() []loadedFile {
-	all := []loadedFile{{role: roleHTPasswd, path: s.htpasswd}, {role: roleGroups, path: s.groups}, {role: rolePolicy, path: s.policy}}
+	all := []loadedFile{{role: roleHTPasswd, path: s.htpasswd}, {role: roleGroups, path: s.groups}, {role: rolePolicy, path: s.policy}, {role: roleTokens, path: s.tokens}}
 	var set []loadedFile
 	for _, f := range all {
 		if f.path != "" {
@@ -87,6 +93,7 @@ var fixHints = map[string]string{
 	roleHTPasswd: "check --htpasswd / REGISTRY_AUTH_HTPASSWD and that the service's user may read it",
 	roleGroups:   "create it, or set --groups \"\" / REGISTRY_AUTH_GROUPS= to run without one, and then nobody can push",
 	rolePolicy:   "check --policy / REGISTRY_AUTH_POLICY and that the service's user may read it",
+	roleTokens:   "check --tokens / REGISTRY_AUTH_TOKENS and that the service's user may read it",
 }
 
 // read reads every source whole (so a parse sees one version of each) and hashes them.
@@ -95,6 +102,10 @@ func (s sources) read() (fileSet, error) {
 	all := sha256.New()
 	for _, f := range s.list() {
 		data, err := os.ReadFile(f.path)
+		if errors.Is(err, fs.ErrNotExist) && f.role == roleTokens {
+			// No token made yet: `token create` makes the file, and the watcher loads it.
+			data, err, f.missing = nil, nil, true
+		}
 		if err != nil {
 			return set, fmt.Errorf("reading the %s file (%s): %w", f.role, fixHints[f.role], err)
 		}
@@ -130,7 +141,7 @@ func loadSources(s sources) (loadResult, error) {
 func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	var res loadResult
 	pushGroup := s.pushGroup
-	hfile, gfile, pfile := set.get(roleHTPasswd), set.get(roleGroups), set.get(rolePolicy)
+	hfile, gfile, pfile, tfile := set.get(roleHTPasswd), set.get(roleGroups), set.get(rolePolicy), set.get(roleTokens)
 	addProblems := func(file string, ps htpasswd.Problems) {
 		for _, p := range ps {
 			p.File = file
@@ -142,6 +153,14 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 		return res, fmt.Errorf("%s: %w", hfile.path, err)
 	}
 	addProblems(hfile.path, hf.Problems)
+	for name, e := range hf.Users {
+		if tokens.IsLogin(name) {
+			// A token's name is the tokens' alone: a person of that name would be taken for one.
+			delete(hf.Users, name)
+			res.problems = append(res.problems, htpasswd.Problem{File: hfile.path, Line: e.Line, Severity: htpasswd.Error,
+				Message: fmt.Sprintf("user %q is skipped: names starting with %q are robot tokens' (registry-auth token create)", name, tokens.LoginPrefix)})
+		}
+	}
 	// Without an htpasswd file (--htpasswd "" beside --ldap-url) every user is the directory's.
 	if len(hf.Users) == 0 && hfile.path != "" {
 		if len(hf.Problems) > 0 {
@@ -174,10 +193,17 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 			}
 		}
 	}
+	tf, err := loadTokens(tfile, &res)
+	if err != nil {
+		return res, err
+	}
+	ta := tokens.NewAuthenticator(tf)
 	snap := &snapshot{
-		users: hf.Users,
-		// The file-backed authenticators, in the order they are asked.
-		authenticators: []authn.Authenticator{fileUsers{hf.Users}},
+		users:  hf.Users,
+		tokens: ta,
+		// The file-backed authenticators, in the order they are asked (README.md, "Robot
+		// tokens", says why tokens come between the htpasswd file and a directory).
+		authenticators: []authn.Authenticator{fileUsers{hf.Users}, ta},
 		groups:         gf.ByKey(),
 		dummyCost:      typicalBcryptCost(hf.Users),
 		contentSum:     set.sum,
@@ -208,6 +234,23 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 	}
 	res.snap = snap
 	return res, nil
+}
+
+// loadTokens parses the tokens file, nil when none is configured, and adds its problems to
+// res.
+func loadTokens(f loadedFile, res *loadResult) (*tokens.File, error) {
+	if f.path == "" || f.missing {
+		return nil, nil // no tokens: said by check and the "loaded" log line, not a problem
+	}
+	tf, err := tokens.Parse(f.data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.path, err)
+	}
+	for _, p := range tf.Problems {
+		p.File = f.path
+		res.problems = append(res.problems, p)
+	}
+	return tf, nil
 }
 
 // maxNamedProblems bounds the skipped lines an error names.
@@ -302,4 +345,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// tokensSummary says how many tokens the file at path has, in which state.
+func tokensSummary(path string, missing bool, counts map[tokens.State]int) string {
+	if missing {
+		return fmt.Sprintf("tokens: %s does not exist yet: no token can log in until `registry-auth token create` makes it", path)
+	}
+	return fmt.Sprintf("tokens: %d in %s (%d active, %d expiring within 7 days, %d expired, %d revoked)", counts[tokens.Active]+counts[tokens.Expiring]+counts[tokens.Expired]+counts[tokens.Revoked], path,
+		counts[tokens.Active], counts[tokens.Expiring], counts[tokens.Expired], counts[tokens.Revoked])
 }

@@ -110,3 +110,29 @@ func newMetrics() *metrics {
 	)
 	return m
 }
+
+// tokenStates is registry_auth_tokens: the tokens of the current snapshot in each state,
+// counted when scraped, so that a token that expires between two loads counts as expired at
+// once.
+type tokenStates struct {
+	desc  *prometheus.Desc
+	store *store
+}
+
+func newTokenStates(st *store) tokenStates {
+	return tokenStates{store: st, desc: prometheus.NewDesc("registry_auth_tokens",
+		"Robot tokens of the tokens file by state: active (more than 7 days left, or no expiry), expiring (7 days or less left), expired, revoked.",
+		[]string{"state"}, nil)}
+}
+
+func (c tokenStates) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c tokenStates) Collect(ch chan<- prometheus.Metric) {
+	snap := c.store.snapshot()
+	if snap == nil {
+		return
+	}
+	for state, n := range snap.tokens.Counts(c.store.now()) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(state))
+	}
+}

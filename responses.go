@@ -16,11 +16,15 @@ import (
 const (
 	bodyUnauthorized = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"log in with a user of the registry's htpasswd file"}]}` + "\n"
 	bodyDenied       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"pulling needs a valid user; pushing and deleting need membership of the push group"}]}` + "\n"
-	bodyDeniedPolicy = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"the registry's access policy does not grant this here; registry-auth explain tells which rule decides"}]}` + "\n"
-	bodyTooMany      = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
-	bodyUnavailable  = `{"errors":[{"code":"UNAVAILABLE","message":"the directory of users does not answer, retry later","detail":"the password was not checked"}]}` + "\n"
-	bodyBusy         = `{"errors":[{"code":"UNAVAILABLE","message":"too many logins are being checked at once, retry later","detail":"the password was not checked"}]}` + "\n"
-	bodyUnsupported  = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
+	// A token's 401 is one body whatever was wrong (no such token, a wrong secret, expired,
+	// revoked), so that it tells nobody whether a name exists; the log says which.
+	bodyUnauthorizedToken = `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"the token is unknown, its secret wrong, or it expired or was revoked: ask for a new one"}]}` + "\n"
+	bodyDeniedScope       = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"the token's scopes do not allow this here; registry-auth token list shows them"}]}` + "\n"
+	bodyDeniedPolicy      = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied","detail":"the registry's access policy does not grant this here; registry-auth explain tells which rule decides"}]}` + "\n"
+	bodyTooMany           = `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many failed login attempts, retry later"}]}` + "\n"
+	bodyUnavailable       = `{"errors":[{"code":"UNAVAILABLE","message":"the directory of users does not answer, retry later","detail":"the password was not checked"}]}` + "\n"
+	bodyBusy              = `{"errors":[{"code":"UNAVAILABLE","message":"too many logins are being checked at once, retry later","detail":"the password was not checked"}]}` + "\n"
+	bodyUnsupported       = `{"errors":[{"code":"UNSUPPORTED","message":"this endpoint answers Traefik forwardAuth requests only"}]}` + "\n"
 )
 
 // writeRegistryError writes one of the bodies above with the headers every registry answer
@@ -37,14 +41,23 @@ func writeRegistryError(w http.ResponseWriter, status int, body string) {
 
 // writeUnauthorized answers 401 with the Basic challenge that makes docker send credentials.
 // realm was checked by parseServeConfig to hold no quote or control character.
-func writeUnauthorized(w http.ResponseWriter, realm string) {
+// token: the request logged in as a token (a name with tokens.LoginPrefix).
+func writeUnauthorized(w http.ResponseWriter, realm string, token bool) {
 	w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
+	if token {
+		writeRegistryError(w, http.StatusUnauthorized, bodyUnauthorizedToken)
+		return
+	}
 	writeRegistryError(w, http.StatusUnauthorized, bodyUnauthorized)
 }
 
 // writeDenied answers 403: the user is known but may not do this. Clients do not retry it.
-// The detail names what decides: the push group, or a policy file.
-func writeDenied(w http.ResponseWriter, byPolicyFile bool) {
+// The detail names what decides: a token's scopes, the push group, or a policy file.
+func writeDenied(w http.ResponseWriter, byPolicyFile, byScope bool) {
+	if byScope {
+		writeRegistryError(w, http.StatusForbidden, bodyDeniedScope)
+		return
+	}
 	if byPolicyFile {
 		writeRegistryError(w, http.StatusForbidden, bodyDeniedPolicy)
 		return

@@ -15,6 +15,7 @@ import (
 	"github.com/registry-auth/registry-auth/internal/authn"
 	"github.com/registry-auth/registry-auth/internal/htpasswd"
 	"github.com/registry-auth/registry-auth/internal/policy"
+	"github.com/registry-auth/registry-auth/internal/tokens"
 )
 
 // snapshot is one consistent view of every source (htpasswd, groups, policy): a request
@@ -30,6 +31,7 @@ type snapshot struct {
 	dummyCost  int    // the bcrypt cost dummyHash must have: the file's typical cost
 	contentSum string // sha256 over every source, to skip reloads that change nothing
 	files      []fileSum
+	tokens     tokens.Authenticator // also among authenticators; for the metrics and explain
 	// authenticators are asked in order after the cache (authn.go): the loader puts the
 	// file-backed ones (the htpasswd file's users), the store adds its backends after them;
 	// none claiming a user means unknown, decided by unknown, which the store adds too.
@@ -112,7 +114,7 @@ type store struct {
 func newStore(c config, logger *slog.Logger, m *metrics) *store {
 	key := make([]byte, 32)
 	rand.Read(key) // never fails (crypto/rand panics rather than return an error since Go 1.24)
-	return &store{
+	st := &store{
 		sources:   c.files,
 		cacheTTL:  c.cacheTTL,
 		cacheSize: c.cacheSize,
@@ -125,6 +127,7 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		// One budget for every hash the process computes: the file's and the dummy's.
 		budget: newHashBudget(c.hashBudget, m),
 	}
+	return st
 }
 
 // snapshot returns the current snapshot, nil before the first good load.
@@ -202,6 +205,10 @@ func (s *store) reload(reason string) error {
 	s.metrics.users.Set(float64(len(snap.users)))
 	s.metrics.groups.Set(float64(len(snap.groups)))
 	attrs := []any{"trigger", reason, "users", len(snap.users), "groups", len(snap.groups)}
+	if s.sources.tokens != "" {
+		counts := snap.tokens.Counts(s.now())
+		attrs = append(attrs, "tokens", counts[tokens.Active]+counts[tokens.Expiring])
+	}
 	if snap.policy.File() == "" {
 		pushers := snap.groupUsers(s.sources.pushGroup, s.sources.directory)
 		s.metrics.pushGroupMembers.Set(float64(pushers))

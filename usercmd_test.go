@@ -330,8 +330,13 @@ func TestEditCommandsHelp(t *testing.T) {
 		{[]string{"group", "add"}, edit},
 		{[]string{"group", "remove"}, edit},
 		{[]string{"group", "list"}, edit[:2]},
+		{[]string{"token", "create"}, []string{"--tokens", "--wait", "--wait-timeout", "--scope", "--expires", "--expires-at", "--owner", "--description", "--registry"}},
+		{[]string{"token", "rotate"}, []string{"--tokens", "--wait", "--wait-timeout", "--registry"}},
+		{[]string{"token", "revoke"}, []string{"--tokens", "--wait", "--wait-timeout"}},
+		{[]string{"token", "list"}, []string{"--tokens"}},
 		{[]string{"user"}, nil},
 		{[]string{"group"}, nil},
+		{[]string{"token"}, nil},
 	} {
 		stdout, stderr, err := runCLI(t, nil, "", append(tt.cmd, "--help")...)
 		if !errors.Is(err, flag.ErrHelp) {

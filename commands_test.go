@@ -126,6 +126,7 @@ func TestHashCommandRefuses(t *testing.T) {
 		{"DEL in the user", []string{"al\x7fice"}, "pw\n", `user name "al\x7fice"`},
 		{"comment sign", []string{"#alice"}, "pw\n", `user name "#alice" refused: a line starting with # is a comment`},
 		{"no-break space in the user", []string{"al\u00a0ice"}, "pw\n", `user name "al\u00a0ice" refused: it has white space`},
+		{"a robot token's name", []string{"token+ci"}, "pw\n", `user name "token+ci" refused: names starting with "token+" are robot tokens'`},
 		{"73-byte password", []string{"alice"}, strings.Repeat("p", 73) + "\n", "password is 73 bytes: bcrypt reads only the first 72"},
 		{"empty password", []string{"alice"}, "\n", "empty password refused"},
 		{"no input", []string{"alice"}, "", "empty password refused"},

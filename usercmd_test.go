@@ -136,6 +136,7 @@ func TestUserAddRefuses(t *testing.T) {
 		{"control character", "", "bob\x7f", "control character"},
 		{"too long", "", strings.Repeat("b", htpasswd.MaxNameLen+1), "Apache reads lines of at most 8190"},
 		{"errors elsewhere need --force", "alice\n", "bob", "HTPASSWD:1: error: no colon"},
+		{"a robot token's name", "", "token+ci", `names starting with "token+" are robot tokens'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

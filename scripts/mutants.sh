@@ -172,6 +172,39 @@ mutant header-timeout-unwired main.go \
 mutant healthcheck-timeout-ignored commands.go \
 	'ctx, cancel := context.WithTimeout(ctx, timeout)' \
 	'ctx, cancel := context.WithTimeout(ctx, 3*time.Second)'
+# Robot tokens.
+mutant token-scopes-ignored internal/policy/policy.go \
+	'r.Granted &= id.Scopes.allows(a.Repository)' \
+	'r.Granted &= r.ruleGrants'
+mutant token-catalog-scope-ignored internal/policy/policy.go \
+	'case id.Scopes != nil && !id.Scopes.catalog:' \
+	'case false:'
+mutant token-expiry-unchecked authn.go \
+	'if v.ok && !out.Until.IsZero() && !s.now().Before(out.Until) {' \
+	'if false {'
+mutant token-expiry-checked-on-miss-only authn.go \
+	'if v.ok && !out.Until.IsZero() && !s.now().Before(out.Until) {' \
+	'if v.ok && !hit && !out.Until.IsZero() && !s.now().Before(out.Until) {'
+mutant token-verdict-kept-after-revoke internal/tokens/file.go \
+	't.stamp = t.Digest + "|" + t.Expires.Format(time.RFC3339) + "|" + t.Revoked.Format(time.RFC3339) + "|" + t.scopes.String()' \
+	't.stamp = t.Digest + "|" + t.Expires.Format(time.RFC3339) + "|" + t.scopes.String()'
+mutant token-revoked-accepted internal/tokens/authenticator.go \
+	'case !t.Revoked.IsZero():' \
+	'case false:'
+mutant token-secret-unchecked internal/tokens/authenticator.go \
+	'case !match:' \
+	'case !match && t == nil:'
+mutant token-name-for-a-person internal/htpasswd/name.go \
+	'if strings.HasPrefix(name, TokenPrefix) {' \
+	'if false {'
+mutant token-line-in-htpasswd-loads load.go \
+	'if tokens.IsLogin(name) {' \
+	'if false {'
+mutant token-broken-entry-loads internal/tokens/file.go \
+	'	if len(errs) > 0 {
+		name := ""' \
+	'	if false {
+		name := ""'
 
 check_only=0
 if [[ ${1:-} == --check ]]; then

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,8 +70,9 @@ func (b *syncBuffer) String() string {
 
 // TestSmoke runs the whole harness in a tiny mode: the Apache recipe, the
 // ceiling and registry-auth, both with LDAP too, every workload, one-second
-// loads, and checks that each measurement was taken without failures, that
-// slapd's binds were counted, and that the report and chart were written.
+// loads, and checks that each measurement was taken without failures (the
+// robot tokens' on registry-auth's htpasswd setups too), that slapd's binds
+// were counted, and that the report and chart were written.
 // It asserts nothing about speed.
 func TestSmoke(t *testing.T) {
 	needTools(t)
@@ -101,6 +103,15 @@ func TestSmoke(t *testing.T) {
 
 	if got := len(res.Setups); got != 7 {
 		t.Fatalf("got %d setups, want 7", got)
+	}
+	var withTokens []setupID
+	for _, s := range res.Setups {
+		if s.Manifest[tokens64] != nil {
+			withTokens = append(withTokens, s.Setup)
+		}
+	}
+	if want := []setupID{traefikRegistryAuth, traefikRegistryAuthTLS, traefikRegistryAuthPolicy}; !slices.Equal(withTokens, want) {
+		t.Errorf("got the tokens workload on setups %v, want %v", withTokens, want)
 	}
 	for _, s := range res.Setups {
 		if len(s.Errors) > 0 {
@@ -188,6 +199,7 @@ func TestSmoke(t *testing.T) {
 		"## Machine", "## GET manifest, 64 users, bcrypt cost 10", "## GET manifest, 1 user, bcrypt cost 10",
 		"## Pull of a 20-layer image", "## Push of a 16 MiB layer", "## The /auth endpoint alone",
 		"| 1 | Apache recipe |", "| 5 | Traefik + registry-auth |", "| 8 | Traefik + registry-auth, TLS/HTTP/2 + client cert |",
+		"## GET manifest, 64 tokens", "64 tokens vs 64 cached htpasswd users (cost 10), in this run: setup 5 ",
 		"## GET manifest, 64 directory users (LDAP)", "| 10 | Apache recipe with mod_authnz_ldap |", "| 11 | Traefik + registry-auth with LDAP, TLS/HTTP/2 |",
 		"## Edit under load", chartName,
 	} {

@@ -108,11 +108,22 @@ func (s setupID) enforcesPushGroup() bool {
 	return s == apacheRecipe || s == apacheLDAP || s.usesRegistryAuth()
 }
 
+// measuresTokens reports whether the tokens workload (64 robot tokens)
+// runs on the setup: registry-auth with an htpasswd file, whose users'
+// loads it is compared with.
+func (s setupID) measuresTokens() bool {
+	return s.usesRegistryAuth() && !s.directory()
+}
+
 // workloads returns the manifest workloads the setup runs: the directory's
-// users for setups 10 and 11, the htpasswd files' for the others.
+// users for setups 10 and 11, the htpasswd files' for the others, and for
+// registry-auth's the tokens too.
 func (s setupID) workloads() []manifestWorkload {
-	if s.directory() {
+	switch {
+	case s.directory():
 		return []manifestWorkload{users64Directory}
+	case s.measuresTokens():
+		return append(slices.Clone(manifestWorkloads), tokens64)
 	}
 	return manifestWorkloads
 }
@@ -125,6 +136,7 @@ const (
 	users64Cost5
 	oneUserCost10
 	users64Directory // 64 users of the directory, for setups 10 and 11 only
+	tokens64         // 64 robot tokens, for registry-auth's htpasswd setups only
 )
 
 // manifestWorkloads are the htpasswd setups' workloads.
@@ -140,6 +152,8 @@ func (w manifestWorkload) String() string {
 		return "1 user, bcrypt cost 10"
 	case users64Directory:
 		return "64 directory users"
+	case tokens64:
+		return "64 tokens"
 	}
 	return "unknown workload"
 }

@@ -303,8 +303,9 @@ func bench(ctx context.Context, o *options, stdout io.Writer) (res *results, err
 }
 
 // runSetup measures every selected workload on setup id: a first session
-// on the cost-10 files (both 64-user and one-user loads, pulls, the push,
-// the reloads), a second on the cost-5 files. Setups 10 and 11 have one
+// on the cost-10 files (both 64-user and one-user loads, for registry-auth
+// then 64 robot tokens written into its tokens file, pulls, the push, the
+// reloads), a second on the cost-5 files. Setups 10 and 11 have one
 // session, on the directory's users (their 64-user load with slapd's binds
 // counted, pulls, the push). A failure is recorded and ends that session,
 // not the run.
@@ -413,6 +414,18 @@ func (l *lab) runSetup(ctx context.Context, id setupID, cost10, cost5 *userFiles
 				}
 				if err := load(s, oneUserCost10, s.files.Users[:1]); err != nil {
 					return err
+				}
+				if id.measuresTokens() {
+					creds, err := l.addTokens(ctx, s, benchTokens)
+					if err == nil {
+						err = l.warmUp(ctx, s.proxyURL(manifestPath), creds, nil)
+					}
+					if err != nil {
+						return fmt.Errorf("%s: %w", tokens64, err)
+					}
+					if err := load(s, tokens64, creds); err != nil {
+						return err
+					}
 				}
 			}
 			// Let the proxy finish what the last load left queued.

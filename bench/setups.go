@@ -109,20 +109,24 @@ func (l *lab) startSetup(ctx context.Context, id setupID, files *userFiles) (_ *
 			err = l.startTraefik(ctx, s)
 		}
 	case traefikRegistryAuth, traefikRegistryNoTTL, traefikRegistryAuthTLS, traefikRegistryAuthPolicy, traefikRegistryAuthLDAP:
-		var extra []string
+		// The compose file's tokens file, there by default: none until the
+		// tokens workload writes it.
+		extra := []string{"--tokens", s.tokensFile()}
 		switch id {
 		case traefikRegistryAuthLDAP:
-			if extra, err = l.directory.registryAuthFlags(filepath.Join(dir, "auth")); err != nil {
+			var ldap []string
+			if ldap, err = l.directory.registryAuthFlags(filepath.Join(dir, "auth")); err != nil {
 				return nil, err
 			}
+			extra = append(extra, ldap...)
 		case traefikRegistryNoTTL:
-			extra = []string{"--cache-ttl", "0"}
+			extra = append(extra, "--cache-ttl", "0")
 		case traefikRegistryAuthPolicy:
 			path := filepath.Join(filepath.Dir(s.files.Htpasswd), "policy.yml")
 			if err = writeLongPolicy(path); err != nil {
 				return nil, err
 			}
-			extra = []string{"--policy", path}
+			extra = append(extra, "--policy", path)
 		}
 		if err = l.startRegistryAuth(ctx, s, s.files, extra...); err == nil {
 			err = l.startTraefik(ctx, s)

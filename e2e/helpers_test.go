@@ -221,3 +221,11 @@ func metricSample(lines []string, sample string) (float64, bool, error) {
 	}
 	return 0, false, nil
 }
+
+// must fails the test at once if err is not nil.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -140,6 +140,12 @@ func TestKubernetesManifestsStatic(t *testing.T) {
 					secretRefs = append(secretRefs, s.(string))
 				}
 			}
+			rootCAs, _ := dig(o, "spec", "rootCAs").([]any)
+			for _, ca := range rootCAs {
+				if s, ok := dig(ca, "secret").(string); ok {
+					secretRefs = append(secretRefs, s)
+				}
+			}
 		}
 	}
 	if len(secretRefs) == 0 {

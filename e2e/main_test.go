@@ -23,6 +23,8 @@ func TestMain(m *testing.M) {
 		{"Traefik " + harness.TraefikVersion, harness.BuildTraefik},
 		{"registry " + harness.RegistryVersion, harness.BuildRegistry},
 		{"OCI conformance program " + harness.ConformanceVersion, harness.BuildConformance},
+		// TestKubernetes's API server: about half an hour on two cores, the first time.
+		{"kube-apiserver " + harness.KubernetesVersion, harness.BuildKubeAPIServer},
 	}
 	for _, b := range builds {
 		start := time.Now()

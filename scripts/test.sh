@@ -18,9 +18,10 @@ sudo=""
 # Debian packages the tests run: Apache's htpasswd and httpd (vectors, the bench's Apache
 # recipe), skopeo (e2e client), wrk (bench), gnuplot (bench chart), openssl (certificates),
 # slapd and ldap-utils (a real directory for the LDAP tests), prometheus (promtool checks the alert rules),
+# etcd-server (the storage of the Kubernetes test's kube-apiserver),
 # the docker CLI and engine, and Compose when neither the plugin nor docker-compose exists.
 need=()
-for cmd in htpasswd:apache2-utils apache2:apache2 skopeo:skopeo wrk:wrk gnuplot:gnuplot-nox openssl:openssl docker:docker.io slapd:slapd ldapadd:ldap-utils promtool:prometheus; do
+for cmd in htpasswd:apache2-utils apache2:apache2 skopeo:skopeo wrk:wrk gnuplot:gnuplot-nox openssl:openssl docker:docker.io slapd:slapd ldapadd:ldap-utils promtool:prometheus etcd:etcd-server; do
 	command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
 if ! docker compose version >/dev/null 2>&1 && ! docker-compose version >/dev/null 2>&1; then
@@ -72,7 +73,9 @@ check "fuzzing (${FUZZCOUNT:-50000x} inputs per target)" fuzz
 
 check "benchmarks, one pass each (figures: see docs/BENCHMARKS.md)" go test -run '^$' -bench . -benchtime 1x ./...
 
-check "end-to-end suite and stack test" bash -c 'cd e2e && go test -count=1 -timeout 60m ./...'
+# On a new machine the suite first builds Traefik (about 16 minutes on 2 cores) and
+# kube-apiserver (about 27): hence the long timeout.
+check "end-to-end suite and stack test" bash -c 'cd e2e && go test -count=1 -timeout 80m ./...'
 
 check "benchmark harness smoke test" bash -c 'cd bench && go test -count=1 -timeout 20m ./...'
 

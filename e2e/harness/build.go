@@ -121,6 +121,21 @@ func BuildTraefik(ctx context.Context) (string, error) {
 	})
 }
 
+// TraefikCRDs returns the path of the CustomResourceDefinitions of Traefik's kubernetesCRD
+// provider at TraefikVersion (traefik.io/v1alpha1: IngressRoute, Middleware, ServersTransport
+// and the others), the file Traefik's documentation installs, from its module source.
+func TraefikCRDs(ctx context.Context) (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	src, err := traefikSource(ctx, filepath.Join(cache, "src", "traefik-"+TraefikVersion))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(src, "docs", "content", "reference", "dynamic-configuration", "kubernetes-crd-definition-v1.yml"), nil
+}
+
 // traefikSource makes sure a writable copy of Traefik's module source is at
 // dst and returns dst. The copy is made under a temporary name and renamed,
 // so an existing dst is always complete.

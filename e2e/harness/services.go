@@ -69,6 +69,8 @@ type RegistryOptions struct {
 	// Debug adds the debug server with Prometheus metrics on another
 	// loopback port (what Stack.RegistryRequests reads).
 	Debug bool
+	// Addr is where it listens, host:port; empty: a free loopback port.
+	Addr string
 }
 
 // StartRegistry starts the registry with RegistryImageConfig on a free
@@ -84,9 +86,11 @@ func StartRegistry(ctx context.Context, ps *Processes, opts RegistryOptions) (*R
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{DataDir: filepath.Join(opts.Dir, "registry-data")}
-	if r.Addr, err = FreeAddr(); err != nil {
-		return nil, err
+	r := &Registry{DataDir: filepath.Join(opts.Dir, "registry-data"), Addr: opts.Addr}
+	if r.Addr == "" {
+		if r.Addr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Debug {
 		if r.DebugAddr, err = FreeAddr(); err != nil {

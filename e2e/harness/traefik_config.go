@@ -160,6 +160,11 @@ func exposedByDefault(static map[string]any) bool {
 	return !ok || v
 }
 
+// WithoutComposeLabels drops the routers, services and middlewares derived from
+// docker-compose.yml's labels, for a Traefik whose routes come from another provider (the
+// kubernetesCRD provider of e2e/kubernetes_test.go).
+func (c *TraefikConfig) WithoutComposeLabels() { delete(c.Dynamic, labelsFile) }
+
 // Write writes Dir/traefik.yml and the dynamic files, and returns the path
 // of the static configuration file (for traefik --configFile).
 func (c *TraefikConfig) Write() (string, error) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -159,32 +158,66 @@ func TestKubernetesManifestsStatic(t *testing.T) {
 		}
 	}
 
-	// The auth-lb entry point the Middleware asks is the one the k3s configuration defines.
+	// The auth-lb entry point the Middleware asks is the one the k3s configuration defines,
+	// with the websecure setting that large uploads need.
 	root, err := harness.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	k3s := k3sEntryPoints(t, root)
+	for _, c := range []struct {
+		path []any
+		want any
+	}{
+		{[]any{"auth-lb", "address"}, authLBAddr},
+		{[]any{"auth-lb", "forwardedHeaders", "trustedIPs", 0}, "127.0.0.1/32"},
+		{[]any{"websecure", "transport", "respondingTimeouts", "readTimeout"}, "0"},
+	} {
+		if got := dig(k3s, c.path...); got != c.want {
+			t.Errorf("k3s/traefik-config.yaml: entry point setting %v is %v, want %v", c.path, got, c.want)
+		}
+	}
+
+}
+
+// k3sEntryPoints are the entry points k3s/traefik-config.yaml's arguments configure, as the
+// static configuration's entryPoints tree (--entryPoints.auth-lb.address=X is
+// entryPoints: {auth-lb: {address: X}}; a trustedIPs value is a list).
+func k3sEntryPoints(t *testing.T, root string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "kubernetes", "k3s", "traefik-config.yaml"))
+	must(t, err)
 	var config struct {
 		Spec struct {
 			ValuesContent string `yaml:"valuesContent"`
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "kubernetes", "k3s", "traefik-config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &config); err != nil {
-		t.Fatal(err)
-	}
+	must(t, yaml.Unmarshal(data, &config))
 	var values struct {
 		AdditionalArguments []string `yaml:"additionalArguments"`
 	}
-	if err := yaml.Unmarshal([]byte(config.Spec.ValuesContent), &values); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"--entryPoints.auth-lb.address=127.0.0.1:9099", "--entryPoints.auth-lb.forwardedHeaders.trustedIPs=127.0.0.1/32", "--entryPoints.websecure.transport.respondingTimeouts.readTimeout=0"} {
-		if !slices.Contains(values.AdditionalArguments, want) {
-			t.Errorf("k3s/traefik-config.yaml lacks %s", want)
+	must(t, yaml.Unmarshal([]byte(config.Spec.ValuesContent), &values))
+	tree := map[string]any{}
+	for _, arg := range values.AdditionalArguments {
+		key, value, ok := strings.Cut(strings.TrimPrefix(arg, "--entryPoints."), "=")
+		if !ok || !strings.HasPrefix(arg, "--entryPoints.") {
+			t.Fatalf("k3s/traefik-config.yaml: unexpected argument %q", arg)
 		}
+		parts := strings.Split(key, ".")
+		m := tree
+		for _, p := range parts[:len(parts)-1] {
+			next, _ := m[p].(map[string]any)
+			if next == nil {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		var v any = value
+		if parts[len(parts)-1] == "trustedIPs" {
+			v = []any{value}
+		}
+		m[parts[len(parts)-1]] = v
 	}
+	return tree
 }

@@ -108,7 +108,11 @@ func TestKubernetes(t *testing.T) {
 	// The Secrets, made as README.md says (kubectl create secret generic --from-file).
 	certs, err := harness.NewCerts(filepath.Join(dir, "certs"))
 	must(t, err)
-	hop := func(name string) []byte { b, err := os.ReadFile(filepath.Join(certs.HopDir, name)); must(t, err); return b }
+	hop := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(certs.HopDir, name))
+		must(t, err)
+		return b
+	}
 	carol := account{"carol", "carol-arrives"}
 	files := map[string][]byte{"htpasswd": []byte(htpasswdFor(t, pusher, reader)), "groups": []byte(groupsFor(pusher))}
 	api.apply(secret("registry-auth-files", files))
@@ -439,48 +443,6 @@ func deploymentEnv(t *testing.T, base []kubeObject, mounts map[string]string) []
 	return nil
 }
 
-// k3sEntryPoints are the entry points k3s/traefik-config.yaml's arguments configure, as the
-// static configuration's entryPoints tree (--entryPoints.auth-lb.address=X is
-// entryPoints: {auth-lb: {address: X}}; a trustedIPs value is a list).
-func k3sEntryPoints(t *testing.T, root string) map[string]any {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root, "deploy", "kubernetes", "k3s", "traefik-config.yaml"))
-	must(t, err)
-	var config struct {
-		Spec struct {
-			ValuesContent string `yaml:"valuesContent"`
-		}
-	}
-	must(t, yaml.Unmarshal(data, &config))
-	var values struct {
-		AdditionalArguments []string `yaml:"additionalArguments"`
-	}
-	must(t, yaml.Unmarshal([]byte(config.Spec.ValuesContent), &values))
-	tree := map[string]any{}
-	for _, arg := range values.AdditionalArguments {
-		key, value, ok := strings.Cut(strings.TrimPrefix(arg, "--entryPoints."), "=")
-		if !ok || !strings.HasPrefix(arg, "--entryPoints.") {
-			t.Fatalf("k3s/traefik-config.yaml: unexpected argument %q", arg)
-		}
-		parts := strings.Split(key, ".")
-		m := tree
-		for _, p := range parts[:len(parts)-1] {
-			next, _ := m[p].(map[string]any)
-			if next == nil {
-				next = map[string]any{}
-				m[p] = next
-			}
-			m = next
-		}
-		var v any = value
-		if parts[len(parts)-1] == "trustedIPs" {
-			v = []any{value}
-		}
-		m[parts[len(parts)-1]] = v
-	}
-	return tree
-}
-
 // yamlDocuments splits a multi-document YAML file into objects.
 func yamlDocuments(t *testing.T, data []byte) []kubeObject {
 	t.Helper()
@@ -567,5 +529,3 @@ func tail(b []byte, n int) []byte {
 	}
 	return b
 }
-
-

@@ -66,7 +66,6 @@ func serve(ctx context.Context, env cli.Env, args []string) error {
 	logger := newLogger(cfg, stderr)
 	m := newMetrics()
 	st := newStore(cfg, logger, m)
-	m.registry.MustRegister(newTokenStates(st))
 	switch {
 	case cfg.files.policy != "" && cfg.pushGroupSet:
 		logger.Warn("--push-group plays no part with --policy: the policy alone decides who may push; remove one of them", "push_group", cfg.files.pushGroup, "policy", cfg.files.policy)

@@ -127,6 +127,8 @@ func newStore(c config, logger *slog.Logger, m *metrics) *store {
 		// One budget for every hash the process computes: the file's and the dummy's.
 		budget: newHashBudget(c.hashBudget, m),
 	}
+	// The tokens' states are counted from the current snapshot when scraped.
+	m.registry.MustRegister(newTokenStates(st))
 	return st
 }
 

@@ -232,7 +232,6 @@ func TestTokensMetric(t *testing.T) {
 	)
 	st, m := newTestStore(t, f, time.Hour, nil)
 	st.now = clock.now
-	m.registry.MustRegister(newTokenStates(st))
 	states := func() map[string]float64 {
 		got := map[string]float64{}
 		for _, metric := range metricFamily(t, m, "registry_auth_tokens").GetMetric() {

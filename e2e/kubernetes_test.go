@@ -54,16 +54,17 @@ func TestKubernetes(t *testing.T) {
 	var traefik *harness.Process
 	t.Cleanup(func() {
 		// In order: Traefik's watches keep kube-apiserver from stopping, and kube-apiserver
-		// does not finish stopping without etcd.
-		for _, p := range []*harness.Process{traefik, kubeProcess(kube)} {
-			if p != nil {
-				if err := p.Stop(); err != nil {
-					t.Error(err)
-				}
+		// does not finish stopping without etcd (KubeAPIServer.Stop stops it, then etcd).
+		if traefik != nil {
+			if err := traefik.Stop(); err != nil {
+				t.Error(err)
 			}
 		}
 		if kube != nil {
 			kube.Client.CloseIdleConnections()
+			if err := kube.Stop(); err != nil {
+				t.Error(err)
+			}
 		}
 		if err := procs.StopAll(); err != nil {
 			t.Error(err)
@@ -512,14 +513,6 @@ func freePortOn(t *testing.T, ips ...string) string {
 	}
 	t.Fatalf("no port free on all of %v", ips)
 	return ""
-}
-
-// kubeProcess is k's kube-apiserver process, nil before it started.
-func kubeProcess(k *harness.KubeAPIServer) *harness.Process {
-	if k == nil {
-		return nil
-	}
-	return k.Process
 }
 
 // tail is the last n bytes of b.

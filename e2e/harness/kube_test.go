@@ -34,6 +34,14 @@ func TestKubeAPIServer(t *testing.T) {
 		if k != nil {
 			k.Client.CloseIdleConnections()
 		}
+		// kube-apiserver first: it needs etcd to stop quickly.
+		stopped := time.Now()
+		if err := k.Stop(); err != nil {
+			t.Error(err)
+		}
+		if k != nil {
+			t.Logf("kube-apiserver and etcd stopped in %v", time.Since(stopped).Round(time.Millisecond))
+		}
 		if err := ps.StopAll(); err != nil {
 			t.Error(err)
 		}

@@ -82,7 +82,8 @@ func (f *File) Bytes() []byte {
 		if t.IsZero() {
 			return ""
 		}
-		return t.UTC().Format(time.RFC3339)
+		// Nano keeps a hand-written fraction of a second; the commands write whole seconds.
+		return t.UTC().Format(time.RFC3339Nano)
 	}
 	doc := struct {
 		Tokens []tokenDocument `yaml:"tokens"`

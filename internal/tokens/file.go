@@ -218,7 +218,10 @@ func (t *Token) set(key, text string) error {
 		t.Name, err = text, CheckName(text)
 	case "sha256":
 		t.Digest = text
-		if n, decodeErr := hex.Decode(t.digest[:], []byte(text)); decodeErr != nil || n != len(t.digest) || strings.ToLower(text) != text {
+		// The length first: hex.Decode writes past a destination too short for its source.
+		if len(text) != hex.EncodedLen(len(t.digest)) || strings.ToLower(text) != text {
+			err = errors.New("sha256: want the 64 lower-case hex digits of the secret's SHA-256 (token rotate writes a new one)")
+		} else if _, decodeErr := hex.Decode(t.digest[:], []byte(text)); decodeErr != nil {
 			err = errors.New("sha256: want the 64 lower-case hex digits of the secret's SHA-256 (token rotate writes a new one)")
 		}
 	case "owner":

@@ -184,20 +184,29 @@ func buildSnapshot(set fileSet, s sources) (loadResult, error) {
 		}
 		addProblems(gfile.path, gf.Problems)
 	}
-	for _, group := range sortedKeys(gf.Members) {
-		for _, member := range sortedKeys(gf.Members[group]) {
-			// With a directory, a member the file lacks may be a directory user: nothing to say.
-			if _, ok := hf.Users[member]; !ok && hfile.path != "" && !s.directory {
-				res.problems = append(res.problems, htpasswd.Problem{File: gfile.path, Line: gf.MemberLine[[2]string{group, member}], Severity: htpasswd.Warning,
-					Message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
-			}
-		}
-	}
 	tf, err := loadTokens(tfile, &res)
 	if err != nil {
 		return res, err
 	}
 	ta := tokens.NewAuthenticator(tf)
+	for _, group := range sortedKeys(gf.Members) {
+		for _, member := range sortedKeys(gf.Members[group]) {
+			line := gf.MemberLine[[2]string{group, member}]
+			if tokens.IsLogin(member) {
+				// A token is a member by its login name; the tokens file says if it exists.
+				if name, _ := tokens.NameOf(member); ta.Token(name) == nil {
+					res.problems = append(res.problems, htpasswd.Problem{File: gfile.path, Line: line, Severity: htpasswd.Warning,
+						Message: fmt.Sprintf("member %q of group %q is no token of %s", member, group, cmp.Or(tfile.path, "the tokens file (--tokens is empty)"))})
+				}
+				continue
+			}
+			// With a directory, a member the file lacks may be a directory user: nothing to say.
+			if _, ok := hf.Users[member]; !ok && hfile.path != "" && !s.directory {
+				res.problems = append(res.problems, htpasswd.Problem{File: gfile.path, Line: line, Severity: htpasswd.Warning,
+					Message: fmt.Sprintf("member %q of group %q is not in %s", member, group, hfile.path)})
+			}
+		}
+	}
 	snap := &snapshot{
 		users:  hf.Users,
 		tokens: ta,
@@ -268,6 +277,13 @@ func policySubjectWarnings(p *policy.Policy, snap *snapshot, src sources, htpass
 	seen := map[string]bool{}
 	for _, n := range p.Names() {
 		for _, u := range n.Users {
+			if name, ok := tokens.NameOf(u); ok {
+				if snap.tokens.Token(name) == nil && !seen["u"+u] {
+					seen["u"+u] = true
+					ps.Add(n.Line, htpasswd.Warning, "user %q is no token of %s", u, cmp.Or(src.tokens, "the tokens file (--tokens is empty)"))
+				}
+				continue
+			}
 			if _, ok := snap.users[u]; !ok && !seen["u"+u] && !src.directory {
 				seen["u"+u] = true
 				ps.Add(n.Line, htpasswd.Warning, "user %q is not in %s", u, htpasswdName)

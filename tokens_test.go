@@ -263,9 +263,26 @@ func TestCheckAndExplainTokens(t *testing.T) {
 	)
 	files := []string{"--htpasswd", f.htpasswd, "--groups", f.groups, "--tokens", f.tokens}
 	stdout, _, err := runCLI(t, nil, "", append([]string{"check"}, files...)...)
-	if err != nil || !strings.Contains(stdout, "tokens: 3 in "+f.tokens+" (2 active, 0 expiring within 7 days, 0 expired, 1 revoked)") {
-		t.Errorf("check: got %v\n%s", err, stdout)
+	if err != nil || !strings.Contains(stdout, "tokens: 3 in "+f.tokens+" (2 active, 0 expiring within 7 days, 0 expired, 1 revoked)") || strings.Contains(stdout, "warning:") {
+		t.Errorf("check: got %v\n%s\nwant the tokens counted, and no warning: the groups file's tokens are in the tokens file", err, stdout)
 	}
+	// Tokens the tokens file lacks, named by a group or the policy, are said to be none.
+	writeFile(t, f.groups, "pusher: alice token+push token+ghost\n")
+	policyFile := filepath.Join(f.dir, "policy.yaml")
+	writeFile(t, policyFile, "rules:\n  - subjects: [user:token+pull, user:token+nobody]\n    repositories: [\"**\"]\n    actions: [pull]\n")
+	stdout, _, _ = runCLI(t, nil, "", append([]string{"check", "--policy", policyFile}, files...)...)
+	for _, want := range []string{
+		fmt.Sprintf(`%s:1: warning: member "token+ghost" of group "pusher" is no token of %s`, f.groups, f.tokens),
+		fmt.Sprintf(`%s:2: warning: user "token+nobody" is no token of %s`, policyFile, f.tokens),
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("check: no %q in\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, `"token+push"`) || strings.Contains(stdout, `"token+pull"`) {
+		t.Errorf("check warns about tokens the tokens file has:\n%s", stdout)
+	}
+	writeFile(t, f.groups, "pusher: alice token+push token+pull\n")
 	for _, tt := range []struct {
 		user, method, uri string
 		wantErr           bool

@@ -84,8 +84,13 @@ type File struct {
 	byName   map[string]*Token
 }
 
-// Get is the token named name, nil when the file has none.
-func (f *File) Get(name string) *Token { return f.byName[name] }
+// Get is the token named name, nil when the file has none or f is nil.
+func (f *File) Get(name string) *Token {
+	if f == nil {
+		return nil
+	}
+	return f.byName[name]
+}
 
 // fields are a token's keys, in the order the file is written.
 var fields = []string{"name", "sha256", "scopes", "owner", "description", "created", "expires", "revoked"}

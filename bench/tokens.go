@@ -38,7 +38,7 @@ func (l *lab) addTokens(ctx context.Context, s *stack, n int) ([]credential, err
 	for i := range n {
 		name := fmt.Sprintf("bench-%05d", i)
 		secret, digest := tokens.NewSecret()
-		if err := file.Create(&tokens.Token{Name: name, Digest: digest, Scopes: []string{"pull:**"}, Created: created}); err != nil {
+		if err := file.Create(&tokens.Token{Name: name, Digest: digest, Scopes: []string{"pull:**"}, Created: created}, created); err != nil {
 			return nil, err
 		}
 		creds = append(creds, credential{User: tokens.LoginName(name), Password: secret})

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,9 +79,11 @@ func renderKubernetesBase(t testing.TB) ([]byte, []kubeObject) {
 
 // TestKubernetesManifestsStatic: the traps of the Kubernetes base that a cluster would not
 // report: a Secret mounted with subPath (a copy kubelet never updates: edits would never
-// reach the service), a Traefik object's Secret in another namespace than its own (Traefik
-// reads them from the object's namespace and fails), a Secret-backed file the service is not
-// pointed at, and an auth-lb address that k3s/traefik-config.yaml does not define.
+// reach the service), a file the service reads outside its Secret volumes, a Traefik
+// object's Secret in another namespace than its own (Traefik reads them from the object's
+// namespace and fails), trusted proxies without the auth-lb hop's 127.0.0.1 (every client
+// would be one address to the throttle), a NetworkPolicy that lets every namespace in, and an
+// auth-lb address that k3s/traefik-config.yaml does not define.
 func TestKubernetesManifestsStatic(t *testing.T) {
 	t.Parallel()
 	_, objects := renderKubernetesBase(t)
@@ -117,6 +120,19 @@ func TestKubernetesManifestsStatic(t *testing.T) {
 					}
 					if sub, _ := dig(m, "subPathExpr").(string); sub != "" {
 						t.Errorf("%s mounts %v with subPathExpr", o.meta("name"), dig(m, "name"))
+					}
+				}
+				if o.meta("name") == "registry-auth" {
+					checkServiceFiles(t, c, secretVolumes)
+				}
+			}
+		case "NetworkPolicy":
+			rules, _ := dig(o, "spec", "ingress").([]any)
+			for _, r := range rules {
+				peers, _ := dig(r, "from").([]any)
+				for _, p := range peers {
+					if ns, _ := dig(p, "namespaceSelector", "matchLabels").(map[string]any); len(ns) == 0 {
+						t.Errorf("NetworkPolicy %s admits pods of every namespace: name Traefik's", o.meta("name"))
 					}
 				}
 			}
@@ -220,4 +236,42 @@ func k3sEntryPoints(t *testing.T, root string) map[string]any {
 		m[parts[len(parts)-1]] = v
 	}
 	return tree
+}
+
+// checkServiceFiles checks the registry-auth container c: every file its environment names is
+// in a Secret volume (secretVolumes, by volume name), and its trusted proxies include the
+// auth-lb hop's 127.0.0.1.
+func checkServiceFiles(t *testing.T, c any, secretVolumes map[string]bool) {
+	t.Helper()
+	var secretDirs []string
+	mounts, _ := dig(c, "volumeMounts").([]any)
+	for _, m := range mounts {
+		if secretVolumes[dig(m, "name").(string)] {
+			secretDirs = append(secretDirs, dig(m, "mountPath").(string)+"/")
+		}
+	}
+	files := 0
+	vars, _ := dig(c, "env").([]any)
+	for _, v := range vars {
+		name, _ := dig(v, "name").(string)
+		value, _ := dig(v, "value").(string)
+		switch name {
+		case "REGISTRY_AUTH_HTPASSWD", "REGISTRY_AUTH_GROUPS", "REGISTRY_AUTH_TOKENS", "REGISTRY_AUTH_POLICY",
+			"REGISTRY_AUTH_TLS_CERT", "REGISTRY_AUTH_TLS_KEY", "REGISTRY_AUTH_TLS_CLIENT_CA":
+			if value == "" {
+				continue // none: the policy's built-in rule
+			}
+			files++
+			if !slices.ContainsFunc(secretDirs, func(dir string) bool { return strings.HasPrefix(value, dir) }) {
+				t.Errorf("registry-auth reads %s=%s, outside its Secret volumes %v", name, value, secretDirs)
+			}
+		case "REGISTRY_AUTH_TRUSTED_PROXIES":
+			if !slices.Contains(strings.Split(value, ","), "127.0.0.1/32") {
+				t.Errorf("REGISTRY_AUTH_TRUSTED_PROXIES=%s lacks 127.0.0.1/32, the auth-lb hop inside Traefik", value)
+			}
+		}
+	}
+	if files < 6 {
+		t.Errorf("registry-auth's environment names %d files, want its htpasswd, groups and tokens files and its TLS pair and client CA", files)
+	}
 }

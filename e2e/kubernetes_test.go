@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,8 +36,8 @@ const authLBAddr = "127.0.0.1:9099"
 // TestKubernetes applies deploy/kubernetes to a real kube-apiserver (with Traefik's CRDs)
 // and runs the real Traefik with its kubernetesCRD provider against it. No kubelet runs here:
 // the registry and two registry-auth replicas are processes of this machine, on addresses
-// of a dummy interface the test makes (the API server refuses loopback addresses in an
-// EndpointSlice), EndpointSlices made by the test point the Services at them,
+// the test adds to lo (the API server refuses 127.0.0.0/8 in an EndpointSlice),
+// EndpointSlices made by the test point the Services at them,
 // and the Secret volume is laid out from the Secret read back from the API server as
 // kubelet's atomic writer lays it out. So Traefik reads the Middleware, the ServersTransport
 // with its Secrets and the IngressRoutes from the API server exactly as in a cluster.
@@ -248,22 +249,21 @@ func TestKubernetes(t *testing.T) {
 		}
 		swapped := time.Now()
 		must(t, authVolume.write(data))
-		var took time.Duration
-		for {
-			_, err := remote.Head(pushed, opts(&carol)...)
-			_, refused := remote.Head(pushed, opts(&reader)...)
-			if err == nil && refused != nil {
-				took = time.Since(swapped)
-				break
+		err := harness.WaitFor(ctx, time.Minute, func() error {
+			if _, err := remote.Head(pushed, opts(&carol)...); err != nil {
+				return fmt.Errorf("carol: %w", err)
 			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("the swap was not in force: carol %v, bob %v", err, refused)
-			case <-time.After(20 * time.Millisecond):
+			if _, err := remote.Head(pushed, opts(&reader)...); err == nil {
+				return errors.New("bob is still let in")
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("the swap was not in force: %v", err)
 		}
+		took := time.Since(swapped)
 		t.Logf("the swapped Secret was in force through Traefik %v after the swap (carol accepted, bob refused)", took.Round(time.Millisecond))
-		_, err := remote.Image(pushed, opts(&reader)...)
+		_, err = remote.Image(pushed, opts(&reader)...)
 		wantRegistryError(t, err, http.StatusUnauthorized, transport.UnauthorizedErrorCode)
 		if err := remote.Write(imageRef(t, addr, "team/app:by-carol"), randomOCIImage(t, 1, 1<<10), opts(&carol)...); err != nil {
 			t.Errorf("carol's push after the swap: %v", err)
@@ -318,32 +318,40 @@ func (a kubeAPI) path(o kubeObject) string {
 
 // apply applies o by server-side apply with strict field validation, as `kubectl apply
 // --server-side --validate=strict` does, retrying while the API server does not serve its
-// kind yet (a CRD just established); any other refusal fails the test.
+// kind yet (404: a CRD becomes servable shortly after it is established); any other
+// refusal fails the test.
 func (a kubeAPI) apply(o kubeObject) {
 	a.t.Helper()
 	body, err := json.Marshal(map[string]any(o))
 	must(a.t, err)
 	url := a.k.URL + a.path(o) + "?fieldManager=registry-auth-e2e&force=true&fieldValidation=Strict"
-	deadline := time.Now().Add(time.Minute)
-	for {
+	var refused error
+	err = harness.WaitFor(a.ctx, time.Minute, func() error {
 		req, err := http.NewRequestWithContext(a.ctx, http.MethodPatch, url, bytes.NewReader(body))
-		must(a.t, err)
+		if err != nil {
+			return err
+		}
 		req.Header.Set("Content-Type", "application/apply-patch+yaml")
 		resp, err := a.k.Client.Do(req)
-		must(a.t, err)
+		if err != nil {
+			return err
+		}
 		answer, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated:
-			return
-		case resp.StatusCode == http.StatusNotFound && time.Now().Before(deadline):
-			select { // the kind is not served yet: a CRD becomes servable shortly after Established
-			case <-a.ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
+		switch resp.StatusCode {
+		case http.StatusOK, http.StatusCreated:
+			return nil
+		case http.StatusNotFound:
+			return fmt.Errorf("%s\n%s", resp.Status, answer)
 		}
-		a.t.Fatalf("apply %s %s/%s: %s\n%s", o.kind(), o.meta("namespace"), o.meta("name"), resp.Status, answer)
+		refused = fmt.Errorf("%s\n%s", resp.Status, answer)
+		return nil // no retry: the refusal is the answer
+	})
+	if err == nil {
+		err = refused
+	}
+	if err != nil {
+		a.t.Fatalf("apply %s %s/%s: %v", o.kind(), o.meta("namespace"), o.meta("name"), err)
 	}
 }
 
@@ -365,18 +373,17 @@ func (a kubeAPI) get(path string) map[string]any {
 // waitEstablished waits until the CRD crd is Established.
 func (a kubeAPI) waitEstablished(crd kubeObject) {
 	a.t.Helper()
-	for {
+	err := harness.WaitFor(a.ctx, time.Minute, func() error {
 		conditions, _ := dig(a.get(a.path(crd)), "status", "conditions").([]any)
 		for _, c := range conditions {
 			if dig(c, "type") == "Established" && dig(c, "status") == "True" {
-				return
+				return nil
 			}
 		}
-		select {
-		case <-a.ctx.Done():
-			a.t.Fatalf("CRD %s not established", crd.meta("name"))
-		case <-time.After(50 * time.Millisecond):
-		}
+		return fmt.Errorf("conditions %v", conditions)
+	})
+	if err != nil {
+		a.t.Fatalf("CRD %s not established: %v", crd.meta("name"), err)
 	}
 }
 

@@ -61,8 +61,9 @@ secret, nor its SHA-256.
 const tokenRevokeUsage = `Usage: registry-auth token revoke [flags] NAME
 
 Marks the token NAME revoked: the service refuses it (401) from the moment it loads the file,
-within a second, cached logins included. The token stays in the file, and 'token list', as
-revoked; its name cannot be used again.
+within a second of the write, cached logins included (where the service reads a copy, such as
+a Kubernetes Secret volume, from the moment the copy is updated). The token stays in the file,
+and 'token list', as revoked; its name cannot be used again.
 `
 
 const tokenRotateUsage = `Usage: registry-auth token rotate [flags] NAME
@@ -127,7 +128,7 @@ func (c *editCLI) tokenCreate(ctx context.Context, args []string) error {
 	}
 	secret, digest := tokens.NewSecret()
 	t := &tokens.Token{Name: name, Digest: digest, Scopes: tf.scopes, Owner: tf.owner, Description: tf.description, Created: now, Expires: expires}
-	out, err := c.editTokens(ctx, f, name, func(file *tokens.File) error { return file.Create(t) })
+	out, err := c.editTokens(ctx, f, name, func(file *tokens.File) error { return file.Create(t, now) })
 	if err != nil {
 		return err
 	}
@@ -232,7 +233,7 @@ func (c *editCLI) tokenRotate(ctx context.Context, args []string) error {
 		return err
 	}
 	secret, digest := tokens.NewSecret()
-	out, err := c.editTokens(ctx, f, name, func(file *tokens.File) error { return file.Rotate(name, digest) })
+	out, err := c.editTokens(ctx, f, name, func(file *tokens.File) error { return file.Rotate(name, digest, time.Now()) })
 	if err != nil {
 		return err
 	}

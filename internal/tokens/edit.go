@@ -17,12 +17,16 @@ const header = `# registry-auth tokens file, written by 'registry-auth token' (R
 # are read too, but the commands rewrite the whole file: comments below are not kept.
 `
 
-// Create adds t, refusing a name the file has (a revoked token's too: its record stays, so
-// that the log's "revoked" keeps meaning that one).
-func (f *File) Create(t *Token) error {
+// Create adds t, refusing a name the file has (a revoked or expired token's too: its record
+// stays, so that the log's "revoked" keeps meaning that one). now says whether the existing
+// token expired.
+func (f *File) Create(t *Token, now time.Time) error {
 	if old := f.byName[t.Name]; old != nil {
-		if !old.Revoked.IsZero() {
+		switch old.StateAt(now) {
+		case Revoked:
 			return fmt.Errorf("token %q exists, revoked on %s: choose another name", t.Name, old.Revoked.Format(time.RFC3339))
+		case Expired:
+			return fmt.Errorf("token %q exists, expired on %s: choose another name", t.Name, old.Expires.Format(time.RFC3339))
 		}
 		return fmt.Errorf("token %q exists: choose another name, or give it a new secret with `registry-auth token rotate %s`", t.Name, t.Name)
 	}
@@ -54,11 +58,15 @@ func (f *File) Revoke(name string, at time.Time) error {
 }
 
 // Rotate gives the token name the secret of digest: the old secret is refused from the
-// moment the service loads the file. Scopes, owner and expiry stay.
-func (f *File) Rotate(name, digest string) error {
+// moment the service loads the file. Scopes, owner and expiry stay, so a token that expired
+// at now is refused: a new secret would be refused too.
+func (f *File) Rotate(name, digest string, now time.Time) error {
 	t, err := f.live(name, "rotated")
 	if err != nil {
 		return err
+	}
+	if t.StateAt(now) == Expired {
+		return fmt.Errorf("token %q expired on %s, and a rotation keeps the expiry: create another token", name, t.Expires.Format(time.RFC3339))
 	}
 	t.Digest = digest
 	return nil

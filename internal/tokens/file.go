@@ -101,10 +101,18 @@ var fields = []string{"name", "sha256", "scopes", "owner", "description", "creat
 func Parse(data []byte) (*File, error) {
 	f := &File{byName: map[string]*Token{}}
 	var root yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
 			return f, nil // an empty file, or only comments
 		}
+		return nil, fmt.Errorf("not a tokens file: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var more yaml.Node
+	switch err := dec.Decode(&more); {
+	case err == nil:
+		return nil, fmt.Errorf("line %d: a second YAML document (after ---): a tokens file is one", more.Line)
+	case !errors.Is(err, io.EOF):
 		return nil, fmt.Errorf("not a tokens file: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	doc := root.Content[0]
@@ -114,8 +122,11 @@ func Parse(data []byte) (*File, error) {
 	var list *yaml.Node
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		key, value := doc.Content[i], doc.Content[i+1]
-		if key.Value != "tokens" {
+		switch {
+		case key.Value != "tokens":
 			return nil, fmt.Errorf("line %d: unknown key %q: a tokens file has the key tokens only", key.Line, key.Value)
+		case list != nil:
+			return nil, fmt.Errorf("line %d: a second key tokens (the first is on line %d): one list holds every token", key.Line, doc.Content[0].Line)
 		}
 		list = value
 	}

@@ -106,6 +106,9 @@ func TestParseRefusesWhatIsNoTokensFile(t *testing.T) {
 		{"users: []\n", `line 1: unknown key "users"`},
 		{"tokens: {}\n", "line 1: tokens: want a list"},
 		{"# nothing\nother:\n", `line 2: unknown key "other"`},
+		{"tokens: []\ntokens: []\n", "line 2: a second key tokens (the first is on line 1)"},
+		{"tokens: []\n---\ntokens: []\n", "line 2: a second YAML document"},
+		{"tokens: []\n---\n[\n", "not a tokens file"},
 	} {
 		if _, err := Parse([]byte(tt.data)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%q): got %v, want an error with %q", tt.data, err, tt.want)
@@ -129,14 +132,14 @@ func TestEditsReadBack(t *testing.T) {
 	_, d1 := NewSecret()
 	tok := &Token{Name: "ci", Digest: d1, Scopes: []string{"pull:team/*", "catalog"}, Owner: "alice: ops", Description: "it's # not a comment",
 		Created: created, Expires: created.Add(90 * 24 * time.Hour)}
-	if err := f.Create(tok); err != nil {
+	if err := f.Create(tok, created); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Create(&Token{Name: "ci"}); err == nil || !strings.Contains(err.Error(), "token rotate ci") {
+	if err := f.Create(&Token{Name: "ci"}, created); err == nil || !strings.Contains(err.Error(), "token rotate ci") {
 		t.Errorf("a second ci: got %v, want refused with how to rotate", err)
 	}
 	_, d2 := NewSecret()
-	if err := f.Rotate("ci", d2); err != nil {
+	if err := f.Rotate("ci", d2, created); err != nil {
 		t.Fatal(err)
 	}
 	back, err := Parse(f.Bytes())
@@ -157,8 +160,8 @@ func TestEditsReadBack(t *testing.T) {
 	}
 	for _, edit := range []func() error{
 		func() error { return again.Revoke("ci", created) },
-		func() error { return again.Rotate("ci", d1) },
-		func() error { return again.Create(&Token{Name: "ci"}) },
+		func() error { return again.Rotate("ci", d1, created) },
+		func() error { return again.Create(&Token{Name: "ci"}, created) },
 	} {
 		if err := edit(); err == nil || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("an edit of a revoked token: got %v, want refused as revoked", err)
@@ -166,6 +169,23 @@ func TestEditsReadBack(t *testing.T) {
 	}
 	if err := again.Revoke("nobody", created); err == nil || !strings.Contains(err.Error(), "no token") {
 		t.Errorf("revoking a token the file lacks: got %v", err)
+	}
+
+	// An expired token keeps its name and is not rotated: the new secret would be refused too.
+	_, d3 := NewSecret()
+	old := &Token{Name: "old", Digest: d3, Scopes: []string{"pull:x"}, Created: created, Expires: created.Add(time.Hour)}
+	if err := again.Create(old, created); err != nil {
+		t.Fatal(err)
+	}
+	later := created.Add(2 * time.Hour)
+	if err := again.Rotate("old", d1, later); err == nil || !strings.Contains(err.Error(), "expired on") {
+		t.Errorf("rotating an expired token: got %v, want refused as expired", err)
+	}
+	if err := again.Create(&Token{Name: "old"}, later); err == nil || !strings.Contains(err.Error(), "expired on") || strings.Contains(err.Error(), "rotate") {
+		t.Errorf("creating over an expired token: got %v, want refused as expired, without advice to rotate", err)
+	}
+	if err := again.Rotate("old", d1, created); err != nil {
+		t.Errorf("rotating before the expiry: %v", err)
 	}
 }
 

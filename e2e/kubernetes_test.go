@@ -52,7 +52,8 @@ func TestKubernetes(t *testing.T) {
 	dir := t.TempDir()
 	procs := harness.NewProcesses(filepath.Join(dir, "logs"))
 	var kube *harness.KubeAPIServer
-	var traefik *harness.Process
+	var traefik, registry *harness.Process
+	var replicaProcs []*harness.Process
 	t.Cleanup(func() {
 		// In order: Traefik's watches keep kube-apiserver from stopping, and kube-apiserver
 		// does not finish stopping without etcd (KubeAPIServer.Stop stops it, then etcd).
@@ -71,9 +72,13 @@ func TestKubernetes(t *testing.T) {
 			t.Error(err)
 		}
 		if t.Failed() {
-			for _, name := range []string{"kube-apiserver", "traefik", "registry-auth-1", "registry-auth-2", "registry"} {
-				if b, err := os.ReadFile(filepath.Join(dir, "logs", name+".log")); err == nil {
-					t.Logf("--- %s log (tail) ---\n%s", name, tail(b, 4<<10))
+			logged := append([]*harness.Process{traefik, registry}, replicaProcs...)
+			if kube != nil {
+				logged = append(logged, kube.Process)
+			}
+			for _, p := range logged {
+				if p != nil {
+					t.Logf("--- %s log (tail) ---\n%s", p.LogFile, p.LogTail(4<<10))
 				}
 			}
 		}
@@ -138,6 +143,9 @@ func TestKubernetes(t *testing.T) {
 	must(t, err)
 	reg, err := harness.StartRegistry(ctx, procs, harness.RegistryOptions{Bin: registryBin, RepoRoot: root, Dir: dir,
 		Addr: net.JoinHostPort(registryIP, freePortOn(t, registryIP))})
+	if reg != nil {
+		registry = reg.Process
+	}
 	if err != nil {
 		t.Fatalf("start the registry: %v", err)
 	}
@@ -149,7 +157,11 @@ func TestKubernetes(t *testing.T) {
 		// harness.Processes names logs after the program: one directory per replica.
 		rp := harness.NewProcesses(filepath.Join(dir, "logs", fmt.Sprintf("replica-%d", i+1)))
 		t.Cleanup(func() { rp.StopAll() })
-		if _, err := harness.StartRegistryAuth(ctx, rp, authBin, svc, net.JoinHostPort(ip, authPort)); err != nil {
+		p, err := harness.StartRegistryAuth(ctx, rp, authBin, svc, net.JoinHostPort(ip, authPort))
+		if p != nil {
+			replicaProcs = append(replicaProcs, p)
+		}
+		if err != nil {
 			t.Fatalf("start registry-auth on %s: %v", ip, err)
 		}
 	}
@@ -228,7 +240,7 @@ func TestKubernetes(t *testing.T) {
 			}
 		}
 		for i := range replicas {
-			log, err := os.ReadFile(filepath.Join(dir, "logs", fmt.Sprintf("replica-%d", i+1), "registry-auth.log"))
+			log, err := os.ReadFile(replicaProcs[i].LogFile)
 			must(t, err)
 			if n := bytes.Count(log, []byte(`"msg":"decision"`)); n < 5 {
 				t.Errorf("replica %d (%s) decided %d requests, want a share of them", i+1, replicas[i], n)
@@ -520,12 +532,4 @@ func freePortOn(t *testing.T, ips ...string) string {
 	}
 	t.Fatalf("no port free on all of %v", ips)
 	return ""
-}
-
-// tail is the last n bytes of b.
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }

@@ -251,14 +251,11 @@ func loadTokens(f loadedFile, res *loadResult) (*tokens.File, error) {
 	if f.path == "" || f.missing {
 		return nil, nil // no tokens: said by check and the "loaded" log line, not a problem
 	}
-	tf, err := tokens.Parse(f.data)
+	tf, err := tokens.Parse(f.data, f.path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.path, err)
+		return nil, err
 	}
-	for _, p := range tf.Problems {
-		p.File = f.path
-		res.problems = append(res.problems, p)
-	}
+	res.problems = append(res.problems, tf.Problems...)
 	return tf, nil
 }
 

@@ -64,7 +64,7 @@ func TestTokenCommands(t *testing.T) {
 		t.Errorf("the file should hold the secret's SHA-256 and not the secret:\n%s", file)
 	}
 	// The default expiry is 90 days.
-	tf, err := tokens.Parse([]byte(file))
+	tf, err := tokens.Parse([]byte(file), f.tokens)
 	must(t, err)
 	if got := tf.Get("ci").Expires.Sub(tf.Get("ci").Created); got != 90*24*time.Hour {
 		t.Errorf("default lifetime: got %v, want 90 days", got)
@@ -160,7 +160,7 @@ func TestTwentyConcurrentTokenCreates(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	tf, err := tokens.Parse([]byte(readString(t, f.tokens)))
+	tf, err := tokens.Parse([]byte(readString(t, f.tokens)), f.tokens)
 	must(t, err)
 	if len(tf.Tokens) != n || len(tf.Problems) != 0 {
 		t.Fatalf("got %d tokens and problems %v, want %d and none", len(tf.Tokens), tf.Problems, n)

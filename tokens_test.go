@@ -28,7 +28,7 @@ type tokenSpec struct {
 // writer, and returns each token's secret by name.
 func writeTokens(t testing.TB, path string, specs ...tokenSpec) map[string]string {
 	t.Helper()
-	f, err := tokens.Parse(nil)
+	f, err := tokens.Parse(nil, path)
 	if err != nil {
 		t.Fatal(err)
 	}

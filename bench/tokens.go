@@ -29,7 +29,7 @@ func (s *stack) tokensFile() string { return filepath.Join(s.dir, "auth", "token
 // (50 per 5 minutes by default), and a round of 64 of them would get the
 // harness's own address throttled for the loads that follow.
 func (l *lab) addTokens(ctx context.Context, s *stack, n int) ([]credential, error) {
-	file, err := tokens.Parse(nil)
+	file, err := tokens.Parse(nil, s.tokensFile())
 	if err != nil {
 		return nil, err
 	}

@@ -255,15 +255,14 @@ func (c *editCLI) editTokens(ctx context.Context, f *editFlags, name string, cha
 	if err != nil {
 		return nil, err
 	}
-	file, err := tokens.Parse(st.data)
+	file, err := tokens.Parse(st.data, st.path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v: fix it first (registry-auth check names the problem): %w", st.path, err, errEditRefused)
+		return nil, fmt.Errorf("%v: fix it first (registry-auth check names the problem): %w", err, errEditRefused)
 	}
 	if len(file.Problems) > 0 {
 		// No --force here: the commands write the tokens that load, and would drop these.
 		var b strings.Builder
 		for _, p := range file.Problems {
-			p.File = st.path
 			fmt.Fprintf(&b, "%s\n", p)
 		}
 		return nil, fmt.Errorf("%s%s has tokens the service skips (above): fix or remove them first, as a token command rewrites the file with the tokens that load: %w", b.String(), st.path, errEditRefused)
@@ -272,7 +271,7 @@ func (c *editCLI) editTokens(ctx context.Context, f *editFlags, name string, cha
 		return nil, fmt.Errorf("%s: %w: %w", st.path, err, errEditRefused)
 	}
 	out := file.Bytes()
-	if err := checkTokensEdit(file, out, name); err != nil {
+	if err := checkTokensEdit(file, out, st.path, name); err != nil {
 		return nil, refuse(st.path, err)
 	}
 	if err := c.editor.replace(st, out, nil); err != nil {
@@ -281,10 +280,10 @@ func (c *editCLI) editTokens(ctx context.Context, f *editFlags, name string, cha
 	return out, nil
 }
 
-// checkTokensEdit proves an edit: out reads back without problems, with the tokens of want,
-// and name's as changed.
-func checkTokensEdit(want *tokens.File, out []byte, name string) error {
-	got, err := tokens.Parse(out)
+// checkTokensEdit proves an edit of the file at path: out reads back without problems, with
+// the tokens of want, and name's as changed.
+func checkTokensEdit(want *tokens.File, out []byte, path, name string) error {
+	got, err := tokens.Parse(out, path)
 	switch {
 	case err != nil:
 		return err
@@ -316,12 +315,11 @@ func (c *editCLI) tokenList(_ context.Context, args []string) error {
 		fmt.Fprintf(c.env.Stderr, "%s does not exist yet: no tokens (registry-auth token create makes it)\n", st.path)
 		return nil
 	}
-	file, err := tokens.Parse(st.data)
+	file, err := tokens.Parse(st.data, st.path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", st.path, err)
+		return err
 	}
 	for _, p := range file.Problems {
-		p.File = st.path
 		fmt.Fprintln(c.env.Stderr, p)
 	}
 	now := time.Now()
@@ -335,7 +333,7 @@ func (c *editCLI) tokenList(_ context.Context, args []string) error {
 	fmt.Fprintln(w, "NAME\tLOGIN\tSCOPES\tOWNER\tCREATED\tEXPIRES\tSTATE\tDESCRIPTION")
 	for _, t := range file.Tokens {
 		state := string(t.StateAt(now))
-		if t.StateAt(now) == tokens.Revoked {
+		if !t.Revoked.IsZero() {
 			state += " " + date(t.Revoked, "")
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, tokens.LoginName(t.Name), strings.Join(t.Scopes, " "),

@@ -16,7 +16,7 @@ import (
 // fileWith is a tokens file of one token name with secret, scopes and extra keys.
 func fileWith(t testing.TB, name, secret, scopes, extra string) *File {
 	t.Helper()
-	f, err := Parse([]byte(fmt.Sprintf("tokens:\n  - name: %s\n    sha256: %s\n    scopes: %s\n    created: 2026-12-01T00:00:00Z\n%s", name, digestOf(secret), scopes, extra)))
+	f, err := Parse([]byte(fmt.Sprintf("tokens:\n  - name: %s\n    sha256: %s\n    scopes: %s\n    created: 2026-12-01T00:00:00Z\n%s", name, digestOf(secret), scopes, extra)), "tokens.yaml")
 	if err != nil || len(f.Problems) > 0 {
 		t.Fatalf("%v %v", err, f.Problems)
 	}
@@ -81,7 +81,7 @@ func TestAuthenticatorChecks(t *testing.T) {
 // tokens"), beside BenchmarkBcryptCost10, what an htpasswd user's uncached check costs.
 func BenchmarkTokenCheck(b *testing.B) {
 	secret, _ := NewSecret()
-	f, err := Parse([]byte(fmt.Sprintf("tokens:\n  - name: ci\n    sha256: %s\n    scopes: [\"pull:**\"]\n    created: 2026-12-01T00:00:00Z\n", digestOf(secret))))
+	f, err := Parse([]byte(fmt.Sprintf("tokens:\n  - name: ci\n    sha256: %s\n    scopes: [\"pull:**\"]\n    created: 2026-12-01T00:00:00Z\n", digestOf(secret))), "tokens.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func BenchmarkThousandColdTokens(b *testing.B) {
 		fmt.Fprintf(&doc, "  - name: node-%d\n    sha256: %s\n    scopes: [\"pull:**\"]\n    created: 2026-12-01T00:00:00Z\n", i, digest)
 		secrets[i] = authn.Credential{User: LoginName(fmt.Sprintf("node-%d", i)), Password: []byte(secret)}
 	}
-	f, err := Parse([]byte(doc.String()))
+	f, err := Parse([]byte(doc.String()), "tokens.yaml")
 	if err != nil || len(f.Tokens) != 1000 {
 		b.Fatal(err)
 	}

@@ -95,10 +95,22 @@ func (f *File) Get(name string) *Token {
 // fields are a token's keys, in the order the file is written.
 var fields = []string{"name", "sha256", "scopes", "owner", "description", "created", "expires", "revoked"}
 
-// Parse reads a tokens file. An empty file has no tokens. Its error says why the file is not
-// a tokens file at all (with the line, where YAML gives one); a token that cannot be used is
-// left out and named in Problems instead.
-func Parse(data []byte) (*File, error) {
+// Parse reads the tokens file name (which names it in its error and Problems). An empty file
+// has no tokens. Its error says why the file is not a tokens file at all (with the line, where
+// YAML gives one); a token that cannot be used is left out and named in Problems instead.
+func Parse(data []byte, name string) (*File, error) {
+	f, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	for i := range f.Problems {
+		f.Problems[i].File = name
+	}
+	return f, nil
+}
+
+// parse is Parse without the file's name.
+func parse(data []byte) (*File, error) {
 	f := &File{byName: map[string]*Token{}}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -61,7 +61,7 @@ tokens:
     scopes: ["pull:x"]
     created: 2026-12-01T00:00:00Z
 `
-	f, err := Parse([]byte(data))
+	f, err := Parse([]byte(data), "tokens.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +110,12 @@ func TestParseRefusesWhatIsNoTokensFile(t *testing.T) {
 		{"tokens: []\n---\ntokens: []\n", "line 2: a second YAML document"},
 		{"tokens: []\n---\n[\n", "not a tokens file"},
 	} {
-		if _, err := Parse([]byte(tt.data)); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := Parse([]byte(tt.data), "tokens.yaml"); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%q): got %v, want an error with %q", tt.data, err, tt.want)
 		}
 	}
 	for _, empty := range []string{"", "# only a comment\n", "tokens: []\n"} {
-		if f, err := Parse([]byte(empty)); err != nil || len(f.Tokens) != 0 {
+		if f, err := Parse([]byte(empty), "tokens.yaml"); err != nil || len(f.Tokens) != 0 {
 			t.Errorf("Parse(%q): got %v, %v, want no tokens and no error", empty, f, err)
 		}
 	}
@@ -124,7 +124,7 @@ func TestParseRefusesWhatIsNoTokensFile(t *testing.T) {
 // TestEditsReadBack: what Bytes writes after each edit parses to the same tokens.
 func TestEditsReadBack(t *testing.T) {
 	t.Parallel()
-	f, err := Parse(nil)
+	f, err := Parse(nil, "tokens.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestEditsReadBack(t *testing.T) {
 	if err := f.Rotate("ci", d2, created); err != nil {
 		t.Fatal(err)
 	}
-	back, err := Parse(f.Bytes())
+	back, err := Parse(f.Bytes(), "tokens.yaml")
 	if err != nil || len(back.Problems) > 0 {
 		t.Fatalf("got %v, %v, want the file read back\n%s", err, back.Problems, f.Bytes())
 	}
@@ -154,7 +154,7 @@ func TestEditsReadBack(t *testing.T) {
 	if err := back.Revoke("ci", created.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	again, _ := Parse(back.Bytes())
+	again, _ := Parse(back.Bytes(), "tokens.yaml")
 	if r := again.Get("ci").Revoked; !r.Equal(created.Add(time.Hour)) {
 		t.Errorf("got revoked %v, want %v", r, created.Add(time.Hour))
 	}

@@ -11,11 +11,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("- a\n"))
 	f.Add([]byte("tokens: {a: b}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := Parse(data)
+		file, err := Parse(data, "tokens.yaml")
 		if err != nil {
 			return
 		}
-		back, err := Parse(file.Bytes())
+		back, err := Parse(file.Bytes(), "tokens.yaml")
 		if err != nil || len(back.Problems) > 0 || len(back.Tokens) != len(file.Tokens) {
 			t.Fatalf("the tokens read back: %v, problems %v, %d tokens, want %d\n%s", err, back.Problems, len(back.Tokens), len(file.Tokens), file.Bytes())
 		}

@@ -336,27 +336,19 @@ func (a kubeAPI) apply(o kubeObject) {
 	a.t.Helper()
 	body, err := json.Marshal(map[string]any(o))
 	must(a.t, err)
-	url := a.k.URL + a.path(o) + "?fieldManager=registry-auth-e2e&force=true&fieldValidation=Strict"
+	path := a.path(o) + "?fieldManager=registry-auth-e2e&force=true&fieldValidation=Strict"
 	var refused error
 	err = harness.WaitFor(a.ctx, time.Minute, func() error {
-		req, err := http.NewRequestWithContext(a.ctx, http.MethodPatch, url, bytes.NewReader(body))
-		if err != nil {
+		status, answer, err := a.k.Do(a.ctx, http.MethodPatch, path, "application/apply-patch+yaml", body)
+		switch {
+		case err != nil:
 			return err
-		}
-		req.Header.Set("Content-Type", "application/apply-patch+yaml")
-		resp, err := a.k.Client.Do(req)
-		if err != nil {
-			return err
-		}
-		answer, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusOK, http.StatusCreated:
+		case status == http.StatusOK || status == http.StatusCreated:
 			return nil
-		case http.StatusNotFound:
-			return fmt.Errorf("%s\n%s", resp.Status, answer)
+		case status == http.StatusNotFound:
+			return fmt.Errorf("%d\n%s", status, answer)
 		}
-		refused = fmt.Errorf("%s\n%s", resp.Status, answer)
+		refused = fmt.Errorf("%d\n%s", status, answer)
 		return nil // no retry: the refusal is the answer
 	})
 	if err == nil {
@@ -370,14 +362,11 @@ func (a kubeAPI) apply(o kubeObject) {
 // get reads the object at path.
 func (a kubeAPI) get(path string) map[string]any {
 	a.t.Helper()
-	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, a.k.URL+path, nil)
+	status, answer, err := a.k.Do(a.ctx, http.MethodGet, path, "", nil)
 	must(a.t, err)
-	resp, err := a.k.Client.Do(req)
-	must(a.t, err)
-	defer resp.Body.Close()
 	var o map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil || resp.StatusCode != http.StatusOK {
-		a.t.Fatalf("GET %s: %s %v", path, resp.Status, err)
+	if err := json.Unmarshal(answer, &o); err != nil || status != http.StatusOK {
+		a.t.Fatalf("GET %s: %d %v\n%s", path, status, err, answer)
 	}
 	return o
 }

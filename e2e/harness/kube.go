@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -184,6 +185,26 @@ type KubeAPIServer struct {
 // TLSConfig returns a new client configuration like Client's: it trusts
 // the CA and presents the administrator's certificate.
 func (k *KubeAPIServer) TLSConfig() *tls.Config { return k.tls.Clone() }
+
+// Do sends body (nil for none) with contentType ("" for none) to path as the administrator,
+// asking for JSON, and returns the answer's status and body.
+func (k *KubeAPIServer) Do(ctx context.Context, method, path, contentType string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, k.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.Client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
 
 // Stop stops kube-apiserver and then etcd, and returns the errors of both
 // (see Process.Stop); it does nothing for what was not started, and nothing
